@@ -1,0 +1,84 @@
+package events_test
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/patchbay/patchbay/events"
+)
+
+// benchPatch is a Skipcall patch of about 900 bytes.
+const benchPatch = `{"firstName":"Zoë","lastName":"Durand","email":"zoe.durand@example.com",` +
+	`"company":"Acme Industries International","city":"Paris","country":"France",` +
+	`"url":"https://www.acme-industries.example.com/about/team/zoe-durand",` +
+	`"linkedinUrl":"https://www.linkedin.com/in/zoe-durand-4a3b2c1d",` +
+	`"linkedinSalesUrl":"https://www.linkedin.com/sales/people/ACwAAAzoeDurand,NAME_SEARCH,abcd",` +
+	`"role":"Chief Technology Officer","allowPhoneCalls":true,` +
+	`"phoneNumbers":["+33612345678","+33698765432","+14155550100"],` +
+	`"customFields":{"industry":"Technology","team_size":"50-100","lead_source":"webinar",` +
+	`"lifecycle_stage":"marketing_qualified_lead","preferred_language":"fr","timezone":"Europe/Paris",` +
+	`"last_campaign":"2024-spring-product-launch","account_owner":"jean.martin@example.com",` +
+	`"notes":"Met at the Paris tech summit; interested in the enterprise plan and SSO integration."}}`
+
+// benchEvent returns a ~1 KiB Skipcall event with id i.
+func benchEvent(i int) string {
+	return `{"id":"evt-` + strconv.Itoa(i) + `-2f1c9a7e","target":"skipcall","contact_id":"` + uuidUpper +
+		`","occurred_at":"2024-05-01T12:00:00.123456Z","patch":` + benchPatch + `}`
+}
+
+func BenchmarkDecodeRequest(b *testing.B) {
+	items := make([]string, 100)
+	for i := range items {
+		items[i] = benchEvent(i)
+	}
+	cases := []struct {
+		name string
+		body []byte
+	}{
+		{"single", []byte(benchEvent(0))},
+		{"batch100", []byte("[" + strings.Join(items, ",") + "]")},
+	}
+	for _, bc := range cases {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(bc.body)))
+			for b.Loop() {
+				if _, _, err := events.DecodeRequest(bc.body, "", events.Limits{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func BenchmarkDecode(b *testing.B) {
+	evs, _, err := events.DecodeRequest([]byte(benchEvent(0)), "", events.Limits{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	data, err := evs[0].Marshal()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		if _, err := events.Decode(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkMarshal(b *testing.B) {
+	evs, _, err := events.DecodeRequest([]byte(benchEvent(0)), "", events.Limits{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := evs[0].Marshal(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

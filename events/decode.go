@@ -1,0 +1,323 @@
+package events
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+)
+
+// DefaultMaxBatch is the batch limit used when Limits.MaxBatch is not
+// positive.
+const DefaultMaxBatch = 1000
+
+// Limits bound what DecodeRequest accepts.
+type Limits struct {
+	// MaxBatch is the most events one array may hold; <= 0 means
+	// DefaultMaxBatch.
+	MaxBatch int
+}
+
+// maxBatch returns the effective batch limit.
+func (l Limits) maxBatch() int {
+	if l.MaxBatch <= 0 {
+		return DefaultMaxBatch
+	}
+	return l.MaxBatch
+}
+
+// DecodeRequest parses an ingest request body holding one event object or a
+// JSON array of event objects, and validates every event.
+//
+// headerID (from the webhook-id or Idempotency-Key header, may be "")
+// supplies the id of a single event whose "id" is missing; if both are
+// present and differ, that is a problem on "id". headerID is ignored for an
+// array: each element needs its own id, and ids must be distinct within the
+// array (a repeat is reported on the later event's "id").
+//
+// It returns the validated events, with contact ids canonicalised and
+// patches compacted into new memory (they do not alias body), and whether
+// the body was an array. The error either wraps ErrMalformed (body not valid
+// JSON or UTF-8, holding unpaired surrogate escapes, or not an object or
+// array of objects; the message gives the offset or element) or is a
+// *ValidationError listing every problem of every event: a batch is
+// accepted or rejected as a whole. An empty array and an array of more than
+// lim.MaxBatch events are problems with Index 0 and Field "".
+func DecodeRequest(body []byte, headerID string, lim Limits) ([]Event, bool, error) {
+	b := trimSpace(body)
+	if err := checkJSON(b); err != nil {
+		return nil, false, err
+	}
+	switch b[0] {
+	case '{':
+		c := collector{}
+		e := decodeEvent(&c, b, headerID, true)
+		if c.errs != nil {
+			return nil, false, newValidationError(c.errs)
+		}
+		return []Event{e}, false, nil
+	case '[':
+		evs, err := decodeBatch(b, lim.maxBatch())
+		return evs, true, err
+	}
+	return nil, false, fmt.Errorf("%w: body must be an object or an array of objects, not %s", ErrMalformed, kindOf(b))
+}
+
+// decodeBatch decodes and validates the events of arr, a valid JSON array.
+func decodeBatch(arr []byte, maxBatch int) ([]Event, error) {
+	n := 0
+	for it := newElements(arr); ; n++ {
+		el, ok := it.next()
+		if !ok {
+			break
+		}
+		if k := kindOf(el); k != kindObject {
+			return nil, fmt.Errorf("%w: element %d of the array is %s, not an object", ErrMalformed, n, k)
+		}
+	}
+	switch {
+	case n == 0:
+		return nil, newValidationError([]FieldError{{Field: "", Reason: "batch must hold at least one event"}})
+	case n > maxBatch:
+		reason := "batch holds " + strconv.Itoa(n) + " events; the limit is " + strconv.Itoa(maxBatch)
+		return nil, newValidationError([]FieldError{{Field: "", Reason: reason}})
+	}
+	evs := make([]Event, 0, n)
+	first := make(map[string]int, n)
+	c := collector{}
+	it := newElements(arr)
+	for i := 0; i < n; i++ {
+		el, _ := it.next()
+		c.index = i
+		before := len(c.errs)
+		e := decodeEvent(&c, el, "", false)
+		if e.ID != "" && !hasField(c.errs[before:], nameID) {
+			if j, dup := first[e.ID]; dup {
+				c.add(nameID, "repeats the id of event "+strconv.Itoa(j))
+			} else {
+				first[e.ID] = i
+			}
+		}
+		evs = append(evs, e)
+	}
+	if c.errs != nil {
+		return nil, newValidationError(c.errs)
+	}
+	return evs, nil
+}
+
+// Decode strictly decodes and validates one stored event, as the worker
+// reads it from the stream. Its errors wrap ErrInvalid: a message that is not
+// a valid JSON object also wraps ErrMalformed, and one that fails validation
+// is a *ValidationError.
+func Decode(data []byte) (Event, error) {
+	b := trimSpace(data)
+	if err := checkJSON(b); err != nil {
+		return Event{}, fmt.Errorf("%w: %w", ErrInvalid, err)
+	}
+	if k := kindOf(b); k != kindObject {
+		return Event{}, fmt.Errorf("%w: %w: event must be an object, not %s", ErrInvalid, ErrMalformed, k)
+	}
+	c := collector{}
+	e := decodeEvent(&c, b, "", false)
+	if c.errs != nil {
+		return Event{}, newValidationError(c.errs)
+	}
+	return e, nil
+}
+
+// checkJSON returns an error wrapping ErrMalformed unless b is one valid
+// JSON value in valid UTF-8 without unpaired surrogate escapes.
+func checkJSON(b []byte) error {
+	if len(b) == 0 {
+		return fmt.Errorf("%w: empty body", ErrMalformed)
+	}
+	if !utf8.Valid(b) {
+		off := 0
+		for off < len(b) {
+			r, size := utf8.DecodeRune(b[off:])
+			if r == utf8.RuneError && size <= 1 {
+				break
+			}
+			off += size
+		}
+		return fmt.Errorf("%w: invalid UTF-8 at offset %d", ErrMalformed, off)
+	}
+	if !json.Valid(b) {
+		var raw json.RawMessage
+		err := json.Unmarshal(b, &raw)
+		var se *json.SyntaxError
+		if errors.As(err, &se) {
+			return fmt.Errorf("%w: %s at offset %d", ErrMalformed, se.Error(), se.Offset)
+		}
+		return fmt.Errorf("%w: %w", ErrMalformed, err)
+	}
+	if off := unpairedSurrogate(b); off >= 0 {
+		return fmt.Errorf("%w: unpaired UTF-16 surrogate escape at offset %d", ErrMalformed, off)
+	}
+	return nil
+}
+
+// decodeEvent decodes obj, a valid JSON object, into an Event and validates
+// it, recording problems in c. If single, headerID may supply the id.
+func decodeEvent(c *collector, obj []byte, headerID string, single bool) Event {
+	var (
+		e          Event
+		seen, bad  fieldSet
+		contactRaw []byte
+	)
+	it := newMembers(obj)
+	for {
+		k, v, ok := it.next()
+		if !ok {
+			break
+		}
+		name := keyBytes(k)
+		f := envelopeField(name)
+		if f == 0 {
+			c.add(string(name), "unknown field")
+			continue
+		}
+		if seen&f != 0 {
+			c.add(string(name), "duplicate field")
+			bad |= f
+			continue
+		}
+		seen |= f
+		switch f {
+		case fID:
+			e.ID, ok = stringField(c, nameID, v)
+		case fTarget:
+			var s string
+			s, ok = stringField(c, nameTarget, v)
+			e.Target = Target(s)
+		case fContactID:
+			contactRaw = v
+		case fOccurredAt:
+			e.OccurredAt, ok = timeField(c, v)
+		case fPatch:
+			if kd := kindOf(v); kd != kindObject {
+				c.add(namePatch, "must be an object, not "+kd.String())
+				ok = false
+			} else {
+				e.Patch = compact(v)
+			}
+		case fStructure:
+			e.Structure, ok = stringField(c, nameStructure, v)
+			if ok && e.Structure == "" {
+				c.add(nameStructure, `must be "FLAT" or "NESTED"`)
+				ok = false
+			}
+		}
+		if !ok {
+			bad |= f
+		}
+	}
+	if contactRaw != nil && bad&fContactID == 0 {
+		var ok bool
+		e.ContactID, ok = contactIDField(c, e.Target, contactRaw)
+		if !ok {
+			bad |= fContactID
+		}
+	}
+	if single && headerID != "" {
+		switch {
+		case seen&fID == 0:
+			e.ID = headerID
+		case bad&fID == 0 && e.ID != headerID:
+			c.add(nameID, "differs from the id in the webhook-id or Idempotency-Key header")
+			bad |= fID
+		}
+	}
+	e.validate(c, bad, true)
+	return e
+}
+
+// envelopeField returns the bit of the envelope field name, or 0.
+func envelopeField(name []byte) fieldSet {
+	switch string(name) {
+	case nameID:
+		return fID
+	case nameTarget:
+		return fTarget
+	case nameContactID:
+		return fContactID
+	case nameOccurredAt:
+		return fOccurredAt
+	case namePatch:
+		return fPatch
+	case nameStructure:
+		return fStructure
+	}
+	return 0
+}
+
+// stringField returns the string v holds, or records a problem on field.
+func stringField(c *collector, field string, v []byte) (string, bool) {
+	if k := kindOf(v); k != kindString {
+		c.add(field, "must be a string, not "+k.String())
+		return "", false
+	}
+	s, _ := unquote(v)
+	return s, true
+}
+
+// timeField returns the RFC 3339 time v holds, or records a problem on
+// occurred_at.
+func timeField(c *collector, v []byte) (time.Time, bool) {
+	s, ok := stringField(c, nameOccurredAt, v)
+	if !ok {
+		return time.Time{}, false
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		c.add(nameOccurredAt, "must be an RFC 3339 timestamp such as 2024-05-01T12:00:00Z")
+		return time.Time{}, false
+	}
+	return t, true
+}
+
+// contactIDField returns the contact id v holds for target, or records a
+// type problem on contact_id: RevyOps ids may be JSON numbers, Skipcall ids
+// must be strings. Values are checked later, by validate.
+func contactIDField(c *collector, target Target, v []byte) (string, bool) {
+	switch k := kindOf(v); {
+	case k == kindString:
+		s, _ := unquote(v)
+		return s, true
+	case k == kindNumber && target != TargetSkipcall:
+		return string(v), true
+	case target == TargetSkipcall:
+		c.add(nameContactID, "must be a string, not "+k.String())
+	case target == TargetRevyOps:
+		c.add(nameContactID, "must be an integer or a string of digits, not "+k.String())
+	default:
+		c.add(nameContactID, "must be a string or an integer, not "+k.String())
+	}
+	return "", false
+}
+
+// hasField reports whether errs holds a problem on field.
+func hasField(errs []FieldError, field string) bool {
+	for _, f := range errs {
+		if f.Field == field {
+			return true
+		}
+	}
+	return false
+}
+
+// newValidationError sorts errs by Index then Field and wraps them.
+func newValidationError(errs []FieldError) *ValidationError {
+	slices.SortStableFunc(errs, func(a, b FieldError) int {
+		if a.Index != b.Index {
+			return a.Index - b.Index
+		}
+		return strings.Compare(a.Field, b.Field)
+	})
+	return &ValidationError{Errors: errs}
+}

@@ -1,0 +1,131 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/patchbay/patchbay/processor"
+	"github.com/patchbay/patchbay/processor/sandbox"
+	"github.com/patchbay/patchbay/stream"
+)
+
+// DevConfig configures dev mode (environment prefix PATCHBAY_DEV_): an
+// embedded JetStream server, both sandbox providers, ingest and workers in
+// one process on loopback.
+type DevConfig struct {
+	DataDir      string `envconfig:"DATA_DIR" default:".patchbay" desc:"where the embedded JetStream server keeps its files"`
+	NATSPort     int    `envconfig:"NATS_PORT" default:"4222" desc:"embedded NATS port on 127.0.0.1 (-1: any free port)"`
+	IngestAddr   string `envconfig:"INGEST_ADDR" default:"127.0.0.1:8080" desc:"ingest listen address"`
+	RevyOpsAddr  string `envconfig:"REVYOPS_ADDR" default:"127.0.0.1:8081" desc:"sandbox RevyOps listen address"`
+	SkipcallAddr string `envconfig:"SKIPCALL_ADDR" default:"127.0.0.1:8082" desc:"sandbox Skipcall listen address"`
+	AdminAddr    string `envconfig:"ADMIN_ADDR" default:"127.0.0.1:9090" desc:"metrics and pprof listen address"`
+	Token        string `envconfig:"TOKEN" default:"dev-token-not-a-secret" desc:"bearer token ingest accepts in dev mode"`
+	SkipcallRate int    `envconfig:"SKIPCALL_RATE_PER_MINUTE" default:"1000" desc:"sandbox Skipcall rate limit per key (EXPERT plan)"`
+}
+
+// Dev sandbox credentials, printed at start.
+const (
+	DevSkipcallKey = "sk_test_patchbay_dev"
+	DevRevyOpsKey  = "revyops-dev-key"
+)
+
+// RunDev runs the whole pipeline in this process until ctx is done. It is
+// the README's first command.
+func RunDev(ctx context.Context, log *slog.Logger, dev DevConfig, wcfg WorkerConfig, icfg IngestConfig) error {
+	dir, err := filepath.Abs(filepath.Join(dev.DataDir, "nats"))
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	emb, err := stream.RunEmbedded(stream.EmbeddedConfig{StoreDir: dir, Port: dev.NATSPort})
+	if err != nil {
+		return err
+	}
+	defer emb.Shutdown()
+	log.Info("embedded NATS JetStream", "url", emb.ClientURL(), "store", dir)
+
+	rv, err := sandbox.NewRevyOps(sandbox.RevyOpsConfig{APIKeys: []string{DevRevyOpsKey}, AutoCreate: true})
+	if err != nil {
+		return err
+	}
+	sk, err := sandbox.NewSkipcall(sandbox.SkipcallConfig{APIKeys: []string{DevSkipcallKey}, RatePerMinute: dev.SkipcallRate, AutoCreate: true})
+	if err != nil {
+		return err
+	}
+	rvLn, err := net.Listen("tcp", dev.RevyOpsAddr)
+	if err != nil {
+		return fmt.Errorf("sandbox revyops: %w", err)
+	}
+	skLn, err := net.Listen("tcp", dev.SkipcallAddr)
+	if err != nil {
+		return fmt.Errorf("sandbox skipcall: %w", err)
+	}
+	ingLn, err := net.Listen("tcp", dev.IngestAddr)
+	if err != nil {
+		return fmt.Errorf("ingest: %w", err)
+	}
+
+	scfg := wcfg.Stream
+	scfg.URL = emb.ClientURL()
+	wcfg.Stream, icfg.Stream = scfg, scfg
+	wcfg.RevyOps.BaseURL = "http://" + rvLn.Addr().String()
+	wcfg.RevyOps.APIKey = processor.Secret(DevRevyOpsKey)
+	wcfg.Skipcall.BaseURL = "http://" + skLn.Addr().String()
+	wcfg.Skipcall.APIKey = processor.Secret(DevSkipcallKey)
+	wcfg.Skipcall.RatePerMinute = dev.SkipcallRate
+	icfg.Ingest.Tokens = append(icfg.Ingest.Tokens, dev.Token)
+
+	nc, js, err := connect(ctx, log, scfg, "patchbay-dev")
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	targets, err := NewProviders(wcfg)
+	if err != nil {
+		return err
+	}
+	reg := newRegistry()
+	w, err := processor.New(wcfg.Worker, processor.Deps{JS: js, Conn: nc, Stream: scfg, Targets: targets, Logger: log.With("service", "worker"), Registerer: reg})
+	if err != nil {
+		return err
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	sandboxServer := func(h http.Handler) *http.Server {
+		return &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	}
+	g.Go(func() error { return serve(gctx, log, "sandbox-revyops", sandboxServer(rv), rvLn, time.Second) })
+	g.Go(func() error { return serve(gctx, log, "sandbox-skipcall", sandboxServer(sk), skLn, time.Second) })
+	g.Go(func() error {
+		return runIngestOn(gctx, log.With("service", "ingest"), icfg, js, ingLn, reg, false, nil)
+	})
+	g.Go(func() error { return w.Run(gctx) })
+	g.Go(func() error { return serveAdmin(gctx, log, dev.AdminAddr, reg) })
+
+	fmt.Fprintf(os.Stderr, `
+patchbay dev is running (Ctrl-C to stop)
+  ingest:            http://%s/v1/events   (Authorization: Bearer %s)
+  sandbox RevyOps:   http://%s   (X-API-Key: %s)
+  sandbox Skipcall:  http://%s   (Authorization: Bearer %s)
+  NATS JetStream:    %s   (streams %s, %s)
+  metrics, pprof:    http://%s/metrics
+`, ingLn.Addr(), dev.Token, rvLn.Addr(), DevRevyOpsKey, skLn.Addr(), DevSkipcallKey, emb.ClientURL(), scfg.EventsStream, scfg.DLQStream, dev.AdminAddr)
+
+	err = g.Wait()
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	return err
+}
+

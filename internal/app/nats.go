@@ -1,0 +1,58 @@
+// Package app wires patchbay's parts into runnable services: ingest, worker,
+// and the all-in-one dev mode. The cmd packages only load configuration and
+// handle signals; tests reuse these functions.
+package app
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/cenkalti/backoff/v4"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/patchbay/patchbay/stream"
+)
+
+// connect dials NATS and ensures the streams, retrying with backoff for up
+// to a minute so that a service started before NATS does not crash-loop.
+func connect(ctx context.Context, log *slog.Logger, scfg stream.Config, name string) (*nats.Conn, jetstream.JetStream, error) {
+	if scfg.URL == "" {
+		return nil, nil, fmt.Errorf("PATCHBAY_NATS_URL is not set (use 'patchbay dev' for an embedded server)")
+	}
+	var nc *nats.Conn
+	var js jetstream.JetStream
+	op := func() error {
+		var err error
+		if nc == nil {
+			nc, err = stream.Connect(ctx, scfg.URL, scfg.CredsFile, name,
+				nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("NATS disconnected", "err", err) }),
+				nats.ReconnectHandler(func(c *nats.Conn) { log.Info("NATS reconnected", "url", c.ConnectedUrlRedacted()) }))
+			if err != nil {
+				log.Warn("NATS not reachable yet", "err", err)
+				return err
+			}
+		}
+		js, err = jetstream.New(nc)
+		if err != nil {
+			return err
+		}
+		ectx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if err := stream.Ensure(ectx, js, scfg); err != nil {
+			log.Warn("JetStream streams not ready yet", "err", err)
+			return err
+		}
+		return nil
+	}
+	b := backoff.WithContext(backoff.NewExponentialBackOff(backoff.WithMaxElapsedTime(time.Minute)), ctx)
+	if err := backoff.Retry(op, b); err != nil {
+		if nc != nil {
+			nc.Close()
+		}
+		return nil, nil, fmt.Errorf("connect to NATS: %w", err)
+	}
+	return nc, js, nil
+}

@@ -1,0 +1,64 @@
+package processor
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"time"
+)
+
+// MaxResponseBody bounds how much of a provider response is read.
+const MaxResponseBody = 64 << 10
+
+// Response is a provider's answer, body bounded by MaxResponseBody.
+type Response struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+// Send performs req with c and reads at most MaxResponseBody bytes of the
+// answer, draining a bounded remainder so the connection can be reused.
+// Transport errors are classified with TransportError.
+func Send(ctx context.Context, c *http.Client, req *http.Request) (Response, error) {
+	resp, err := c.Do(req.WithContext(ctx))
+	if err != nil {
+		return Response{}, TransportError(ctx, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBody))
+	if err != nil {
+		return Response{}, TransportError(ctx, err)
+	}
+	_, _ = io.CopyN(io.Discard, resp.Body, 4*MaxResponseBody)
+	return Response{Status: resp.StatusCode, Header: resp.Header, Body: body}, nil
+}
+
+// Excerpt returns at most n bytes of b as a string.
+func Excerpt(b []byte, n int) string {
+	if len(b) > n {
+		b = b[:n]
+	}
+	return string(b)
+}
+
+// NewHTTPClient returns an HTTP client for one provider: a per-request
+// timeout and enough idle connections for the worker's concurrency.
+func NewHTTPClient(timeout time.Duration, conns int) *http.Client {
+	if conns < 2 {
+		conns = 2
+	}
+	tr := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          conns * 2,
+		MaxIdleConnsPerHost:   conns,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   5 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		ResponseHeaderTimeout: timeout,
+	}
+	return &http.Client{Transport: tr, Timeout: timeout}
+}

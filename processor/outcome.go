@@ -1,0 +1,170 @@
+// Package processor delivers stored events to the contact providers: it
+// consumes the events stream, applies each event as a PATCH through a
+// Provider, classifies the outcome, retries with backoff, respects each
+// provider's rate limit, and dead-letters what can never succeed.
+//
+// The provider clients live in processor/revyops and processor/skipcall; the
+// in-process fakes of both providers live in processor/sandbox.
+package processor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/patchbay/patchbay/events"
+)
+
+// Class is what an outcome means for the event.
+type Class int
+
+// The outcome classes. Every provider response and transport error maps to
+// exactly one, per provider, in that provider's client.
+const (
+	// ClassTransient: may succeed later (network error, timeout, 5xx).
+	// Retried with exponential backoff, bounded by attempts and age.
+	ClassTransient Class = iota + 1
+	// ClassRateLimited: the provider refused for now (429). The event waits
+	// until the limit resets; the wait does not use up an attempt.
+	ClassRateLimited
+	// ClassPermanent: can never succeed as it is (400, 404, 409, RevyOps 401).
+	// Dead-lettered at once.
+	ClassPermanent
+	// ClassCredentials: our key is bad or the plan does not allow the call
+	// (Skipcall 401/403, RevyOps 403). Not the event's fault: the target is
+	// paused and the event retried slowly; it is never dead-lettered for this.
+	ClassCredentials
+)
+
+// String names the class as it appears in logs and metrics.
+func (c Class) String() string {
+	switch c {
+	case ClassTransient:
+		return "transient"
+	case ClassRateLimited:
+		return "rate_limited"
+	case ClassPermanent:
+		return "permanent"
+	case ClassCredentials:
+		return "credentials"
+	}
+	return fmt.Sprintf("class(%d)", int(c))
+}
+
+// Error is a classified delivery failure returned by a Provider.
+type Error struct {
+	Class   Class
+	Status  int       // HTTP status, 0 for transport errors
+	Code    string    // provider error code (Skipcall error.code), if any
+	Message string    // provider error message, if any
+	Excerpt string    // bounded excerpt of the response body
+	RetryAt time.Time // for ClassRateLimited: when the limit resets (zero: unknown)
+	Err     error     // underlying transport error, if any
+}
+
+// Error describes the failure.
+func (e *Error) Error() string {
+	s := e.Class.String()
+	if e.Status != 0 {
+		s += fmt.Sprintf(": HTTP %d", e.Status)
+	}
+	if e.Code != "" {
+		s += " " + e.Code
+	}
+	if e.Message != "" {
+		s += ": " + e.Message
+	}
+	if e.Err != nil {
+		s += ": " + e.Err.Error()
+	}
+	return s
+}
+
+// Unwrap returns the underlying transport error.
+func (e *Error) Unwrap() error { return e.Err }
+
+// ClassOf returns the class of err: the Class of an *Error in its chain, and
+// ClassTransient for anything else (an unclassified error is worth retrying,
+// bounded by the attempt and age limits).
+func ClassOf(err error) Class {
+	var pe *Error
+	if errors.As(err, &pe) {
+		return pe.Class
+	}
+	return ClassTransient
+}
+
+// Result describes a successful delivery.
+type Result struct {
+	// Status is the HTTP status the provider answered.
+	Status int
+	// PauseUntil, when non-zero, says the provider's rate-limit window is
+	// used up: send nothing more before then.
+	PauseUntil time.Time
+}
+
+// Provider applies one event at one contact provider. Patch returns a nil
+// error when the change is applied, and otherwise an error for which ClassOf
+// tells what to do (providers return *Error).
+type Provider interface {
+	Patch(ctx context.Context, ev *events.Event) (Result, error)
+}
+
+// StatusClass buckets an HTTP status for metric labels ("2xx", "4xx", ...,
+// "error" for no response).
+func StatusClass(status int) string {
+	switch {
+	case status == 0:
+		return "error"
+	case status < 200 || status > 599:
+		return "other"
+	default:
+		return string(rune('0'+status/100)) + "xx"
+	}
+}
+
+// TransportError classifies an error from http.Client.Do: a cancelled parent
+// context is returned as is (the caller is shutting down), anything else is
+// transient.
+func TransportError(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return &Error{Class: ClassTransient, Err: err}
+}
+
+// RetryAfter reads a Retry-After header (seconds or HTTP date) relative to now.
+func RetryAfter(h http.Header, now time.Time) time.Time {
+	v := h.Get("Retry-After")
+	if v == "" {
+		return time.Time{}
+	}
+	var secs int
+	if _, err := fmt.Sscanf(v, "%d", &secs); err == nil && secs >= 0 {
+		return now.Add(time.Duration(secs) * time.Second)
+	}
+	if t, err := http.ParseTime(v); err == nil {
+		return t
+	}
+	return time.Time{}
+}
+
+// Secret is a credential read from the environment. It never prints itself.
+type Secret string
+
+// String redacts the secret.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return "[redacted]"
+}
+
+// LogValue redacts the secret in structured logs.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// Reveal returns the secret's value, for the one place that sends it.
+func (s Secret) Reveal() string { return string(s) }

@@ -1,0 +1,125 @@
+// Package revyops is the client for RevyOps' contact API:
+// PATCH /public/v2/contacts/{contact_id}?structure=FLAT|NESTED.
+package revyops
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/patchbay/patchbay/events"
+	"github.com/patchbay/patchbay/processor"
+)
+
+// Config configures the RevyOps client (environment prefix PATCHBAY_REVYOPS_).
+// The seed documentation does not state RevyOps' auth scheme, so the header
+// name and value format are configurable.
+type Config struct {
+	BaseURL       string           `envconfig:"BASE_URL" desc:"RevyOps API base URL (required outside dev mode)"`
+	APIKey        processor.Secret `envconfig:"API_KEY" desc:"RevyOps API key"`
+	AuthHeader    string           `envconfig:"AUTH_HEADER" default:"X-API-Key" desc:"header that carries the RevyOps key"`
+	AuthFormat    string           `envconfig:"AUTH_FORMAT" default:"%s" desc:"format of that header's value, %s is the key (e.g. 'Token %s')"`
+	RatePerMinute int              `envconfig:"RATE_PER_MINUTE" default:"0" desc:"client-side request limit per minute (0: none)"`
+	Timeout       time.Duration    `envconfig:"TIMEOUT" default:"10s" desc:"timeout of one PATCH"`
+}
+
+// Validate reports a missing or malformed setting.
+func (c Config) Validate() error {
+	u, err := url.Parse(c.BaseURL)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return fmt.Errorf("revyops: base URL %q is not an http(s) URL", c.BaseURL)
+	}
+	if c.APIKey == "" {
+		return fmt.Errorf("revyops: API key is empty")
+	}
+	if c.AuthHeader == "" || strings.Count(c.AuthFormat, "%s") != 1 {
+		return fmt.Errorf("revyops: auth header must be set and auth format must contain %%s once")
+	}
+	if c.Timeout <= 0 {
+		return fmt.Errorf("revyops: timeout must be positive")
+	}
+	return nil
+}
+
+// Client sends contact patches to RevyOps.
+type Client struct {
+	base      string
+	header    string
+	authValue string
+	http      *http.Client
+	now       func() time.Time
+}
+
+// New returns a Client; hc may be nil for a default client sized for conns
+// concurrent requests.
+func New(cfg Config, hc *http.Client, conns int) (*Client, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if hc == nil {
+		hc = processor.NewHTTPClient(cfg.Timeout, conns)
+	}
+	return &Client{
+		base:      strings.TrimRight(cfg.BaseURL, "/"),
+		header:    cfg.AuthHeader,
+		authValue: fmt.Sprintf(cfg.AuthFormat, cfg.APIKey.Reveal()),
+		http:      hc,
+		now:       time.Now,
+	}, nil
+}
+
+// Patch applies ev at RevyOps. It returns a *processor.Error classified per
+// the RevyOps documentation: 400, 401 ("company does not belong to this
+// client": a data error), 404 and 409 are permanent; 403 (missing or invalid
+// key) is a credential failure; 429 is rate limited; 5xx and transport
+// errors are transient.
+func (c *Client) Patch(ctx context.Context, ev *events.Event) (processor.Result, error) {
+	u := c.base + "/public/v2/contacts/" + ev.ContactID
+	if ev.Structure != "" {
+		u += "?structure=" + ev.Structure
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPatch, u, bytes.NewReader(ev.Patch))
+	if err != nil {
+		return processor.Result{}, &processor.Error{Class: processor.ClassPermanent, Err: err}
+	}
+	req.Header.Set(c.header, c.authValue)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	resp, err := processor.Send(ctx, c.http, req)
+	if err != nil {
+		return processor.Result{}, err
+	}
+	return Classify(resp, c.now())
+}
+
+// Classify maps a RevyOps response to a Result or a classified error.
+func Classify(resp processor.Response, now time.Time) (processor.Result, error) {
+	if resp.Status >= 200 && resp.Status < 300 {
+		return processor.Result{Status: resp.Status}, nil
+	}
+	e := &processor.Error{Status: resp.Status, Excerpt: processor.Excerpt(resp.Body, 1024)}
+	var body struct {
+		Detail string `json:"detail"`
+		Code   string `json:"code"`
+	}
+	if json.Unmarshal(resp.Body, &body) == nil {
+		e.Message, e.Code = body.Detail, body.Code
+	}
+	switch {
+	case resp.Status == http.StatusTooManyRequests:
+		e.Class = processor.ClassRateLimited
+		e.RetryAt = processor.RetryAfter(resp.Header, now)
+	case resp.Status == http.StatusForbidden:
+		e.Class = processor.ClassCredentials
+	case resp.Status == http.StatusRequestTimeout, resp.Status >= 500:
+		e.Class = processor.ClassTransient
+	default: // 400, 401 (company not ours), 404, 409, other 4xx.
+		e.Class = processor.ClassPermanent
+	}
+	return processor.Result{}, e
+}

@@ -1,0 +1,87 @@
+package skipcall_test
+
+import (
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/patchbay/patchbay/processor"
+	"github.com/patchbay/patchbay/processor/skipcall"
+)
+
+func TestClassify(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	reset := now.Add(42 * time.Second)
+	hdr := func(kv ...string) http.Header {
+		h := http.Header{}
+		for i := 0; i < len(kv); i += 2 {
+			h.Set(kv[i], kv[i+1])
+		}
+		return h
+	}
+	cases := []struct {
+		name    string
+		status  int
+		header  http.Header
+		body    string
+		class   processor.Class // 0: success
+		code    string
+		retryAt time.Time
+		pause   time.Time
+	}{
+		{"200 applied", 200, nil, `{}`, 0, "", time.Time{}, time.Time{}},
+		{"200 with window used up pauses", 200, hdr("X-RateLimit-Remaining", "0", "X-RateLimit-Reset", "1800000042"), `{}`, 0, "", time.Time{}, reset},
+		{"400 permanent", 400, nil, `{"error":{"code":"BAD_REQUEST","message":"firstName too long","status":400}}`, processor.ClassPermanent, "BAD_REQUEST", time.Time{}, time.Time{}},
+		{"401 bad key is credentials, not the event", 401, nil, `{"error":{"code":"UNAUTHORIZED","message":"Invalid or revoked API key","status":401}}`, processor.ClassCredentials, "UNAUTHORIZED", time.Time{}, time.Time{}},
+		{"403 plan not eligible is credentials", 403, nil, `{"error":{"code":"PLAN_NOT_ELIGIBLE","message":"x","status":403}}`, processor.ClassCredentials, "PLAN_NOT_ELIGIBLE", time.Time{}, time.Time{}},
+		{"404 permanent", 404, nil, ``, processor.ClassPermanent, "", time.Time{}, time.Time{}},
+		{"429 waits for reset", 429, hdr("X-RateLimit-Reset", "1800000042"), `{"error":{"code":"RATE_LIMIT_EXCEEDED"}}`, processor.ClassRateLimited, "RATE_LIMIT_EXCEEDED", reset, time.Time{}},
+		{"429 later Retry-After wins", 429, hdr("X-RateLimit-Reset", "1800000042", "Retry-After", "60"), ``, processor.ClassRateLimited, "", now.Add(time.Minute), time.Time{}},
+		{"500 transient", 500, nil, `not json`, processor.ClassTransient, "", time.Time{}, time.Time{}},
+		{"503 transient", 503, nil, ``, processor.ClassTransient, "", time.Time{}, time.Time{}},
+		{"408 transient", 408, nil, ``, processor.ClassTransient, "", time.Time{}, time.Time{}},
+		{"422 permanent", 422, nil, ``, processor.ClassPermanent, "", time.Time{}, time.Time{}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			h := tc.header
+			if h == nil {
+				h = http.Header{}
+			}
+			res, err := skipcall.Classify(processor.Response{Status: tc.status, Header: h, Body: []byte(tc.body)}, now)
+			if tc.class == 0 {
+				if err != nil {
+					t.Fatalf("error %v", err)
+				}
+				if !res.PauseUntil.Equal(tc.pause) {
+					t.Fatalf("pause %v, want %v", res.PauseUntil, tc.pause)
+				}
+				return
+			}
+			if got := processor.ClassOf(err); got != tc.class {
+				t.Fatalf("class %v, want %v", got, tc.class)
+			}
+			pe := err.(*processor.Error)
+			if pe.Status != tc.status || pe.Code != tc.code || !pe.RetryAt.Equal(tc.retryAt) {
+				t.Fatalf("error %+v", pe)
+			}
+		})
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	ok := skipcall.Config{BaseURL: "https://api-public.skipcall.app", APIKey: "sk_live_abc", Timeout: time.Second}
+	if err := ok.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	bad := ok
+	bad.APIKey = "pk_live_abc"
+	if bad.Validate() == nil {
+		t.Fatal("a key without sk_live_/sk_test_ must be refused")
+	}
+	bad = ok
+	bad.BaseURL = "ftp://x"
+	if bad.Validate() == nil {
+		t.Fatal("a non-http base URL must be refused")
+	}
+}

@@ -1,0 +1,284 @@
+package processor_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/patchbay/patchbay/dlq"
+	"github.com/patchbay/patchbay/internal/pbtest"
+	"github.com/patchbay/patchbay/processor/sandbox"
+)
+
+const waitFor = 15 * time.Second
+
+func skipEvent(id, contact string, patch map[string]any) map[string]any {
+	return map[string]any{"id": id, "target": "skipcall", "contact_id": contact, "occurred_at": "2026-11-25T10:00:00Z", "patch": patch}
+}
+
+func revEvent(id string, contact int64, patch map[string]any) map[string]any {
+	return map[string]any{"id": id, "target": "revyops", "contact_id": contact, "occurred_at": "2026-11-25T10:00:00Z", "patch": patch, "structure": "FLAT"}
+}
+
+// dlqLetters returns the dead letters in the stack's DLQ stream.
+func dlqLetters(t *testing.T, s *pbtest.Stack) []dlq.Letter {
+	t.Helper()
+	ls, err := dlq.NewStore(s.JS, s.Stream.DLQStream, s.Stream.SubjectPrefix).List(context.Background(), "", 1000)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ls
+}
+
+func TestDeliversToBothProviders(t *testing.T) {
+	s := pbtest.Start(t, pbtest.Options{})
+	uuid := "0b7e4c6a-1f2d-4e3a-9b8c-7d6e5f4a3b2c"
+	s.Skipcall.PutContact(uuid, map[string]any{"firstName": "Old", "lastName": "Name"})
+	s.RevyOps.PutContact(42, map[string]any{"first_name": "Old", "last_name": "Name"})
+	s.StartWorker(pbtest.WorkerConfig())
+
+	s.PostEvent(skipEvent("s-1", uuid, map[string]any{"firstName": "Ada", "phoneNumbers": []string{"+33612345678"}, "customFields": map[string]string{"industry": "Tech"}}))
+	s.PostEvent(revEvent("r-1", 42, map[string]any{"first_name": "Grace", "company_id": "acme.com", "contact_custom_fields": []map[string]any{{"field_name": "tier", "field_value": "gold"}}}))
+
+	pbtest.Eventually(t, waitFor, "skipcall contact updated", func() bool {
+		c, _ := s.Skipcall.Contact(uuid)
+		return c["firstName"] == "Ada"
+	})
+	pbtest.Eventually(t, waitFor, "revyops contact updated", func() bool {
+		c, _ := s.RevyOps.Contact(42)
+		return c["first_name"] == "Grace"
+	})
+	sc, _ := s.Skipcall.Contact(uuid)
+	if sc["lastName"] != "Name" {
+		t.Errorf("a PATCH must leave other fields alone: lastName = %v", sc["lastName"])
+	}
+	if fmt.Sprint(sc["phoneNumbers"]) != "[+33612345678]" {
+		t.Errorf("phoneNumbers = %v", sc["phoneNumbers"])
+	}
+	for _, r := range s.Skipcall.Requests() {
+		if r.SpecErr != "" || r.Status != 200 {
+			t.Errorf("skipcall request %s %s: status %d spec error %q", r.Method, r.Path, r.Status, r.SpecErr)
+		}
+		if r.Header.Get("Authorization") != "Bearer "+pbtest.SkipcallKey {
+			t.Errorf("skipcall auth header %q", r.Header.Get("Authorization"))
+		}
+	}
+	for _, r := range s.RevyOps.Requests() {
+		if r.SpecErr != "" || r.Status != 200 {
+			t.Errorf("revyops request %s %s: status %d spec error %q", r.Method, r.Path, r.Status, r.SpecErr)
+		}
+		if r.RawQuery != "structure=FLAT" {
+			t.Errorf("revyops query %q, want structure=FLAT", r.RawQuery)
+		}
+	}
+	pbtest.Eventually(t, waitFor, "stream emptied", func() bool { return s.StreamMsgs(s.Stream.EventsStream) == 0 })
+}
+
+func TestSameEventIDAppliedOnce(t *testing.T) {
+	s := pbtest.Start(t, pbtest.Options{})
+	uuid := "11111111-2222-4333-8444-555555555555"
+	s.Skipcall.PutContact(uuid, map[string]any{"firstName": "A", "lastName": "B"})
+	ev := skipEvent("dup-1", uuid, map[string]any{"city": "Lyon"})
+	s.PostEvent(ev)
+	s.PostEvent(ev)
+	// A later, different event proves the worker has gone past both copies.
+	s.PostEvent(skipEvent("dup-2", uuid, map[string]any{"country": "France"}))
+	s.StartWorker(pbtest.WorkerConfig())
+	pbtest.Eventually(t, waitFor, "second event applied", func() bool {
+		c, _ := s.Skipcall.Contact(uuid)
+		return c["country"] == "France"
+	})
+	if n := s.Skipcall.PatchCount(uuid); n != 2 {
+		t.Fatalf("%d PATCHes applied, want 2 (the duplicate must not be applied)", n)
+	}
+}
+
+func TestRetriesThenApplies(t *testing.T) {
+	s := pbtest.Start(t, pbtest.Options{})
+	uuid := "22222222-2222-4333-8444-555555555555"
+	s.Skipcall.PutContact(uuid, map[string]any{"firstName": "A", "lastName": "B"})
+	s.Skipcall.FailNext(2, http.StatusInternalServerError)
+	s.StartWorker(pbtest.WorkerConfig())
+	s.PostEvent(skipEvent("retry-1", uuid, map[string]any{"role": "CTO"}))
+	pbtest.Eventually(t, waitFor, "applied after retries", func() bool {
+		c, _ := s.Skipcall.Contact(uuid)
+		return c["role"] == "CTO"
+	})
+	attempts := 0
+	for _, r := range s.Skipcall.Requests() {
+		if r.Path == "/v1/contacts/"+uuid {
+			attempts++
+		}
+	}
+	if attempts != 3 {
+		t.Fatalf("%d attempts, want 3 (500, 500, 200)", attempts)
+	}
+	if ls := dlqLetters(t, s); len(ls) != 0 {
+		t.Fatalf("dead letters: %+v", ls)
+	}
+}
+
+func TestExhaustedRetriesDeadLetter(t *testing.T) {
+	s := pbtest.Start(t, pbtest.Options{})
+	uuid := "33333333-2222-4333-8444-555555555555"
+	s.Skipcall.PutContact(uuid, map[string]any{"firstName": "A", "lastName": "B"})
+	s.Skipcall.FailNext(-1, http.StatusInternalServerError)
+	cfg := pbtest.WorkerConfig()
+	s.StartWorker(cfg)
+	s.PostEvent(skipEvent("always-500", uuid, map[string]any{"role": "CTO"}))
+	var ls []dlq.Letter
+	pbtest.Eventually(t, waitFor, "dead letter", func() bool { ls = dlqLetters(t, s); return len(ls) == 1 })
+	l := ls[0]
+	if l.Reason != dlq.ReasonExhausted || l.Status != 500 || l.Attempts != cfg.MaxAttempts {
+		t.Fatalf("letter %+v", l)
+	}
+	if l.ErrorCode == "" || l.Excerpt == "" || l.EventID != "always-500" || l.Target != "skipcall" {
+		t.Fatalf("letter lacks provider error details: %+v", l)
+	}
+	if l.Subject != "contacts.patch.skipcall."+uuid || l.StreamSeq == 0 || l.FirstAttempt.IsZero() || l.LastAttempt.Before(l.FirstAttempt) {
+		t.Fatalf("letter lacks origin: %+v", l)
+	}
+	if got := len(s.Skipcall.Requests()); got != cfg.MaxAttempts {
+		t.Fatalf("%d requests, want %d", got, cfg.MaxAttempts)
+	}
+	pbtest.Eventually(t, waitFor, "original removed", func() bool { return s.StreamMsgs(s.Stream.EventsStream) == 0 })
+}
+
+func TestPermanentErrorsDeadLetterAtOnce(t *testing.T) {
+	cases := []struct {
+		name   string
+		status int
+		target string
+	}{
+		{"skipcall 404", 404, "skipcall"},
+		{"skipcall 400", 400, "skipcall"},
+		{"revyops 404", 404, "revyops"},
+		{"revyops 401 company not ours", 401, "revyops"},
+		{"revyops 409", 409, "revyops"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			s := pbtest.Start(t, pbtest.Options{})
+			uuid := "44444444-2222-4333-8444-555555555555"
+			s.Skipcall.PutContact(uuid, map[string]any{"firstName": "A", "lastName": "B"})
+			s.RevyOps.PutContact(7, map[string]any{"first_name": "A", "last_name": "B"})
+			if tc.target == "skipcall" {
+				s.Skipcall.FailNext(1, tc.status)
+				s.PostEvent(skipEvent("perm", uuid, map[string]any{"city": "Nice"}))
+			} else {
+				s.RevyOps.FailNext(1, tc.status)
+				s.PostEvent(revEvent("perm", 7, map[string]any{"origin": "crm"}))
+			}
+			s.StartWorker(pbtest.WorkerConfig())
+			var ls []dlq.Letter
+			pbtest.Eventually(t, waitFor, "dead letter", func() bool { ls = dlqLetters(t, s); return len(ls) == 1 })
+			if ls[0].Reason != dlq.ReasonRejected || ls[0].Status != tc.status || ls[0].Attempts != 1 {
+				t.Fatalf("letter %+v", ls[0])
+			}
+		})
+	}
+}
+
+func TestUnknownContactDeadLetters(t *testing.T) {
+	s := pbtest.Start(t, pbtest.Options{})
+	s.StartWorker(pbtest.WorkerConfig())
+	s.PostEvent(skipEvent("nobody", "55555555-2222-4333-8444-555555555555", map[string]any{"city": "Nice"}))
+	var ls []dlq.Letter
+	pbtest.Eventually(t, waitFor, "dead letter", func() bool { ls = dlqLetters(t, s); return len(ls) == 1 })
+	if ls[0].Reason != dlq.ReasonRejected || ls[0].Status != 404 || ls[0].Attempts != 1 {
+		t.Fatalf("letter %+v", ls[0])
+	}
+}
+
+func TestGarbageInStreamDeadLettersAsInvalid(t *testing.T) {
+	s := pbtest.Start(t, pbtest.Options{})
+	s.StartWorker(pbtest.WorkerConfig())
+	ctx := context.Background()
+	if _, err := s.JS.Publish(ctx, "contacts.patch.skipcall.garbage", []byte("\x00not json{")); err != nil {
+		t.Fatal(err)
+	}
+	// Valid JSON on a subject that does not match the event is invalid too.
+	if _, err := s.JS.Publish(ctx, "contacts.patch.revyops.1", []byte(`{"id":"x","target":"revyops","contact_id":2,"occurred_at":"2026-11-25T10:00:00Z","patch":{"origin":"a"}}`)); err != nil {
+		t.Fatal(err)
+	}
+	var ls []dlq.Letter
+	pbtest.Eventually(t, waitFor, "two dead letters", func() bool { ls = dlqLetters(t, s); return len(ls) == 2 })
+	for _, l := range ls {
+		if l.Reason != dlq.ReasonInvalid || l.Detail == "" || l.Attempts != 1 {
+			t.Fatalf("letter %+v", l)
+		}
+	}
+	kept := false
+	for _, l := range ls {
+		kept = kept || (l.Subject == "contacts.patch.skipcall.garbage" && string(l.Data) == "\x00not json{")
+	}
+	if !kept {
+		t.Fatalf("original garbage payload not kept: %+v", ls)
+	}
+	pbtest.Eventually(t, waitFor, "stream emptied", func() bool { return s.StreamMsgs(s.Stream.EventsStream) == 0 })
+}
+
+func TestWorkerStoppedMidDeliveryLosesNothing(t *testing.T) {
+	s := pbtest.Start(t, pbtest.Options{})
+	uuid := "66666666-2222-4333-8444-555555555555"
+	s.Skipcall.PutContact(uuid, map[string]any{"firstName": "A", "lastName": "B"})
+	s.Skipcall.SetFaults(sandbox.Faults{Latency: 30 * time.Second})
+	cfg := pbtest.WorkerConfig()
+	cfg.DrainTimeout = 0
+	w1 := s.StartWorker(cfg)
+	s.PostEvent(skipEvent("mid-1", uuid, map[string]any{"city": "Oslo"}))
+	// Wait until the worker holds the message (delivered, not acknowledged).
+	pbtest.Eventually(t, waitFor, "delivery in flight", func() bool {
+		c, err := s.JS.Consumer(context.Background(), s.Stream.EventsStream, s.Stream.Consumer)
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(context.Background())
+		return err == nil && info.NumAckPending == 1
+	})
+	if err := w1.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if c, _ := s.Skipcall.Contact(uuid); c["city"] == "Oslo" {
+		t.Fatal("the slow call was applied before the stop; the test proves nothing")
+	}
+	s.Skipcall.SetFaults(sandbox.Faults{})
+	s.StartWorker(pbtest.WorkerConfig())
+	pbtest.Eventually(t, waitFor, "redelivered and applied", func() bool {
+		c, _ := s.Skipcall.Contact(uuid)
+		return c["city"] == "Oslo"
+	})
+	pbtest.Eventually(t, waitFor, "stream emptied", func() bool { return s.StreamMsgs(s.Stream.EventsStream) == 0 })
+}
+
+func TestEventsOfOneContactApplyInOrder(t *testing.T) {
+	s := pbtest.Start(t, pbtest.Options{})
+	uuid := "77777777-2222-4333-8444-555555555555"
+	s.Skipcall.PutContact(uuid, map[string]any{"firstName": "A", "lastName": "B"})
+	// The first event fails twice; the later ones must wait behind it.
+	s.Skipcall.FailNext(2, http.StatusServiceUnavailable)
+	for i := 1; i <= 5; i++ {
+		s.PostEvent(skipEvent("ord-"+strconv.Itoa(i), uuid, map[string]any{"city": "City" + strconv.Itoa(i)}))
+	}
+	s.StartWorker(pbtest.WorkerConfig())
+	pbtest.Eventually(t, waitFor, "all applied", func() bool { return s.Skipcall.PatchCount(uuid) == 5 })
+	var cities []string
+	for _, r := range s.Skipcall.Requests() {
+		if r.Status == 200 {
+			cities = append(cities, string(r.Body))
+		}
+	}
+	for i, b := range cities {
+		want := fmt.Sprintf(`"City%d"`, i+1)
+		if !strings.Contains(b, want) {
+			t.Fatalf("applied out of order: request %d body %s, want %s", i, b, want)
+		}
+	}
+	if c, _ := s.Skipcall.Contact(uuid); c["city"] != "City5" {
+		t.Fatalf("final city %v, want City5", c["city"])
+	}
+}

@@ -1,0 +1,62 @@
+// Package stream declares patchbay's JetStream streams and consumers, connects
+// to NATS, and can run an embedded JetStream server for dev mode and tests.
+package stream
+
+import (
+	"fmt"
+	"strings"
+	"time"
+)
+
+// Config names the NATS connection and the streams patchbay uses. It is filled
+// from the environment by envconfig in main (prefix PATCHBAY_).
+type Config struct {
+	// URL is the NATS server URL list (comma separated). Empty means: run an
+	// embedded JetStream server (dev mode only).
+	URL string `envconfig:"NATS_URL" desc:"NATS server URLs, comma separated (empty in dev mode: embedded server)"`
+	// CredsFile is an optional NATS credentials file.
+	CredsFile string `envconfig:"NATS_CREDS" desc:"NATS credentials file (optional)"`
+	// SubjectPrefix is the first subject token: events go to
+	// <prefix>.patch.<target>.<contact_id>, dead letters to <prefix>.dlq.….
+	SubjectPrefix string `envconfig:"SUBJECT_PREFIX" default:"contacts" desc:"first subject token for events and dead letters"`
+	// EventsStream is the name of the stream holding pending events.
+	EventsStream string `envconfig:"EVENTS_STREAM" default:"PATCHBAY_EVENTS" desc:"JetStream stream for pending events"`
+	// DLQStream is the name of the stream holding dead letters.
+	DLQStream string `envconfig:"DLQ_STREAM" default:"PATCHBAY_DLQ" desc:"JetStream stream for dead letters"`
+	// Replicas is the stream replica count (1 for a single server, 3 in a cluster).
+	Replicas int `envconfig:"STREAM_REPLICAS" default:"1" desc:"replicas of both streams (3 in a cluster)"`
+	// DedupWindow is how long JetStream remembers event ids (Nats-Msg-Id);
+	// CRMs retry webhooks for a day, so the default is 25h.
+	DedupWindow time.Duration `envconfig:"DEDUP_WINDOW" default:"25h" desc:"how long a repeated event id is dropped as a duplicate"`
+	// EventsMaxAge bounds how long an undelivered event stays in the stream.
+	EventsMaxAge time.Duration `envconfig:"EVENTS_MAX_AGE" default:"168h" desc:"oldest pending event kept (0: no limit)"`
+	// DLQMaxAge bounds how long a dead letter is kept for inspection and replay.
+	DLQMaxAge time.Duration `envconfig:"DLQ_MAX_AGE" default:"720h" desc:"oldest dead letter kept (0: no limit)"`
+	// Consumer is the durable consumer shared by all workers.
+	Consumer string `envconfig:"CONSUMER" default:"patchbay-worker" desc:"durable consumer name shared by all workers"`
+	// MaxBytes caps the events stream's size; publishes beyond it fail (ingest answers 503).
+	MaxBytes int64 `envconfig:"EVENTS_MAX_BYTES" default:"-1" desc:"events stream size cap in bytes (-1: none); ingest answers 503 when full"`
+}
+
+// Validate reports the first problem with c.
+func (c Config) Validate() error {
+	switch {
+	case c.SubjectPrefix == "" || strings.ContainsAny(c.SubjectPrefix, " *>\t"):
+		return fmt.Errorf("stream: subject prefix %q must be a non-empty subject without wildcards", c.SubjectPrefix)
+	case c.EventsStream == "" || c.DLQStream == "" || c.EventsStream == c.DLQStream:
+		return fmt.Errorf("stream: events stream %q and DLQ stream %q must be distinct names", c.EventsStream, c.DLQStream)
+	case c.Replicas < 1 || c.Replicas > 5:
+		return fmt.Errorf("stream: replicas %d out of range 1..5", c.Replicas)
+	case c.DedupWindow <= 0:
+		return fmt.Errorf("stream: dedup window must be positive")
+	case c.Consumer == "":
+		return fmt.Errorf("stream: consumer name is empty")
+	}
+	return nil
+}
+
+// EventsSubjects is the wildcard subject of the events stream.
+func (c Config) EventsSubjects() string { return c.SubjectPrefix + ".patch.>" }
+
+// DLQSubjects is the wildcard subject of the dead-letter stream.
+func (c Config) DLQSubjects() string { return c.SubjectPrefix + ".dlq.>" }

@@ -1,0 +1,114 @@
+package stream
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Connect dials NATS at url with patchbay's reconnect policy: reconnect
+// forever, buffer nothing while disconnected (a publish during an outage fails
+// at once instead of being held in memory and lost on a crash).
+func Connect(ctx context.Context, url, creds, name string, opts ...nats.Option) (*nats.Conn, error) {
+	o := []nats.Option{
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(250 * time.Millisecond),
+		nats.ReconnectBufSize(-1),
+		nats.RetryOnFailedConnect(false),
+		nats.Timeout(5 * time.Second),
+	}
+	if creds != "" {
+		o = append(o, nats.UserCredentials(creds))
+	}
+	o = append(o, opts...)
+	type result struct {
+		nc  *nats.Conn
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		nc, err := nats.Connect(url, o...)
+		ch <- result{nc, err}
+	}()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			return nil, fmt.Errorf("stream: connect %s: %w", url, r.err)
+		}
+		return r.nc, nil
+	case <-ctx.Done():
+		go func() {
+			if r := <-ch; r.nc != nil {
+				r.nc.Close()
+			}
+		}()
+		return nil, ctx.Err()
+	}
+}
+
+// EventsStreamConfig is the configuration of the events stream: file storage,
+// work-queue retention (an acknowledged event is removed), a duplicate window
+// for event ids, and publishes refused rather than old events discarded when
+// it is full.
+func (c Config) EventsStreamConfig() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        c.EventsStream,
+		Description: "patchbay: contact patches waiting for delivery",
+		Subjects:    []string{c.EventsSubjects()},
+		Retention:   jetstream.WorkQueuePolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    c.Replicas,
+		Duplicates:  c.DedupWindow,
+		MaxAge:      c.EventsMaxAge,
+		MaxBytes:    c.MaxBytes,
+		Discard:     jetstream.DiscardNew,
+	}
+}
+
+// DLQStreamConfig is the configuration of the dead-letter stream.
+func (c Config) DLQStreamConfig() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        c.DLQStream,
+		Description: "patchbay: events that could not be delivered, with the reason in headers",
+		Subjects:    []string{c.DLQSubjects()},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		Replicas:    c.Replicas,
+		Duplicates:  time.Hour,
+		MaxAge:      c.DLQMaxAge,
+		Discard:     jetstream.DiscardOld,
+	}
+}
+
+// Ensure creates or updates both streams.
+func Ensure(ctx context.Context, js jetstream.JetStream, c Config) error {
+	if err := c.Validate(); err != nil {
+		return err
+	}
+	for _, sc := range []jetstream.StreamConfig{c.EventsStreamConfig(), c.DLQStreamConfig()} {
+		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+			return fmt.Errorf("stream: ensure %s: %w", sc.Name, err)
+		}
+	}
+	return nil
+}
+
+// ConsumerConfig is the durable pull consumer shared by all workers. MaxDeliver
+// is unlimited: the worker, not JetStream, decides when to give up, so an
+// event is never silently abandoned.
+func (c Config) ConsumerConfig(ackWait time.Duration, maxAckPending int) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       c.Consumer,
+		Description:   "patchbay workers",
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       ackWait,
+		MaxDeliver:    -1,
+		MaxAckPending: maxAckPending,
+		FilterSubject: c.EventsSubjects(),
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+}
