@@ -250,4 +250,3 @@ func letterJSON(l dlq.Letter) map[string]any {
 	}
 	return m
 }
-

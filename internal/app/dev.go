@@ -128,4 +128,3 @@ patchbay dev is running (Ctrl-C to stop)
 	}
 	return err
 }
-
