@@ -1,0 +1,85 @@
+package app
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/kelseyhightower/envconfig"
+
+	"github.com/patchbay/patchbay/internal/pbtest"
+	"github.com/patchbay/patchbay/internal/proc"
+)
+
+// TestDevModeAppliesAnEvent runs the README's first command in-process with
+// its defaults (ports moved to free ones) and follows an event from ingest
+// to the sandbox, as the README's curl example does.
+func TestDevModeAppliesAnEvent(t *testing.T) {
+	for _, k := range []string{"PATCHBAY_NATS_URL", "PATCHBAY_INGEST_TOKENS"} {
+		t.Setenv(k, "")
+	}
+	cfg := &allConfig{}
+	for _, s := range cfg.specs() {
+		if err := envconfig.Process(s.prefix, s.spec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg.worker.Stream = cfg.ingest.Stream
+	free := func() string {
+		a, err := proc.FreeAddr()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	cfg.dev.DataDir = t.TempDir()
+	cfg.dev.NATSPort = -1
+	cfg.dev.IngestAddr, cfg.dev.RevyOpsAddr, cfg.dev.SkipcallAddr, cfg.dev.AdminAddr = free(), free(), free(), free()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- RunDev(ctx, pbtest.Logger(t), cfg.dev, cfg.worker, cfg.ingest) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("RunDev: %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Error("dev mode did not stop within 30s of cancellation")
+		}
+	})
+	wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
+	defer wcancel()
+	if err := proc.WaitHTTP(wctx, "http://"+cfg.dev.IngestAddr+"/readyz", 200); err != nil {
+		t.Fatal(err)
+	}
+	body := `{"id":"evt-0001","target":"skipcall","contact_id":"0b7e4c6a-1f2d-4e3a-9b8c-7d6e5f4a3b2c",
+	  "occurred_at":"2026-11-25T10:00:00Z","patch":{"firstName":"Ada","city":"Paris"}}`
+	req, _ := http.NewRequest(http.MethodPost, "http://"+cfg.dev.IngestAddr+"/v1/events", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+cfg.dev.Token)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("POST: %d", resp.StatusCode)
+	}
+	pbtest.Eventually(t, 15*time.Second, "contact visible at the sandbox", func() bool {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+cfg.dev.SkipcallAddr+"/v1/contacts/0b7e4c6a-1f2d-4e3a-9b8c-7d6e5f4a3b2c", nil)
+		req.Header.Set("Authorization", "Bearer "+DevSkipcallKey)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode == 200 && strings.Contains(string(b), `"firstName":"Ada"`) && strings.Contains(string(b), `"city":"Paris"`)
+	})
+}
