@@ -282,3 +282,67 @@ func TestEventsOfOneContactApplyInOrder(t *testing.T) {
 		t.Fatalf("final city %v, want City5", c["city"])
 	}
 }
+
+func TestRateLimitWaitsWithoutUsingAttempts(t *testing.T) {
+	s := pbtest.Start(t, pbtest.Options{SkipcallRate: 3, SkipcallWindow: time.Second})
+	ids := make([]string, 8)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("88888888-2222-4333-8444-%012d", i)
+		s.Skipcall.PutContact(ids[i], map[string]any{"firstName": "A", "lastName": "B"})
+	}
+	cfg := pbtest.WorkerConfig()
+	cfg.MaxAttempts = 1 // a 429 that used up an attempt would dead-letter at once
+	cfg.HoldLimit = 3 * time.Second
+	s.StartWorker(cfg)
+	for i, id := range ids {
+		s.PostEvent(skipEvent("rl-"+strconv.Itoa(i), id, map[string]any{"city": "Rome"}))
+	}
+	pbtest.Eventually(t, 30*time.Second, "all applied", func() bool {
+		for _, id := range ids {
+			if s.Skipcall.PatchCount(id) != 1 {
+				return false
+			}
+		}
+		return true
+	})
+	limited := 0
+	for _, r := range s.Skipcall.Requests() {
+		if r.Status == http.StatusTooManyRequests {
+			limited++
+		}
+	}
+	if limited == 0 {
+		t.Fatal("the sandbox never answered 429: the test did not exercise rate limiting")
+	}
+	if ls := dlqLetters(t, s); len(ls) != 0 {
+		t.Fatalf("rate limiting dead-lettered %d events", len(ls))
+	}
+}
+
+func TestBadCredentialsPauseNeverDeadLetter(t *testing.T) {
+	s := pbtest.Start(t, pbtest.Options{})
+	uuid := "99999999-2222-4333-8444-555555555555"
+	s.Skipcall.PutContact(uuid, map[string]any{"firstName": "A", "lastName": "B"})
+	s.Skipcall.SetKeyStatus(pbtest.SkipcallKey, http.StatusUnauthorized, "UNAUTHORIZED")
+	cfg := pbtest.WorkerConfig()
+	cfg.MaxAttempts = 1
+	s.StartWorker(cfg)
+	s.PostEvent(skipEvent("cred-1", uuid, map[string]any{"city": "Bern"}))
+	pbtest.Eventually(t, waitFor, "retried after the credentials pause", func() bool {
+		n := 0
+		for _, r := range s.Skipcall.Requests() {
+			if r.Status == http.StatusUnauthorized {
+				n++
+			}
+		}
+		return n >= 3
+	})
+	if ls := dlqLetters(t, s); len(ls) != 0 {
+		t.Fatalf("a bad key dead-lettered the event: %+v", ls[0])
+	}
+	s.Skipcall.SetKeyStatus(pbtest.SkipcallKey, 0, "")
+	pbtest.Eventually(t, waitFor, "applied once the key works", func() bool {
+		c, _ := s.Skipcall.Contact(uuid)
+		return c["city"] == "Bern"
+	})
+}
