@@ -2,7 +2,6 @@ package processor
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -180,7 +179,7 @@ func (w *Worker) Run(ctx context.Context) error {
 					return
 				}
 				w.log.Warn("consume", "err", err)
-				_ = Wait(ctx, 100*time.Millisecond) // back off; the iterator recovers by itself
+				_ = Wait(ctx, 500*time.Millisecond) // back off; the iterator recovers by itself
 				continue
 			}
 			incoming <- m
@@ -408,19 +407,10 @@ func (w *Worker) deadLetter(ctx context.Context, j job, target string, l dlq.Let
 	if l.EventID == "" {
 		l.EventID = j.msg.Headers().Get(jetstream.MsgIDHeader)
 	}
-	if target == "" {
-		target = "unknown"
-		if l.Target == "" {
-			var probe struct {
-				Target string `json:"target"`
-			}
-			if json.Unmarshal(l.Data, &probe) == nil {
-				for _, t := range events.Targets() {
-					if string(t) == probe.Target {
-						target, l.Target = probe.Target, probe.Target
-					}
-				}
-			}
+	if target == "" { // invalid event: the subject still names the target
+		target = targetOf(w.scfg.SubjectPrefix, j.msg.Subject())
+		if target != "unknown" {
+			l.Target = target
 		}
 	}
 	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
