@@ -94,22 +94,21 @@ func (d *dispatcher) held(j job, now time.Time) bool {
 func (d *dispatcher) done(r result) {
 	j := r.job
 	now := d.w.now()
-	switch r.out {
-	case resolved:
-		delete(d.seen, j.seq)
-		if f, ok := d.fences[j.key]; ok && f.seq == j.seq {
+	for _, seq := range r.settledSeqs {
+		delete(d.seen, seq)
+		if f, ok := d.fences[j.key]; ok && f.seq == seq {
 			delete(d.fences, j.key)
 		}
-	case retried, deferred:
-		if r.out == deferred {
-			if t := d.seen[j.seq]; t != nil {
-				t.deferrals++
-			}
+	}
+	for _, seq := range r.deferredSeqs {
+		if t := d.seen[seq]; t != nil {
+			t.deferrals++
 		}
+	}
+	if r.out == retried || r.out == deferred {
 		if f, ok := d.fences[j.key]; !ok || f.seq >= j.seq || now.After(f.until) {
 			d.fences[j.key] = fence{seq: j.seq, until: now.Add(r.delay)}
 		}
-	case abandoned:
 	}
 	q := d.running[j.key]
 	delete(d.running, j.key)
@@ -118,6 +117,12 @@ func (d *dispatcher) done(r result) {
 		q = q[1:]
 		if d.held(next, now) {
 			continue
+		}
+		// Coalesce the backlog behind it: no fence is up for this contact.
+		n := min(len(q), d.w.cfg.Coalesce-1)
+		if n > 0 {
+			next.rest = append([]job(nil), q[:n]...)
+			q = q[n:]
 		}
 		d.running[j.key] = q
 		d.ready = append(d.ready, next)
@@ -131,6 +136,9 @@ func (d *dispatcher) done(r result) {
 func (d *dispatcher) keepAlive() {
 	for _, j := range d.ready {
 		_ = j.msg.InProgress()
+		for _, r := range j.rest {
+			_ = r.msg.InProgress()
+		}
 	}
 	for _, q := range d.running {
 		for _, j := range q {
@@ -155,6 +163,9 @@ func (d *dispatcher) keepAlive() {
 func (d *dispatcher) release() {
 	for _, j := range d.ready {
 		_ = j.msg.Nak()
+		for _, r := range j.rest {
+			_ = r.msg.Nak()
+		}
 	}
 	d.ready = nil
 	for k, q := range d.running {

@@ -10,6 +10,7 @@ type metrics struct {
 	retryDelay  *prometheus.HistogramVec // target, class
 	deadLetters *prometheus.CounterVec   // target, reason
 	paused      *prometheus.GaugeVec     // target
+	coalesced   *prometheus.CounterVec   // target
 	inflight    prometheus.Gauge
 }
 
@@ -37,13 +38,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "patchbay_worker_target_paused",
 			Help: "1 while deliveries to a target are paused (rate limit window used up, or bad credentials).",
 		}, []string{"target"}),
+		coalesced: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "patchbay_worker_coalesced_total",
+			Help: "Events merged into another event's PATCH instead of sent on their own, by target.",
+		}, []string{"target"}),
 		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "patchbay_worker_inflight",
 			Help: "Deliveries being handled now.",
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.deliveries, m.requests, m.retryDelay, m.deadLetters, m.paused, m.inflight)
+		reg.MustRegister(m.deliveries, m.requests, m.retryDelay, m.deadLetters, m.paused, m.coalesced, m.inflight)
 	}
 	return m
 }

@@ -2,6 +2,7 @@ package processor
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -29,6 +30,7 @@ type Config struct {
 	CredentialsPause time.Duration `envconfig:"CREDENTIALS_PAUSE" default:"1m" desc:"how long a target pauses after a bad-key or plan answer before trying again"`
 	HoldLimit        time.Duration `envconfig:"HOLD_LIMIT" default:"5s" desc:"waits up to this long are held in the worker; longer ones go back to JetStream with a delay"`
 	DrainTimeout     time.Duration `envconfig:"DRAIN_TIMEOUT" default:"20s" desc:"on shutdown, how long in-flight deliveries may finish before they are abandoned for redelivery"`
+	Coalesce         int           `envconfig:"COALESCE" default:"50" desc:"most queued events of one contact merged into one PATCH (0 or 1: never merge)"`
 }
 
 // Validate reports the first problem with c.
@@ -135,12 +137,23 @@ type job struct {
 	md        *jetstream.MsgMetadata
 	deferrals int
 	first     time.Time
+	rest      []job // later messages of the same contact, coalesced with this one
+}
+
+// head returns j without the messages coalesced with it.
+func (j job) head() job {
+	j.rest = nil
+	return j
 }
 
 type result struct {
-	job   job
+	job   job // the message whose outcome decides the contact's fence
 	out   outcome
 	delay time.Duration
+	// settledSeqs and deferredSeqs list every message the job acknowledged
+	// or terminated, and every one it handed back without an attempt.
+	settledSeqs  []uint64
+	deferredSeqs []uint64
 }
 
 // Run consumes until ctx is cancelled, then stops taking messages, lets
@@ -253,27 +266,30 @@ func (w *Worker) Run(ctx context.Context) error {
 	return nil
 }
 
-// handle delivers one message and settles it with JetStream.
+// handle delivers a job: one message, or a backlog of one contact's
+// messages coalesced into a single PATCH.
 func (w *Worker) handle(ctx context.Context, j job) result {
-	msg, md := j.msg, j.md
-	attempt := max(int(md.NumDelivered)-j.deferrals, 1)
-	first := j.first
+	if len(j.rest) == 0 {
+		return w.handleOne(ctx, j)
+	}
+	return w.handleGroup(ctx, j)
+}
 
-	ev, err := events.Decode(msg.Data())
-	if err == nil && ev.Subject(w.scfg.SubjectPrefix) != msg.Subject() {
-		err = fmt.Errorf("%w: subject %s does not match the event's %s", events.ErrInvalid, msg.Subject(), ev.Subject(w.scfg.SubjectPrefix))
+// decode reads and checks the event in j's message.
+func (w *Worker) decode(j job) (events.Event, error) {
+	ev, err := events.Decode(j.msg.Data())
+	if err == nil && ev.Subject(w.scfg.SubjectPrefix) != j.msg.Subject() {
+		err = fmt.Errorf("%w: subject %s does not match the event's %s", events.ErrInvalid, j.msg.Subject(), ev.Subject(w.scfg.SubjectPrefix))
 	}
-	if err != nil {
-		return w.deadLetter(ctx, j, "", dlq.Letter{Reason: dlq.ReasonInvalid, Detail: err.Error(), Attempts: attempt, FirstAttempt: first, LastAttempt: w.now()})
-	}
+	return ev, err
+}
+
+// call sends ev through its target's gate and provider. Rate limits are
+// waited out in the worker up to HoldLimit; a longer wait returns pause > 0
+// and nothing was sent. A cancelled ctx returns ctx's error.
+func (w *Worker) call(ctx context.Context, ev *events.Event, log *slog.Logger) (r Result, pause time.Duration, err error) {
 	target := string(ev.Target)
-	log := w.log.With("event_id", ev.ID, "provider", target, "attempt", attempt, "seq", j.seq)
-	tg := w.targets[ev.Target]
 	gate := w.gates[ev.Target]
-
-	stopHeartbeat := w.heartbeat(msg)
-	defer stopHeartbeat()
-
 	for try := 0; ; try++ {
 		now := w.now()
 		wait, res := gate.Reserve(now)
@@ -281,85 +297,200 @@ func (w *Worker) handle(ctx context.Context, j job) result {
 			if res != nil {
 				res.Cancel()
 			}
-			if wait < w.cfg.BackoffInitial {
-				wait = w.cfg.BackoffInitial
-			}
-			return w.nak(j, deferred, wait, target, "paused")
+			return Result{}, max(wait, w.cfg.BackoffInitial), nil
 		}
 		if err := Wait(ctx, wait); err != nil {
 			if res != nil {
 				res.Cancel()
 			}
-			return w.abandon(j, target)
+			return Result{}, 0, err
 		}
 		start := w.now()
-		r, err := tg.Provider.Patch(ctx, &ev)
-		var pe *Error
-		errors.As(err, &pe)
+		r, err := w.targets[ev.Target].Provider.Patch(ctx, ev)
 		status := r.Status
-		if pe != nil {
+		var pe *Error
+		if errors.As(err, &pe) {
 			status = pe.Status
 		}
 		w.m.requests.WithLabelValues(target, StatusClass(status)).Observe(w.now().Sub(start).Seconds())
-		if err == nil {
-			if !r.PauseUntil.IsZero() && gate.PauseUntil(r.PauseUntil, "rate limit window used up") {
-				w.m.paused.WithLabelValues(target).Set(1)
-				log.Info("rate limit window used up; pausing target", "until", r.PauseUntil)
+		if err == nil && !r.PauseUntil.IsZero() && gate.PauseUntil(r.PauseUntil, "rate limit window used up") {
+			w.m.paused.WithLabelValues(target).Set(1)
+			log.Info("rate limit window used up; pausing target", "until", r.PauseUntil)
+		}
+		if err == nil || ctx.Err() != nil || ClassOf(err) != ClassRateLimited {
+			if ctx.Err() != nil && err != nil {
+				return r, 0, ctx.Err()
 			}
-			if err := msg.Ack(); err != nil {
+			return r, 0, err
+		}
+		now = w.now()
+		until := now.Add(w.cfg.BackoffInitial)
+		if pe != nil && pe.RetryAt.After(now) {
+			until = pe.RetryAt
+		}
+		if gate.PauseUntil(until, "rate limited (429)") {
+			w.m.paused.WithLabelValues(target).Set(1)
+			log.Warn("provider answered 429; pausing target", "until", until)
+		}
+		// Loop: wait for the window without using up an attempt.
+	}
+}
+
+// handleOne delivers one message and settles it with JetStream.
+func (w *Worker) handleOne(ctx context.Context, j job) result {
+	msg, md := j.msg, j.md
+	attempt := max(int(md.NumDelivered)-j.deferrals, 1)
+	ev, err := w.decode(j)
+	if err != nil {
+		return w.deadLetter(ctx, j, "", dlq.Letter{Reason: dlq.ReasonInvalid, Detail: err.Error(), Attempts: attempt, FirstAttempt: j.first, LastAttempt: w.now()})
+	}
+	target := string(ev.Target)
+	log := w.log.With("event_id", ev.ID, "provider", target, "attempt", attempt, "seq", j.seq)
+
+	stopHeartbeat := w.heartbeat(msg)
+	defer stopHeartbeat()
+
+	r, pause, err := w.call(ctx, &ev, log)
+	switch {
+	case ctx.Err() != nil:
+		return w.abandon(j, target)
+	case pause > 0:
+		return w.nak(j, deferred, pause, target, "paused")
+	case err == nil:
+		if err := msg.Ack(); err != nil {
+			log.Warn("ack failed; the event will be redelivered and re-applied", "err", err)
+		}
+		w.m.deliveries.WithLabelValues(target, "applied").Inc()
+		log.Debug("applied", "status", r.Status)
+		return result{job: j, out: resolved, settledSeqs: []uint64{j.seq}}
+	}
+	return w.failed(ctx, j, &ev, attempt, err, log)
+}
+
+// failed settles a message whose delivery failed with err (not a rate limit).
+func (w *Worker) failed(ctx context.Context, j job, ev *events.Event, attempt int, err error, log *slog.Logger) result {
+	target := string(ev.Target)
+	now := w.now()
+	letter := dlq.Letter{
+		Attempts: attempt, FirstAttempt: j.first, LastAttempt: now, EventID: ev.ID, Target: target,
+		Detail: err.Error(),
+	}
+	var pe *Error
+	if errors.As(err, &pe) {
+		letter.Status, letter.ErrorCode, letter.ErrorMessage, letter.Excerpt = pe.Status, pe.Code, pe.Message, pe.Excerpt
+	}
+	switch ClassOf(err) {
+	case ClassCredentials:
+		if w.gates[ev.Target].PauseUntil(now.Add(w.cfg.CredentialsPause), "credentials rejected") {
+			w.m.paused.WithLabelValues(target).Set(1)
+			log.Error("PROVIDER REJECTED OUR CREDENTIALS: deliveries to this target are paused; fix the API key or plan",
+				"status", letter.Status, "code", letter.ErrorCode, "message", letter.ErrorMessage, "retry_in", w.cfg.CredentialsPause)
+		}
+		return w.nak(j, deferred, w.cfg.CredentialsPause, target, "credentials")
+	case ClassPermanent:
+		log.Warn("provider rejected the event; dead-lettering", "status", letter.Status, "err", err)
+		letter.Reason = dlq.ReasonRejected
+		return w.deadLetter(ctx, j, target, letter)
+	}
+	age := now.Sub(j.md.Timestamp)
+	if attempt >= w.cfg.MaxAttempts || age >= w.cfg.MaxRetryAge {
+		log.Warn("retries exhausted; dead-lettering", "status", letter.Status, "err", err, "age", age)
+		letter.Reason = dlq.ReasonExhausted
+		letter.Detail = fmt.Sprintf("gave up after %d attempts over %s: %v", attempt, age.Round(time.Millisecond), err)
+		return w.deadLetter(ctx, j, target, letter)
+	}
+	delay := w.backoff(attempt)
+	log.Info("transient failure; retrying", "status", letter.Status, "err", err, "delay", delay)
+	w.m.retryDelay.WithLabelValues(target, ClassTransient.String()).Observe(delay.Seconds())
+	return w.nak(j, retried, delay, target, "retry")
+}
+
+// handleGroup applies a backlog of one contact's events, in stream order,
+// as one merged PATCH. If the merged request fails for any reason but a
+// pause, the events are delivered one by one instead, so that a bad event
+// is found and dead-lettered alone and attempts are counted per event.
+func (w *Worker) handleGroup(ctx context.Context, j job) result {
+	all := append([]job{j.head()}, j.rest...)
+	evs := make([]events.Event, len(all))
+	patches := make([]json.RawMessage, len(all))
+	for i, m := range all {
+		ev, err := w.decode(m)
+		if err != nil {
+			return w.sequential(ctx, all)
+		}
+		evs[i], patches[i] = ev, ev.Patch
+	}
+	merged := evs[len(evs)-1]
+	patch, err := events.Merge(merged.Target, patches...)
+	if err != nil {
+		return w.sequential(ctx, all)
+	}
+	merged.Patch = patch
+	target := string(merged.Target)
+	log := w.log.With("event_id", merged.ID, "provider", target, "coalesced", len(all), "seq", j.seq)
+
+	stops := make([]func(), len(all))
+	for i, m := range all {
+		stops[i] = w.heartbeat(m.msg)
+	}
+	defer func() {
+		for _, stop := range stops {
+			stop()
+		}
+	}()
+
+	_, pause, err := w.call(ctx, &merged, log)
+	switch {
+	case ctx.Err() != nil:
+		for _, m := range all {
+			w.abandon(m, target)
+		}
+		return result{job: j.head(), out: abandoned}
+	case pause > 0:
+		r := result{job: j.head(), out: deferred, delay: pause}
+		for _, m := range all {
+			r.deferredSeqs = append(r.deferredSeqs, w.nak(m, deferred, pause, target, "paused").deferredSeqs...)
+		}
+		return r
+	case err == nil:
+		for _, m := range all {
+			if err := m.msg.Ack(); err != nil {
 				log.Warn("ack failed; the event will be redelivered and re-applied", "err", err)
 			}
 			w.m.deliveries.WithLabelValues(target, "applied").Inc()
-			log.Debug("applied", "status", r.Status)
-			return result{job: j, out: resolved}
 		}
-		if ctx.Err() != nil {
-			return w.abandon(j, target)
+		w.m.coalesced.WithLabelValues(target).Add(float64(len(all) - 1))
+		r := result{job: j.head(), out: resolved}
+		for _, m := range all {
+			r.settledSeqs = append(r.settledSeqs, m.seq)
 		}
-		now = w.now()
-		letter := dlq.Letter{
-			Attempts: attempt, FirstAttempt: first, LastAttempt: now, EventID: ev.ID, Target: target,
-			Detail: err.Error(),
-		}
-		if pe != nil {
-			letter.Status, letter.ErrorCode, letter.ErrorMessage, letter.Excerpt = pe.Status, pe.Code, pe.Message, pe.Excerpt
-		}
-		switch ClassOf(err) {
-		case ClassRateLimited:
-			until := now.Add(w.cfg.BackoffInitial)
-			if pe != nil && pe.RetryAt.After(now) {
-				until = pe.RetryAt
-			}
-			if gate.PauseUntil(until, "rate limited (429)") {
-				w.m.paused.WithLabelValues(target).Set(1)
-				log.Warn("provider answered 429; pausing target", "until", until)
-			}
-			continue // waits for the window without using up an attempt
-		case ClassCredentials:
-			if gate.PauseUntil(now.Add(w.cfg.CredentialsPause), "credentials rejected") {
-				w.m.paused.WithLabelValues(target).Set(1)
-				log.Error("PROVIDER REJECTED OUR CREDENTIALS: deliveries to this target are paused; fix the API key or plan",
-					"status", status, "code", letter.ErrorCode, "message", letter.ErrorMessage, "retry_in", w.cfg.CredentialsPause)
-			}
-			return w.nak(j, deferred, w.cfg.CredentialsPause, target, "credentials")
-		case ClassPermanent:
-			log.Warn("provider rejected the event; dead-lettering", "status", status, "err", err)
-			letter.Reason = dlq.ReasonRejected
-			return w.deadLetter(ctx, j, target, letter)
-		default:
-			age := now.Sub(md.Timestamp)
-			if attempt >= w.cfg.MaxAttempts || age >= w.cfg.MaxRetryAge {
-				log.Warn("retries exhausted; dead-lettering", "status", status, "err", err, "age", age)
-				letter.Reason = dlq.ReasonExhausted
-				letter.Detail = fmt.Sprintf("gave up after %d attempts over %s: %v", attempt, age.Round(time.Millisecond), err)
-				return w.deadLetter(ctx, j, target, letter)
-			}
-			delay := w.backoff(attempt)
-			log.Info("transient failure; retrying", "status", status, "err", err, "delay", delay)
-			w.m.retryDelay.WithLabelValues(target, ClassTransient.String()).Observe(delay.Seconds())
-			return w.nak(j, retried, delay, target, "retry")
-		}
+		return r
 	}
+	log.Info("coalesced delivery failed; delivering one by one", "err", err)
+	return w.sequential(ctx, all)
+}
+
+// sequential delivers jobs one by one in order. At the first that is not
+// settled, the rest are deferred behind it, and its result is returned.
+func (w *Worker) sequential(ctx context.Context, all []job) result {
+	var settled []uint64
+	for i, m := range all {
+		r := w.handleOne(ctx, m)
+		settled = append(settled, r.settledSeqs...)
+		if r.out == resolved {
+			continue
+		}
+		for _, later := range all[i+1:] {
+			if r.out == abandoned {
+				_ = later.msg.Nak()
+				continue
+			}
+			r.deferredSeqs = append(r.deferredSeqs, w.nak(later, deferred, r.delay+fenceSlack, targetOf(w.scfg.SubjectPrefix, later.key), "ordering").deferredSeqs...)
+		}
+		r.settledSeqs = settled
+		return r
+	}
+	return result{job: all[0], out: resolved, settledSeqs: settled}
 }
 
 // backoff is the delay after the given failed attempt: exponential with
@@ -389,7 +520,11 @@ func (w *Worker) nak(j job, out outcome, delay time.Duration, target, why string
 	} else {
 		w.m.deliveries.WithLabelValues(target, "retry").Inc()
 	}
-	return result{job: j, out: out, delay: delay}
+	r := result{job: j, out: out, delay: delay}
+	if out == deferred {
+		r.deferredSeqs = []uint64{j.seq}
+	}
+	return r
 }
 
 func (w *Worker) abandon(j job, target string) result {
@@ -424,7 +559,7 @@ func (w *Worker) deadLetter(ctx context.Context, j job, target string, l dlq.Let
 	}
 	w.m.deadLetters.WithLabelValues(target, string(l.Reason)).Inc()
 	w.m.deliveries.WithLabelValues(target, "dead_lettered").Inc()
-	return result{job: j, out: resolved}
+	return result{job: j, out: resolved, settledSeqs: []uint64{j.seq}}
 }
 
 // heartbeat tells JetStream the message is still being worked on every third

@@ -2,6 +2,7 @@ package processor_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"strconv"
@@ -265,22 +266,76 @@ func TestEventsOfOneContactApplyInOrder(t *testing.T) {
 		s.PostEvent(skipEvent("ord-"+strconv.Itoa(i), uuid, map[string]any{"city": "City" + strconv.Itoa(i)}))
 	}
 	s.StartWorker(pbtest.WorkerConfig())
-	pbtest.Eventually(t, waitFor, "all applied", func() bool { return s.Skipcall.PatchCount(uuid) == 5 })
-	var cities []string
+	pbtest.Eventually(t, waitFor, "last event applied", func() bool {
+		c, _ := s.Skipcall.Contact(uuid)
+		return c["city"] == "City5"
+	})
+	// Every accepted PATCH carries a later city than the one before it
+	// (backlogged events may be merged into one PATCH, never reordered).
+	last := 0
 	for _, r := range s.Skipcall.Requests() {
-		if r.Status == 200 {
-			cities = append(cities, string(r.Body))
+		if r.Status != 200 {
+			continue
+		}
+		var body struct{ City string }
+		if err := json.Unmarshal(r.Body, &body); err != nil {
+			t.Fatal(err)
+		}
+		n, _ := strconv.Atoi(strings.TrimPrefix(body.City, "City"))
+		if n <= last {
+			t.Fatalf("applied out of order: City%d after City%d", n, last)
+		}
+		last = n
+	}
+	if ls := dlqLetters(t, s); len(ls) != 0 {
+		t.Fatalf("dead letters: %+v", ls)
+	}
+}
+
+func TestBacklogOfOneContactIsCoalesced(t *testing.T) {
+	s := pbtest.Start(t, pbtest.Options{})
+	uuid := "abababab-2222-4333-8444-555555555555"
+	s.Skipcall.PutContact(uuid, map[string]any{"firstName": "A", "lastName": "B"})
+	s.Skipcall.SetFaults(sandbox.Faults{Latency: 500 * time.Millisecond})
+	s.StartWorker(pbtest.WorkerConfig())
+	post := func(i int) {
+		s.PostEvent(skipEvent("co-"+strconv.Itoa(i), uuid, map[string]any{
+			"city": "City" + strconv.Itoa(i), "customFields": map[string]string{"k" + strconv.Itoa(i): "v"},
+		}))
+	}
+	post(0)
+	pbtest.Eventually(t, waitFor, "first PATCH in flight", func() bool {
+		c, err := s.JS.Consumer(context.Background(), s.Stream.EventsStream, s.Stream.Consumer)
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(context.Background())
+		return err == nil && info.NumAckPending == 1
+	})
+	const n = 10
+	for i := 1; i < n; i++ {
+		post(i)
+	}
+	pbtest.Eventually(t, waitFor, "backlog applied", func() bool {
+		c, _ := s.Skipcall.Contact(uuid)
+		return c["city"] == "City"+strconv.Itoa(n-1)
+	})
+	c, _ := s.Skipcall.Contact(uuid)
+	cf, _ := c["customFields"].(map[string]any)
+	for i := range n {
+		if cf["k"+strconv.Itoa(i)] != "v" {
+			t.Fatalf("custom field k%d lost in the merge: %v", i, cf)
 		}
 	}
-	for i, b := range cities {
-		want := fmt.Sprintf(`"City%d"`, i+1)
-		if !strings.Contains(b, want) {
-			t.Fatalf("applied out of order: request %d body %s, want %s", i, b, want)
+	if got := s.Skipcall.PatchCount(uuid); got > 3 {
+		t.Fatalf("%d PATCHes for %d events: the backlog was not coalesced", got, n)
+	}
+	for _, r := range s.Skipcall.Requests() {
+		if r.SpecErr != "" {
+			t.Fatalf("merged PATCH breaks the spec: %s", r.SpecErr)
 		}
 	}
-	if c, _ := s.Skipcall.Contact(uuid); c["city"] != "City5" {
-		t.Fatalf("final city %v, want City5", c["city"])
-	}
+	pbtest.Eventually(t, waitFor, "stream emptied", func() bool { return s.StreamMsgs(s.Stream.EventsStream) == 0 })
 }
 
 func TestRateLimitWaitsWithoutUsingAttempts(t *testing.T) {

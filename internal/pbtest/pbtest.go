@@ -144,7 +144,7 @@ func WorkerConfig() processor.Config {
 	return processor.Config{
 		Concurrency: 8, AckWait: 5 * time.Second, MaxAttempts: 4, MaxRetryAge: time.Hour,
 		BackoffInitial: 20 * time.Millisecond, BackoffMax: 200 * time.Millisecond,
-		CredentialsPause: 200 * time.Millisecond, HoldLimit: 500 * time.Millisecond, DrainTimeout: 2 * time.Second,
+		CredentialsPause: 200 * time.Millisecond, HoldLimit: 500 * time.Millisecond, DrainTimeout: 2 * time.Second, Coalesce: 50,
 	}
 }
 
