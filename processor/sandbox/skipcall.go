@@ -125,7 +125,7 @@ func skipcallAuth(_ context.Context, in *openapi3filter.AuthenticationInput) err
 		return fmt.Errorf("security scheme %q is not http bearer", in.SecuritySchemeName)
 	}
 	if _, ok := bearer(in.RequestValidationInput.Request.Header.Get("Authorization")); !ok {
-		return errors.New("Authorization: Bearer sk_live_… or sk_test_… required")
+		return errors.New("an Authorization: Bearer sk_live_… or sk_test_… header is required")
 	}
 	return nil
 }
