@@ -1,0 +1,51 @@
+// Package ingest is patchbay's webhook endpoint: it authenticates each
+// request, validates the events in it, and answers 202 only once JetStream
+// has stored every one of them.
+package ingest
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Config configures ingest (environment prefix PATCHBAY_INGEST_).
+type Config struct {
+	Addr              string        `envconfig:"ADDR" default:":8080" desc:"public listen address (webhooks)"`
+	AdminAddr         string        `envconfig:"ADMIN_ADDR" default:"127.0.0.1:9090" desc:"admin listen address: /metrics and /debug/pprof (empty: off)"`
+	MaxBodyBytes      int64         `envconfig:"MAX_BODY_BYTES" default:"1048576" desc:"largest request body; larger answers 413"`
+	MaxBatch          int           `envconfig:"MAX_BATCH" default:"1000" desc:"most events in one request"`
+	PublishTimeout    time.Duration `envconfig:"PUBLISH_TIMEOUT" default:"5s" desc:"how long to wait for JetStream to acknowledge; then 503"`
+	MaxInFlight       int           `envconfig:"MAX_IN_FLIGHT" default:"4096" desc:"requests being published at once; more answer 503 at once (load shedding)"`
+	Tokens            []string      `envconfig:"TOKENS" desc:"accepted bearer tokens (Authorization: Bearer …), comma separated"`
+	WebhookSecrets    []string      `envconfig:"WEBHOOK_SECRETS" desc:"Standard Webhooks signing secrets (whsec_…), comma separated; several allow rotation"`
+	Insecure          bool          `envconfig:"INSECURE_NO_AUTH" default:"false" desc:"accept unauthenticated requests (never in production)"`
+	ReadHeaderTimeout time.Duration `envconfig:"READ_HEADER_TIMEOUT" default:"5s" desc:"server read-header timeout (slowloris)"`
+	ReadTimeout       time.Duration `envconfig:"READ_TIMEOUT" default:"30s" desc:"server read timeout"`
+	WriteTimeout      time.Duration `envconfig:"WRITE_TIMEOUT" default:"30s" desc:"server write timeout"`
+	IdleTimeout       time.Duration `envconfig:"IDLE_TIMEOUT" default:"120s" desc:"keep-alive idle timeout"`
+	MaxHeaderBytes    int           `envconfig:"MAX_HEADER_BYTES" default:"65536" desc:"largest request header block"`
+	ShutdownTimeout   time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"20s" desc:"on SIGTERM, how long in-flight requests may finish"`
+}
+
+// Validate reports the first problem with c.
+func (c Config) Validate() error {
+	switch {
+	case c.MaxBodyBytes < 1024:
+		return fmt.Errorf("ingest: max body bytes %d below 1024", c.MaxBodyBytes)
+	case c.MaxBatch < 1:
+		return errors.New("ingest: max batch must be at least 1")
+	case c.PublishTimeout <= 0:
+		return errors.New("ingest: publish timeout must be positive")
+	case c.MaxInFlight < 1:
+		return errors.New("ingest: max in flight must be at least 1")
+	case len(c.Tokens) == 0 && len(c.WebhookSecrets) == 0 && !c.Insecure:
+		return errors.New("ingest: no authentication configured: set PATCHBAY_INGEST_TOKENS or PATCHBAY_INGEST_WEBHOOK_SECRETS (or PATCHBAY_INGEST_INSECURE_NO_AUTH=true for local testing)")
+	}
+	for _, t := range c.Tokens {
+		if len(t) < 16 {
+			return errors.New("ingest: bearer tokens must be at least 16 characters")
+		}
+	}
+	return nil
+}

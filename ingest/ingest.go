@@ -1,0 +1,264 @@
+package ingest
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/patchbay/patchbay/events"
+)
+
+// Publisher is what ingest needs of JetStream; jetstream.JetStream satisfies it.
+type Publisher interface {
+	PublishMsg(ctx context.Context, msg *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error)
+	PublishMsgAsync(msg *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error)
+	Stream(ctx context.Context, name string) (jetstream.Stream, error)
+}
+
+// Handler serves the ingest HTTP API.
+type Handler struct {
+	cfg    Config
+	js     Publisher
+	stream string
+	prefix string
+	auth   *authenticator
+	log    *slog.Logger
+	slots  chan struct{}
+	mux    *http.ServeMux
+	m      *metrics
+}
+
+// New returns the ingest Handler publishing to the events stream named
+// stream under subject prefix prefix.
+func New(cfg Config, js Publisher, stream, prefix string, log *slog.Logger, reg prometheus.Registerer) (*Handler, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	a, err := newAuthenticator(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	h := &Handler{
+		cfg: cfg, js: js, stream: stream, prefix: prefix, auth: a, log: log,
+		slots: make(chan struct{}, cfg.MaxInFlight),
+		mux:   http.NewServeMux(),
+		m:     newMetrics(reg),
+	}
+	h.mux.HandleFunc("POST /v1/events", h.postEvents)
+	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	h.mux.HandleFunc("GET /readyz", h.ready)
+	h.mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/events" {
+			w.Header().Set("Allow", "POST")
+			writeProblem(w, Problem{Type: ProblemMethod, Title: "Method not allowed", Status: http.StatusMethodNotAllowed, Detail: "use POST"}, 0)
+			return
+		}
+		writeProblem(w, Problem{Type: ProblemNotFound, Title: "Not found", Status: http.StatusNotFound}, 0)
+	})
+	return h, nil
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+	h.mux.ServeHTTP(rec, r)
+	h.m.requests.WithLabelValues(statusLabel(rec.status)).Inc()
+}
+
+// Accepted is the 202 body: every event, stored.
+type Accepted struct {
+	Accepted int             `json:"accepted"`
+	Events   []AcceptedEvent `json:"events"`
+}
+
+// AcceptedEvent reports where one event was stored. Duplicate is true when
+// JetStream already held an event with this id (a retried webhook): it is
+// stored once and applied once.
+type AcceptedEvent struct {
+	ID        string `json:"id"`
+	Seq       uint64 `json:"seq"`
+	Duplicate bool   `json:"duplicate,omitempty"`
+}
+
+func (h *Handler) postEvents(w http.ResponseWriter, r *http.Request) {
+	if !mediaTypeJSON(r.Header.Get("Content-Type")) {
+		writeProblem(w, Problem{Type: ProblemMediaType, Title: "Unsupported media type", Status: http.StatusUnsupportedMediaType,
+			Detail: "Content-Type must be application/json"}, 0)
+		return
+	}
+	if r.ContentLength > h.cfg.MaxBodyBytes {
+		h.tooLarge(w)
+		return
+	}
+	bearerOK := h.auth.insecure || h.auth.bearer(r)
+	if !bearerOK && len(h.auth.webhooks) == 0 {
+		writeProblem(w, Problem{Type: ProblemAuth, Title: "Unauthorized", Status: http.StatusUnauthorized, Detail: errUnauthenticated.Error()}, 0)
+		return
+	}
+	// Shed load before reading the body: a full house answers at once.
+	select {
+	case h.slots <- struct{}{}:
+		defer func() { <-h.slots }()
+	default:
+		h.m.shed.Inc()
+		writeProblem(w, Problem{Type: ProblemUnavailable, Title: "Overloaded", Status: http.StatusServiceUnavailable,
+			Detail: "too many requests in flight; retry"}, 1)
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			h.tooLarge(w)
+			return
+		}
+		writeProblem(w, Problem{Type: ProblemMalformed, Title: "Unreadable body", Status: http.StatusBadRequest, Detail: err.Error()}, 0)
+		return
+	}
+	if !bearerOK && !h.auth.signed(r.Header, body) {
+		writeProblem(w, Problem{Type: ProblemAuth, Title: "Unauthorized", Status: http.StatusUnauthorized, Detail: errUnauthenticated.Error()}, 0)
+		return
+	}
+	headerID := r.Header.Get("webhook-id")
+	if headerID == "" {
+		headerID = r.Header.Get("Idempotency-Key")
+	}
+	evs, _, err := events.DecodeRequest(body, headerID, events.Limits{MaxBatch: h.cfg.MaxBatch})
+	if err != nil {
+		var ve *events.ValidationError
+		if errors.As(err, &ve) {
+			h.m.rejected.Inc()
+			writeProblem(w, Problem{Type: ProblemInvalid, Title: "Invalid event", Status: http.StatusUnprocessableEntity,
+				Detail: fmt.Sprintf("%d problem(s); nothing was stored", len(ve.Errors)), Errors: ve.Errors}, 0)
+			return
+		}
+		h.m.rejected.Inc()
+		writeProblem(w, Problem{Type: ProblemMalformed, Title: "Malformed JSON", Status: http.StatusBadRequest,
+			Detail: err.Error() + "; nothing was stored"}, 0)
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.PublishTimeout)
+	defer cancel()
+	start := time.Now()
+	acc, err := h.publish(ctx, evs)
+	h.m.publish.Observe(time.Since(start).Seconds())
+	if err != nil {
+		h.log.Warn("publish failed; answering 503", "events", len(evs), "err", err)
+		writeProblem(w, Problem{Type: ProblemUnavailable, Title: "Event store unavailable", Status: http.StatusServiceUnavailable,
+			Detail: "JetStream did not acknowledge every event; retry the same request (event ids make it safe)"}, 2)
+		return
+	}
+	for _, ev := range evs {
+		h.m.events.WithLabelValues(string(ev.Target)).Inc()
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusAccepted)
+	_ = json.NewEncoder(w).Encode(acc)
+}
+
+// publish stores evs and waits for JetStream's acknowledgement of each. A
+// single event is published synchronously; a batch is pipelined and then
+// every acknowledgement awaited. Any failure fails the whole request: the
+// client retries it, and the event ids deduplicate what was stored.
+func (h *Handler) publish(ctx context.Context, evs []events.Event) (Accepted, error) {
+	acc := Accepted{Accepted: len(evs), Events: make([]AcceptedEvent, len(evs))}
+	msgs := make([]*nats.Msg, len(evs))
+	for i := range evs {
+		data, err := evs[i].Marshal()
+		if err != nil {
+			return acc, err
+		}
+		msgs[i] = &nats.Msg{Subject: evs[i].Subject(h.prefix), Data: data}
+		acc.Events[i].ID = evs[i].ID
+	}
+	opts := func(i int) []jetstream.PublishOpt {
+		return []jetstream.PublishOpt{jetstream.WithMsgID(evs[i].ID), jetstream.WithExpectStream(h.stream)}
+	}
+	if len(msgs) == 1 {
+		ack, err := h.js.PublishMsg(ctx, msgs[0], opts(0)...)
+		if err != nil {
+			return acc, err
+		}
+		acc.Events[0].Seq, acc.Events[0].Duplicate = ack.Sequence, ack.Duplicate
+		return acc, nil
+	}
+	futures := make([]jetstream.PubAckFuture, len(msgs))
+	for i, m := range msgs {
+		f, err := h.js.PublishMsgAsync(m, opts(i)...)
+		if err != nil {
+			return acc, err
+		}
+		futures[i] = f
+	}
+	var firstErr error
+	for i, f := range futures {
+		select {
+		case ack := <-f.Ok():
+			acc.Events[i].Seq, acc.Events[i].Duplicate = ack.Sequence, ack.Duplicate
+		case err := <-f.Err():
+			if firstErr == nil {
+				firstErr = err
+			}
+		case <-ctx.Done():
+			return acc, ctx.Err()
+		}
+	}
+	return acc, firstErr
+}
+
+func (h *Handler) ready(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if _, err := h.js.Stream(ctx, h.stream); err != nil {
+		writeProblem(w, Problem{Type: ProblemUnavailable, Title: "Not ready", Status: http.StatusServiceUnavailable,
+			Detail: "JetStream stream " + h.stream + " unavailable: " + err.Error()}, 1)
+		return
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	_, _ = io.WriteString(w, "ready\n")
+}
+
+func (h *Handler) tooLarge(w http.ResponseWriter) {
+	h.m.rejected.Inc()
+	writeProblem(w, Problem{Type: ProblemTooLarge, Title: "Body too large", Status: http.StatusRequestEntityTooLarge,
+		Detail: fmt.Sprintf("request body exceeds %d bytes; split the batch", h.cfg.MaxBodyBytes)}, 0)
+}
+
+func mediaTypeJSON(ct string) bool {
+	mt, _, err := mime.ParseMediaType(ct)
+	return err == nil && mt == "application/json"
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	s.status = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func statusLabel(code int) string {
+	switch code {
+	case 202, 400, 401, 404, 405, 413, 415, 422, 503:
+		return fmt.Sprint(code)
+	}
+	return fmt.Sprintf("%dxx", code/100)
+}
