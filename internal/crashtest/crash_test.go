@@ -1,0 +1,487 @@
+// Package crashtest runs patchbay's real binaries as separate processes
+// against a real NATS JetStream server and the sandbox providers, all on
+// loopback, kills and restarts them, and checks that nothing acknowledged is
+// lost. The fast variant runs in 'go test ./...'; PATCHBAY_CRASH_LONG=1
+// makes every scenario bigger. 'go test -short' skips the package.
+package crashtest
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/patchbay/patchbay/internal/proc"
+	"github.com/patchbay/patchbay/processor/sandbox"
+	"github.com/patchbay/patchbay/stream"
+)
+
+const (
+	token = "crash-test-token-0123456789"
+	skKey = "sk_test_crashtest"
+)
+
+var bin string // the patchbay binary, built once in TestMain
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		os.Exit(m.Run())
+	}
+	dir, err := os.MkdirTemp("", "patchbay-crashtest")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	root, err := proc.ModuleRoot()
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+		bin, err = proc.Build(ctx, root, dir)
+		cancel()
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.RemoveAll(dir)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// size returns n, or long when PATCHBAY_CRASH_LONG is set.
+func size(n, long int) int {
+	if os.Getenv("PATCHBAY_CRASH_LONG") != "" {
+		return long
+	}
+	return n
+}
+
+// rig is one scenario's world: NATS, the Skipcall sandbox, ingest and worker processes.
+type rig struct {
+	t        *testing.T
+	storeDir string
+	natsPort int
+	nats     *stream.Embedded
+	sk       *sandbox.Skipcall
+	skURL    string
+	ingAddr  string
+	ingest   *proc.Process
+	worker   *proc.Process
+	accepted sync.Map // event index -> true once ingest answered 202
+	got503   atomic.Int64
+	noRetry  atomic.Int64 // 503s without Retry-After
+}
+
+func newRig(t *testing.T) *rig {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("process-level fault tests are skipped with -short")
+	}
+	r := &rig{t: t, storeDir: t.TempDir()}
+	addr, err := proc.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.natsPort, _ = strconv.Atoi(addr[strings.LastIndexByte(addr, ':')+1:])
+	r.startNATS()
+	t.Cleanup(func() {
+		if r.nats != nil {
+			r.nats.Shutdown()
+		}
+	})
+	r.sk, err = sandbox.NewSkipcall(sandbox.SkipcallConfig{APIKeys: []string{skKey}, AutoCreate: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(r.sk)
+	t.Cleanup(srv.Close)
+	r.skURL = srv.URL
+	if r.ingAddr, err = proc.FreeAddr(); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func (r *rig) startNATS() {
+	r.t.Helper()
+	emb, err := stream.RunEmbedded(stream.EmbeddedConfig{StoreDir: r.storeDir, Port: r.natsPort})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.nats = emb
+}
+
+func (r *rig) stopNATS() {
+	r.nats.Shutdown()
+	r.nats = nil
+}
+
+func (r *rig) natsURL() string { return fmt.Sprintf("nats://127.0.0.1:%d", r.natsPort) }
+
+func (r *rig) startIngest(extra map[string]string) {
+	r.t.Helper()
+	env := map[string]string{
+		"PATCHBAY_NATS_URL": r.natsURL(), "PATCHBAY_INGEST_ADDR": r.ingAddr, "PATCHBAY_INGEST_ADMIN_ADDR": "",
+		"PATCHBAY_INGEST_TOKENS": token, "PATCHBAY_INGEST_PUBLISH_TIMEOUT": "2s", "PATCHBAY_LOG_LEVEL": "warn",
+	}
+	for k, v := range extra {
+		env[k] = v
+	}
+	p, err := proc.Start(bin, "ingest", []string{"ingest"}, env)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.ingest = p
+	r.t.Cleanup(p.Kill)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := proc.WaitHTTP(ctx, "http://"+r.ingAddr+"/readyz", 200); err != nil {
+		r.t.Fatalf("%v\n%s", err, p.Output())
+	}
+}
+
+func (r *rig) startWorker(extra map[string]string) {
+	r.t.Helper()
+	env := map[string]string{
+		"PATCHBAY_NATS_URL": r.natsURL(), "PATCHBAY_WORKER_ADMIN_ADDR": "",
+		"PATCHBAY_WORKER_ACK_WAIT": "2s", "PATCHBAY_WORKER_BACKOFF_INITIAL": "100ms", "PATCHBAY_WORKER_BACKOFF_MAX": "1s",
+		"PATCHBAY_WORKER_CONCURRENCY": "16", "PATCHBAY_WORKER_DRAIN_TIMEOUT": "5s",
+		"PATCHBAY_REVYOPS_BASE_URL": r.skURL, "PATCHBAY_REVYOPS_API_KEY": "unused",
+		"PATCHBAY_SKIPCALL_BASE_URL": r.skURL, "PATCHBAY_SKIPCALL_API_KEY": skKey, "PATCHBAY_SKIPCALL_RATE_PER_MINUTE": "0",
+		"PATCHBAY_LOG_LEVEL": "warn",
+	}
+	for k, v := range extra {
+		env[k] = v
+	}
+	p, err := proc.Start(bin, "worker", []string{"worker"}, env)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	r.worker = p
+	r.t.Cleanup(p.Kill)
+}
+
+func contactID(i int) string { return fmt.Sprintf("c0ffee00-0000-4000-8000-%012d", i) }
+
+func eventBody(i int) []byte {
+	b, _ := json.Marshal(map[string]any{
+		"id": "ev-" + strconv.Itoa(i), "target": "skipcall", "contact_id": contactID(i),
+		"occurred_at": "2026-11-25T10:00:00Z", "patch": map[string]any{"city": "C" + strconv.Itoa(i)},
+	})
+	return b
+}
+
+var client = &http.Client{Timeout: 5 * time.Second}
+
+// post sends event i until ingest answers 202 or deadline passes, as a
+// webhook sender does: on no answer, 5xx or 503 it retries with the same id.
+func (r *rig) post(ctx context.Context, i int) {
+	body := eventBody(i)
+	for ctx.Err() == nil {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+r.ingAddr+"/v1/events", bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := client.Do(req)
+		if err == nil {
+			resp.Body.Close()
+			switch resp.StatusCode {
+			case http.StatusAccepted:
+				r.accepted.Store(i, true)
+				return
+			case http.StatusServiceUnavailable:
+				r.got503.Add(1)
+				if resp.Header.Get("Retry-After") == "" {
+					r.noRetry.Add(1)
+				}
+			default:
+				r.t.Errorf("event %d: unexpected status %d", i, resp.StatusCode)
+				return
+			}
+		}
+		select { // the client's retry pause, not synchronisation
+		case <-ctx.Done():
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// load posts events [from, to) with conc senders.
+func (r *rig) load(ctx context.Context, from, to, conc int) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	next := make(chan int)
+	for range conc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range next {
+				r.post(ctx, i)
+			}
+		}()
+	}
+	go func() {
+		defer close(next)
+		for i := from; i < to; i++ {
+			select {
+			case next <- i:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return &wg
+}
+
+func (r *rig) applied(i int) bool {
+	c, ok := r.sk.Contact(contactID(i))
+	return ok && c["city"] == "C"+strconv.Itoa(i)
+}
+
+func (r *rig) countApplied(n int) int {
+	k := 0
+	for i := range n {
+		if r.applied(i) {
+			k++
+		}
+	}
+	return k
+}
+
+// report checks the invariant over events [0, n) and logs the scenario's row.
+func (r *rig) report(name string, n int, recovery time.Duration, deadline time.Duration) {
+	r.t.Helper()
+	stop := time.Now().Add(deadline)
+	for {
+		lost := 0
+		r.accepted.Range(func(k, _ any) bool {
+			if !r.applied(k.(int)) {
+				lost++
+			}
+			return true
+		})
+		if lost == 0 || time.Now().After(stop) {
+			break
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	accepted, lost, dupes := 0, 0, 0
+	r.accepted.Range(func(k, _ any) bool {
+		accepted++
+		if !r.applied(k.(int)) {
+			lost++
+		}
+		if r.sk.PatchCount(contactID(k.(int))) > 1 {
+			dupes++
+		}
+		return true
+	})
+	row := fmt.Sprintf("| %s | %d | %d | %d | %d | %d | %d | %s |", name, n, accepted, r.countApplied(n), r.got503.Load(), lost, dupes, recovery.Round(time.Millisecond))
+	r.t.Log("| scenario | sent | 202 | applied | 503s | lost | re-applied (same value) | recovery |")
+	r.t.Log(row)
+	if f := os.Getenv("PATCHBAY_CRASH_REPORT"); f != "" {
+		if fh, err := os.OpenFile(f, os.O_APPEND|os.O_CREATE|os.O_WRONLY, 0o644); err == nil {
+			fmt.Fprintln(fh, row)
+			fh.Close()
+		}
+	}
+	if lost != 0 {
+		r.t.Fatalf("%d events acknowledged with 202 were never applied", lost)
+	}
+	if r.noRetry.Load() != 0 {
+		r.t.Fatalf("%d 503 answers without Retry-After", r.noRetry.Load())
+	}
+}
+
+func (r *rig) acceptedCount() int {
+	k := 0
+	r.accepted.Range(func(_, _ any) bool { k++; return true })
+	return k
+}
+
+func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// TestWorkerSIGKILL kills the worker in the middle of a stream of deliveries
+// and restarts it: unacknowledged deliveries come back after the ack wait.
+func TestWorkerSIGKILL(t *testing.T) {
+	r := newRig(t)
+	n := size(300, 5000)
+	r.startIngest(nil)
+	r.sk.SetFaults(sandbox.Faults{Latency: 10 * time.Millisecond})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	r.load(ctx, 0, n, 16).Wait()
+	r.startWorker(nil)
+	waitUntil(t, time.Minute, "a third applied", func() bool { return r.countApplied(n) >= n/3 })
+	r.worker.Kill()
+	killedAt := time.Now()
+	if r.countApplied(n) == n {
+		t.Fatal("everything was applied before the kill; the scenario proves nothing")
+	}
+	r.startWorker(nil)
+	waitUntil(t, 2*time.Minute, "all applied", func() bool { return r.countApplied(n) == n })
+	r.report("worker SIGKILL mid-stream", n, time.Since(killedAt), 10*time.Second)
+}
+
+// TestIngestSIGKILL kills ingest under load and restarts it; senders retry
+// unanswered requests with the same id, and JetStream deduplicates them.
+func TestIngestSIGKILL(t *testing.T) {
+	r := newRig(t)
+	n := size(600, 10000)
+	r.startIngest(nil)
+	r.startWorker(nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	wg := r.load(ctx, 0, n, 16)
+	waitUntil(t, time.Minute, "a third accepted", func() bool { return r.acceptedCount() >= n/3 })
+	r.ingest.Kill()
+	killedAt := time.Now()
+	r.startIngest(nil)
+	recovery := time.Since(killedAt)
+	wg.Wait()
+	r.report("ingest SIGKILL under load", n, recovery, time.Minute)
+	for i := range n {
+		if c := r.sk.PatchCount(contactID(i)); c > 1 {
+			// A retried request whose first try was stored must be deduplicated.
+			t.Fatalf("event %d applied %d times: a retried webhook was stored twice", i, c)
+		}
+	}
+}
+
+// TestNATSOutage stops the NATS server under load and starts it again on the
+// same port and store: ingest answers 503 with Retry-After meanwhile and
+// both processes reconnect by themselves.
+func TestNATSOutage(t *testing.T) {
+	r := newRig(t)
+	n := size(600, 10000)
+	outage := time.Duration(size(3, 10)) * time.Second
+	r.startIngest(nil)
+	r.startWorker(nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	wg := r.load(ctx, 0, n, 16)
+	waitUntil(t, time.Minute, "a third accepted", func() bool { return r.acceptedCount() >= n/3 })
+	r.stopNATS()
+	time.Sleep(outage) // the fault itself
+	r.startNATS()
+	back := time.Now()
+	ready := context.Background()
+	rctx, rcancel := context.WithTimeout(ready, time.Minute)
+	defer rcancel()
+	if err := proc.WaitHTTP(rctx, "http://"+r.ingAddr+"/readyz", 200); err != nil {
+		t.Fatalf("ingest did not recover: %v\n%s", err, r.ingest.Output())
+	}
+	recovery := time.Since(back)
+	wg.Wait()
+	if r.got503.Load() == 0 {
+		t.Fatal("no 503 during the outage: the scenario did not reach ingest")
+	}
+	if r.ingest.Exited() || r.worker.Exited() {
+		t.Fatalf("a process died during the outage\ningest:\n%s\nworker:\n%s", r.ingest.Output(), r.worker.Output())
+	}
+	r.report(fmt.Sprintf("NATS down %s under load", outage), n, recovery, time.Minute)
+}
+
+// TestGracefulShutdown sends SIGTERM to the worker with slow deliveries in
+// flight and to ingest under load: both exit 0 within their grace periods,
+// and whatever was in flight is delivered after a restart.
+func TestGracefulShutdown(t *testing.T) {
+	r := newRig(t)
+	n := size(3000, 20000)
+	r.startIngest(map[string]string{"PATCHBAY_INGEST_SHUTDOWN_TIMEOUT": "5s"})
+	r.sk.SetFaults(sandbox.Faults{Latency: 200 * time.Millisecond})
+	r.startWorker(nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	wg := r.load(ctx, 0, n, 8)
+	waitUntil(t, time.Minute, "requests under way", func() bool { return r.acceptedCount() >= 50 })
+
+	start := time.Now()
+	if err := r.ingest.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.ingest.Wait(15 * time.Second); err != nil {
+		t.Fatalf("ingest after SIGTERM: %v\n%s", err, r.ingest.Output())
+	}
+	if r.acceptedCount() >= n {
+		t.Fatal("all events were accepted before ingest stopped; it was not under load")
+	}
+	t.Logf("ingest exited %s after SIGTERM", time.Since(start).Round(time.Millisecond))
+
+	waitUntil(t, time.Minute, "deliveries under way", func() bool { return r.countApplied(n) >= 10 })
+	start = time.Now()
+	if err := r.worker.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.worker.Wait(15 * time.Second); err != nil {
+		t.Fatalf("worker after SIGTERM: %v\n%s", err, r.worker.Output())
+	}
+	t.Logf("worker exited %s after SIGTERM", time.Since(start).Round(time.Millisecond))
+
+	r.startIngest(nil)
+	r.sk.SetFaults(sandbox.Faults{})
+	r.startWorker(nil)
+	restarted := time.Now()
+	wg.Wait()
+	r.report("SIGTERM ingest and worker under load", n, time.Since(restarted), time.Minute)
+}
+
+// TestProviderOutage makes the provider answer 503 for a while: events are
+// retried with backoff, none is dead-lettered, and the retries show in the
+// worker's metrics.
+func TestProviderOutage(t *testing.T) {
+	r := newRig(t)
+	n := size(200, 2000)
+	outage := time.Duration(size(3, 60)) * time.Second
+	admin, err := proc.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.startIngest(nil)
+	r.sk.FailNext(-1, http.StatusServiceUnavailable)
+	r.startWorker(map[string]string{"PATCHBAY_WORKER_ADMIN_ADDR": admin, "PATCHBAY_WORKER_BACKOFF_MAX": "2s", "PATCHBAY_WORKER_MAX_ATTEMPTS": "1000"})
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	r.load(ctx, 0, n, 16).Wait()
+	time.Sleep(outage) // the fault itself
+	r.sk.FailNext(0, 0)
+	back := time.Now()
+	waitUntil(t, 2*time.Minute, "all applied after the outage", func() bool { return r.countApplied(n) == n })
+	recovery := time.Since(back)
+
+	resp, err := http.Get("http://" + admin + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var metrics bytes.Buffer
+	_, _ = metrics.ReadFrom(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{`patchbay_worker_deliveries_total{outcome="retry",target="skipcall"}`, `patchbay_worker_retry_delay_seconds_count{class="transient",target="skipcall"}`} {
+		if !strings.Contains(metrics.String(), want) {
+			t.Fatalf("metrics lack %s", want)
+		}
+	}
+	if strings.Contains(metrics.String(), "patchbay_worker_dead_letters_total{") {
+		t.Fatal("an outage shorter than the retry age dead-lettered events")
+	}
+	r.report(fmt.Sprintf("provider 503 for %s", outage), n, recovery, 10*time.Second)
+}
