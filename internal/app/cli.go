@@ -93,6 +93,7 @@ Usage:
   patchbay worker                   run the delivery worker
   patchbay dlq list [-limit N] [-subject S] [-json]
   patchbay dlq replay [-data FILE] SEQ...
+  patchbay bench [-duration D] [-out FILE] ...   load harness: ingest and worker against floors, on loopback
   patchbay env                      print every environment variable as a Markdown table
 
 Configuration comes from the environment; see 'patchbay env'.
@@ -132,6 +133,8 @@ func Main(args []string) int {
 		err = runDLQ(ctx, cfg, args[1:], os.Stdout)
 	case "env":
 		err = printEnv(cfg, os.Stdout)
+	case "bench":
+		err = runBench(ctx, args[1:], os.Stdout, os.Stderr)
 	default:
 		fmt.Fprintf(os.Stderr, "patchbay: unknown command %q\n\n%s", args[0], usage)
 		return 2
