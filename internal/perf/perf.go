@@ -84,14 +84,23 @@ func Run(ctx context.Context, cfg Config, log io.Writer) ([]Row, error) {
 	rows = append(rows, Row{"ingest batch of 100", "events/s (floor: ingest single)", batch.rate, ing.rate, "events/s"},
 		Row{"ingest batch of 100", "p99 per request", ms(batch.p(0.99)), ms(ing.p(0.99)), "ms"})
 
-	say("worker: %d events, no provider latency, concurrency %d", cfg.Events, cfg.Concurrency)
-	wk, err := workerPhase(ctx, cfg, false, 0)
-	if err != nil {
-		return nil, err
-	}
-	wf, err := workerPhase(ctx, cfg, true, 0)
-	if err != nil {
-		return nil, err
+	say("worker: %d events, no provider latency, concurrency %d (best of 2, alternating with the floor)", cfg.Events, cfg.Concurrency)
+	// Alternate worker and floor twice and keep each one's best run, so
+	// neither pays alone for a noisy moment or the previous phase's garbage.
+	var wk, wf float64
+	for range 2 {
+		for _, floor := range []bool{false, true} {
+			runtime.GC()
+			rate, err := workerPhase(ctx, cfg, floor, 0)
+			if err != nil {
+				return nil, err
+			}
+			if floor {
+				wf = max(wf, rate)
+			} else {
+				wk = max(wk, rate)
+			}
+		}
 	}
 	rows = append(rows, Row{"worker", "events/s", wk, wf, "events/s"})
 
