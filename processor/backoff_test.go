@@ -54,3 +54,11 @@ func TestTargetOf(t *testing.T) {
 		}
 	}
 }
+
+func BenchmarkBackoff(b *testing.B) {
+	w := &Worker{cfg: Config{BackoffInitial: time.Second, BackoffMax: 10 * time.Minute}}
+	b.ReportAllocs()
+	for b.Loop() {
+		_ = w.backoff(8)
+	}
+}
