@@ -1,0 +1,142 @@
+package crashtest
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/patchbay/patchbay/internal/proc"
+	"github.com/patchbay/patchbay/stream"
+)
+
+// node is one server of a 3-node JetStream cluster on loopback.
+type node struct {
+	name       string
+	port, cprt int
+	dir        string
+	srv        *server.Server
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	a, err := proc.FreeAddr()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, _ := strconv.Atoi(a[strings.LastIndexByte(a, ':')+1:])
+	return p
+}
+
+func (n *node) start(t *testing.T, all []*node) {
+	t.Helper()
+	var routes []string
+	for _, o := range all {
+		if o != n {
+			routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", o.cprt))
+		}
+	}
+	opts := &server.Options{
+		ServerName: n.name, Host: "127.0.0.1", Port: n.port, JetStream: true, StoreDir: n.dir, NoSigs: true, NoLog: true,
+		Cluster: server.ClusterOpts{Name: "patchbay-test", Host: "127.0.0.1", Port: n.cprt},
+		Routes:  server.RoutesFromStr(strings.Join(routes, ",")),
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(10 * time.Second) {
+		t.Fatalf("%s not ready", n.name)
+	}
+	n.srv = srv
+}
+
+func (n *node) stop() {
+	if n.srv != nil {
+		n.srv.Shutdown()
+		n.srv.WaitForShutdown()
+		n.srv = nil
+	}
+}
+
+// TestClusterLeaderLoss runs ingest and worker against a 3-node cluster with
+// R3 streams, kills the stream leader under load, brings it back, then kills
+// the new leader: ingest keeps accepting with brief 503s at most and nothing
+// acknowledged is lost.
+func TestClusterLeaderLoss(t *testing.T) {
+	r := newRig(t)
+	r.stopNATS() // this scenario has its own servers
+	nodes := make([]*node, 3)
+	var urls []string
+	for i := range nodes {
+		nodes[i] = &node{name: fmt.Sprintf("n%d", i+1), port: freePort(t), cprt: freePort(t), dir: t.TempDir()}
+		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", nodes[i].port))
+	}
+	for _, n := range nodes {
+		n.start(t, nodes)
+	}
+	t.Cleanup(func() {
+		for _, n := range nodes {
+			n.stop()
+		}
+	})
+	clusterURL := strings.Join(urls, ",")
+
+	env := map[string]string{"PATCHBAY_NATS_URL": clusterURL, "PATCHBAY_STREAM_REPLICAS": "3"}
+	r.startIngest(env)
+	r.startWorker(env)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	nc, err := stream.Connect(ctx, clusterURL, "", "crashtest-observer")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	leader := func() *node {
+		ictx, icancel := context.WithTimeout(ctx, 2*time.Second)
+		defer icancel()
+		s, err := js.Stream(ictx, "PATCHBAY_EVENTS")
+		if err != nil {
+			return nil
+		}
+		info, err := s.Info(ictx)
+		if err != nil || info.Cluster == nil {
+			return nil
+		}
+		for _, n := range nodes {
+			if n.name == info.Cluster.Leader && n.srv != nil {
+				return n
+			}
+		}
+		return nil
+	}
+
+	n := size(1500, 20000)
+	wg := r.load(ctx, 0, n, 16)
+	start := time.Now()
+	for round := range 2 {
+		waitUntil(t, time.Minute, "load under way", func() bool { return r.acceptedCount() >= (round+1)*n/4 })
+		var l *node
+		waitUntil(t, 30*time.Second, "a stream leader", func() bool { l = leader(); return l != nil })
+		t.Logf("round %d: killing stream leader %s", round+1, l.name)
+		l.stop()
+		waitUntil(t, 30*time.Second, "a new stream leader", func() bool { return leader() != nil })
+		l.start(t, nodes)
+	}
+	wg.Wait()
+	if r.ingest.Exited() || r.worker.Exited() {
+		t.Fatalf("a process died\ningest:\n%s\nworker:\n%s", r.ingest.Output(), r.worker.Output())
+	}
+	r.report("3-node R3 cluster, stream leader killed twice", n, time.Since(start), time.Minute)
+}
