@@ -234,6 +234,24 @@ type loadResult struct {
 
 func (r loadResult) p(q float64) time.Duration { return r.lat.p(q) }
 
+// ingestConfig is ingest as it runs by default, with the bench's token.
+func ingestConfig() ingest.Config {
+	return ingest.Config{MaxBodyBytes: 4 << 20, MaxBatch: 1000, PublishTimeout: 5 * time.Second, MaxInFlight: 4096, Tokens: []string{token},
+		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 1 << 16}
+}
+
+// newWorker is the worker with default settings, delivering through sc to
+// the sandbox at url.
+func newWorker(env *natsEnv, cfg Config, sc *skipcall.Client, url string) (*processor.Worker, error) {
+	rc, err := revyops.New(revyops.Config{BaseURL: url, APIKey: "unused", AuthHeader: "X-API-Key", AuthFormat: "%s", Timeout: time.Second}, nil, 1)
+	if err != nil {
+		return nil, err
+	}
+	return processor.New(processor.Config{Concurrency: cfg.Concurrency, AckWait: 30 * time.Second, MaxAttempts: 12, MaxRetryAge: time.Hour,
+		BackoffInitial: time.Second, BackoffMax: 10 * time.Minute, CredentialsPause: time.Minute, HoldLimit: 5 * time.Second, DrainTimeout: time.Second, Coalesce: 50},
+		processor.Deps{JS: env.js, Stream: env.scfg, Targets: map[events.Target]processor.Target{events.TargetSkipcall: {Provider: sc}, events.TargetRevyOps: {Provider: rc}}})
+}
+
 // --- phase 1: ingest vs floor ---
 
 type floorEvent struct {
@@ -249,16 +267,16 @@ func floorHandler(js jetstream.JetStream) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(r.Body)
 		if err != nil {
-			http.Error(w, err.Error(), 400)
+			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
 		var ev floorEvent
 		if err := json.Unmarshal(body, &ev); err != nil {
-			http.Error(w, err.Error(), 400)
+			http.Error(w, err.Error(), http.StatusBadRequest)
 			return
 		}
 		if _, err := js.Publish(r.Context(), "contacts.patch."+ev.Target+"."+ev.ContactID, body, jetstream.WithMsgID(ev.ID)); err != nil {
-			http.Error(w, err.Error(), 503)
+			http.Error(w, err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		w.WriteHeader(http.StatusAccepted)
@@ -275,9 +293,7 @@ func ingestPhase(ctx context.Context, cfg Config, floor bool, batch int) (loadRe
 	if floor {
 		h = floorHandler(env.js)
 	} else {
-		icfg := ingest.Config{MaxBodyBytes: 4 << 20, MaxBatch: 1000, PublishTimeout: 5 * time.Second, MaxInFlight: 4096, Tokens: []string{token},
-			ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 1 << 16}
-		ih, err := ingest.New(icfg, env.js, env.scfg.EventsStream, env.scfg.SubjectPrefix, slog.New(slog.DiscardHandler), nil)
+		ih, err := ingest.New(ingestConfig(), env.js, env.scfg.EventsStream, env.scfg.SubjectPrefix, slog.New(slog.DiscardHandler), nil)
 		if err != nil {
 			return loadResult{}, err
 		}
@@ -459,14 +475,7 @@ func workerPhase(ctx context.Context, cfg Config, floor bool, latency time.Durat
 			return 0, err
 		}
 	} else {
-		rc, err := revyops.New(revyops.Config{BaseURL: url, APIKey: "unused", AuthHeader: "X-API-Key", AuthFormat: "%s", Timeout: time.Second}, nil, 1)
-		if err != nil {
-			return 0, err
-		}
-		w, err := processor.New(processor.Config{Concurrency: cfg.Concurrency, AckWait: 30 * time.Second, MaxAttempts: 5, MaxRetryAge: time.Hour,
-			BackoffInitial: 100 * time.Millisecond, BackoffMax: time.Second, CredentialsPause: time.Second, HoldLimit: time.Second, DrainTimeout: time.Second, Coalesce: 50},
-			processor.Deps{JS: env.js, Stream: env.scfg, Targets: map[events.Target]processor.Target{
-				events.TargetSkipcall: {Provider: sc}, events.TargetRevyOps: {Provider: rc}}})
+		w, err := newWorker(env, cfg, sc, url)
 		if err != nil {
 			return 0, err
 		}
@@ -551,9 +560,7 @@ func endToEnd(ctx context.Context, cfg Config) (loadResult, error) {
 		return loadResult{}, err
 	}
 	defer stop()
-	icfg := ingest.Config{MaxBodyBytes: 1 << 20, MaxBatch: 1000, PublishTimeout: 5 * time.Second, MaxInFlight: 4096, Tokens: []string{token},
-		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 1 << 16}
-	ih, err := ingest.New(icfg, env.js, env.scfg.EventsStream, env.scfg.SubjectPrefix, slog.New(slog.DiscardHandler), nil)
+	ih, err := ingest.New(ingestConfig(), env.js, env.scfg.EventsStream, env.scfg.SubjectPrefix, slog.New(slog.DiscardHandler), nil)
 	if err != nil {
 		return loadResult{}, err
 	}
@@ -568,13 +575,7 @@ func endToEnd(ctx context.Context, cfg Config) (loadResult, error) {
 	if err != nil {
 		return loadResult{}, err
 	}
-	rc, err := revyops.New(revyops.Config{BaseURL: url, APIKey: "unused", AuthHeader: "X-API-Key", AuthFormat: "%s", Timeout: time.Second}, nil, 1)
-	if err != nil {
-		return loadResult{}, err
-	}
-	w, err := processor.New(processor.Config{Concurrency: cfg.Concurrency, AckWait: 30 * time.Second, MaxAttempts: 5, MaxRetryAge: time.Hour,
-		BackoffInitial: 100 * time.Millisecond, BackoffMax: time.Second, CredentialsPause: time.Second, HoldLimit: time.Second, DrainTimeout: time.Second, Coalesce: 50},
-		processor.Deps{JS: env.js, Stream: env.scfg, Targets: map[events.Target]processor.Target{events.TargetSkipcall: {Provider: sc}, events.TargetRevyOps: {Provider: rc}}})
+	w, err := newWorker(env, cfg, sc, url)
 	if err != nil {
 		return loadResult{}, err
 	}
