@@ -1,10 +1,12 @@
 package processor
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"time"
 )
 
@@ -61,4 +63,23 @@ func NewHTTPClient(timeout time.Duration, conns int) *http.Client {
 		ResponseHeaderTimeout: timeout,
 	}
 	return &http.Client{Transport: tr, Timeout: timeout}
+}
+
+// ValidBaseURL reports whether raw is an absolute http(s) URL.
+func ValidBaseURL(raw string) bool {
+	u, err := url.Parse(raw)
+	return err == nil && (u.Scheme == "http" || u.Scheme == "https") && u.Host != ""
+}
+
+// PatchJSON sends body as a JSON PATCH to u with one authentication header
+// and returns the provider's bounded answer (errors as Send).
+func PatchJSON(ctx context.Context, c *http.Client, u string, body []byte, authHeader, authValue string) (Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPatch, u, bytes.NewReader(body))
+	if err != nil {
+		return Response{}, &Error{Class: ClassPermanent, Err: err}
+	}
+	req.Header.Set(authHeader, authValue)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	return Send(ctx, c, req)
 }

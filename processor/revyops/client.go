@@ -3,12 +3,10 @@
 package revyops
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/url"
 	"strings"
 	"time"
 
@@ -30,8 +28,7 @@ type Config struct {
 
 // Validate reports a missing or malformed setting.
 func (c Config) Validate() error {
-	u, err := url.Parse(c.BaseURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	if !processor.ValidBaseURL(c.BaseURL) {
 		return fmt.Errorf("revyops: base URL %q is not an http(s) URL", c.BaseURL)
 	}
 	if c.APIKey == "" {
@@ -83,14 +80,7 @@ func (c *Client) Patch(ctx context.Context, ev *events.Event) (processor.Result,
 	if ev.Structure != "" {
 		u += "?structure=" + ev.Structure
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPatch, u, bytes.NewReader(ev.Patch))
-	if err != nil {
-		return processor.Result{}, &processor.Error{Class: processor.ClassPermanent, Err: err}
-	}
-	req.Header.Set(c.header, c.authValue)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
-	resp, err := processor.Send(ctx, c.http, req)
+	resp, err := processor.PatchJSON(ctx, c.http, u, ev.Patch, c.header, c.authValue)
 	if err != nil {
 		return processor.Result{}, err
 	}

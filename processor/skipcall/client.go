@@ -3,7 +3,6 @@
 package skipcall
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -27,8 +26,7 @@ type Config struct {
 
 // Validate reports a missing or malformed setting.
 func (c Config) Validate() error {
-	u, err := url.Parse(c.BaseURL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	if !processor.ValidBaseURL(c.BaseURL) {
 		return fmt.Errorf("skipcall: base URL %q is not an http(s) URL", c.BaseURL)
 	}
 	k := c.APIKey.Reveal()
@@ -71,14 +69,7 @@ func New(cfg Config, hc *http.Client, conns int) (*Client, error) {
 // 403 (subscription or plan) are credential failures; 429 is rate limited
 // until X-RateLimit-Reset; 5xx and transport errors are transient.
 func (c *Client) Patch(ctx context.Context, ev *events.Event) (processor.Result, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPatch, c.base+"/v1/contacts/"+url.PathEscape(ev.ContactID), bytes.NewReader(ev.Patch))
-	if err != nil {
-		return processor.Result{}, &processor.Error{Class: processor.ClassPermanent, Err: err}
-	}
-	req.Header.Set("Authorization", c.auth)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
-	resp, err := processor.Send(ctx, c.http, req)
+	resp, err := processor.PatchJSON(ctx, c.http, c.base+"/v1/contacts/"+url.PathEscape(ev.ContactID), ev.Patch, "Authorization", c.auth)
 	if err != nil {
 		return processor.Result{}, err
 	}
