@@ -81,7 +81,12 @@ func Run(ctx context.Context, cfg Config, log io.Writer) ([]Row, error) {
 	if err != nil {
 		return nil, err
 	}
+	ceiling, err := publishCeiling(ctx, cfg, max(cfg.Events, 20000))
+	if err != nil {
+		return nil, err
+	}
 	rows = append(rows, Row{"ingest batch of 100", "events/s (floor: ingest single)", batch.rate, ing.rate, "events/s"},
+		Row{"ingest batch of 100", "events/s (floor: async publish straight to JetStream)", batch.rate, ceiling, "events/s"},
 		Row{"ingest batch of 100", "p99 per request", ms(batch.p(0.99)), ms(ing.p(0.99)), "ms"})
 
 	say("worker: %d events, no provider latency, concurrency %d (best of 2, alternating with the floor)", cfg.Events, cfg.Concurrency)
@@ -377,6 +382,37 @@ func ingestPhase(ctx context.Context, cfg Config, floor bool, batch int) (loadRe
 		lat:    all,
 		allocs: float64(ms1.Mallocs-ms0.Mallocs) / float64(max(len(all), 1)),
 	}, nil
+}
+
+// publishCeiling is how fast this machine stores n of the same events in
+// JetStream with async publishes and no HTTP at all: the most any batch
+// endpoint can reach here.
+func publishCeiling(ctx context.Context, cfg Config, n int) (float64, error) {
+	env, err := startNATS(ctx, cfg.Dir)
+	if err != nil {
+		return 0, err
+	}
+	defer env.close()
+	run := fmt.Sprintf("c%d", time.Now().UnixNano())
+	subjects, data := make([]string, n), make([][]byte, n)
+	for i := range n {
+		subjects[i], data[i] = "contacts.patch.skipcall."+contactID(i), eventJSON(run, i)
+	}
+	runtime.GC()
+	start := time.Now()
+	for i := range n {
+		if _, err := env.js.PublishAsync(subjects[i], data[i], jetstream.WithMsgID(run+"-"+strconv.Itoa(i))); err != nil {
+			return 0, err
+		}
+	}
+	select {
+	case <-env.js.PublishAsyncComplete():
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-time.After(2 * time.Minute):
+		return 0, fmt.Errorf("perf: %d publishes not acknowledged in 2m", n)
+	}
+	return float64(n) / time.Since(start).Seconds(), nil
 }
 
 // --- phase 2: worker vs bare consumer ---
