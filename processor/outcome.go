@@ -4,7 +4,7 @@
 // provider's rate limit, and dead-letters what can never succeed.
 //
 // The provider clients live in processor/revyops and processor/skipcall; the
-// in-process fakes of both providers live in processor/sandbox.
+// in-process fakes of both providers live in the top-level sandbox package.
 package processor
 
 import (

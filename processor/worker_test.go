@@ -12,7 +12,7 @@ import (
 
 	"github.com/patchbay/patchbay/dlq"
 	"github.com/patchbay/patchbay/internal/pbtest"
-	"github.com/patchbay/patchbay/processor/sandbox"
+	"github.com/patchbay/patchbay/sandbox"
 )
 
 const waitFor = 15 * time.Second

@@ -14,7 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/patchbay/patchbay/processor"
-	"github.com/patchbay/patchbay/processor/sandbox"
+	"github.com/patchbay/patchbay/sandbox"
 	"github.com/patchbay/patchbay/stream"
 )
 

@@ -23,7 +23,7 @@ import (
 	"time"
 
 	"github.com/patchbay/patchbay/internal/proc"
-	"github.com/patchbay/patchbay/processor/sandbox"
+	"github.com/patchbay/patchbay/sandbox"
 	"github.com/patchbay/patchbay/stream"
 )
 

@@ -9,7 +9,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/patchbay/patchbay/processor/sandbox"
+	"github.com/patchbay/patchbay/sandbox"
 )
 
 // concurrency wraps a provider and records the most requests it saw in

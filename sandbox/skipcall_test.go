@@ -13,7 +13,7 @@ import (
 	"time"
 
 	"github.com/patchbay/patchbay/processor/openapi"
-	"github.com/patchbay/patchbay/processor/sandbox"
+	"github.com/patchbay/patchbay/sandbox"
 )
 
 const (

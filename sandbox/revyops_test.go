@@ -8,7 +8,7 @@ import (
 	"testing"
 
 	"github.com/patchbay/patchbay/processor/openapi"
-	"github.com/patchbay/patchbay/processor/sandbox"
+	"github.com/patchbay/patchbay/sandbox"
 )
 
 const revKey = "rev-key"
