@@ -23,8 +23,8 @@ import (
 	"github.com/patchbay/patchbay/ingest"
 	"github.com/patchbay/patchbay/processor"
 	"github.com/patchbay/patchbay/processor/revyops"
-	"github.com/patchbay/patchbay/sandbox"
 	"github.com/patchbay/patchbay/processor/skipcall"
+	"github.com/patchbay/patchbay/sandbox"
 	"github.com/patchbay/patchbay/stream"
 )
 
