@@ -234,7 +234,7 @@ func TestWorkerStoppedMidDeliveryLosesNothing(t *testing.T) {
 	s.PostEvent(skipEvent("mid-1", uuid, map[string]any{"city": "Oslo"}))
 	// Wait until the worker holds the message (delivered, not acknowledged).
 	pbtest.Eventually(t, waitFor, "delivery in flight", func() bool {
-		c, err := s.JS.Consumer(context.Background(), s.Stream.EventsStream, s.Stream.Consumer)
+		c, err := s.JS.Consumer(context.Background(), s.Stream.EventsStream, s.Stream.TargetConsumer("skipcall"))
 		if err != nil {
 			return false
 		}
@@ -305,7 +305,7 @@ func TestBacklogOfOneContactIsCoalesced(t *testing.T) {
 	}
 	post(0)
 	pbtest.Eventually(t, waitFor, "first PATCH in flight", func() bool {
-		c, err := s.JS.Consumer(context.Background(), s.Stream.EventsStream, s.Stream.Consumer)
+		c, err := s.JS.Consumer(context.Background(), s.Stream.EventsStream, s.Stream.TargetConsumer("skipcall"))
 		if err != nil {
 			return false
 		}
