@@ -34,9 +34,9 @@ func newLane(w *Worker, t events.Target, tg Target) *lane {
 // JetStream.
 type result struct {
 	job       job
-	back      []pending     // held: queued again in the worker, not settled
-	holdUntil time.Time     // back's contact waits until then
-	creds     credsOutcome  // what the job learnt about the target's credentials
+	back      []pending    // held: queued again in the worker, not settled
+	holdUntil time.Time    // back's contact waits until then
+	creds     credsOutcome // what the job learnt about the target's credentials
 }
 
 // run is the lane's loop: it owns the queues, hands jobs to the delivery
