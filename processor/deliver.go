@@ -2,7 +2,6 @@ package processor
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -10,6 +9,8 @@ import (
 
 	"github.com/patchbay/patchbay/dlq"
 	"github.com/patchbay/patchbay/events"
+	"github.com/patchbay/patchbay/processor/lease"
+	"github.com/patchbay/patchbay/processor/lww"
 )
 
 // resetMargin is added to a provider's rate-limit reset time before the
@@ -30,19 +31,69 @@ func (l *lane) deliver(ctx context.Context, j job) result {
 	stop := l.w.heartbeat(msgs)
 	defer stop()
 
-	merged := evs[len(evs)-1]
-	if len(evs) > 1 {
-		patches := make([]json.RawMessage, len(evs))
-		for i := range evs {
-			patches[i] = evs[i].Patch
-		}
-		patch, err := events.Merge(l.target, patches...)
-		if err != nil {
+	// One PATCH for the contact: per field, the value with the newest
+	// occurred_at among the queued events.
+	changes := make([]lww.Change, len(evs))
+	for i := range evs {
+		changes[i] = lww.Change{Patch: evs[i].Patch, Clock: lww.ClockOf(&evs[i])}
+	}
+	patch, clocks, err := lww.Merge(l.target, changes...)
+	if err != nil {
+		if len(msgs) > 1 {
 			return l.oneByOne(ctx, j, msgs)
 		}
-		merged.Patch = patch
+		l.deadLetter(ctx, msgs[0], &evs[0], dlq.ReasonInvalid, err, 0, time.Time{})
+		return r
 	}
+	merged := evs[len(evs)-1]
 	log := l.w.log.With("event_id", merged.ID, "provider", l.name, "seq", msgs[0].seq, "coalesced", len(msgs))
+
+	// No other replica delivers this contact while the lease is held.
+	key, err := lww.Key(l.target, merged.ContactID)
+	if err != nil {
+		l.deadLetter(ctx, msgs[0], &evs[0], dlq.ReasonInvalid, err, 0, time.Time{})
+		return l.oneByOne(ctx, j, msgs[1:])
+	}
+	ls, err := l.w.leases.Acquire(ctx, key)
+	switch {
+	case errors.Is(err, lease.ErrHeld):
+		return l.hold(r, msgs, l.w.now().Add(leaseRetry), "contact_busy")
+	case err != nil:
+		if ctx.Err() != nil {
+			return l.abandon(r, msgs)
+		}
+		log.Warn("contact lease unavailable; holding the events", "err", err)
+		return l.hold(r, msgs, l.w.now().Add(time.Second), "state_unavailable")
+	}
+	defer func() {
+		if err := ls.Release(context.WithoutCancel(ctx)); err != nil && !errors.Is(err, lease.ErrLost) {
+			log.Warn("contact lease release failed; it expires by itself", "err", err)
+		}
+	}()
+	ctx, cancel := context.WithDeadline(ctx, ls.Deadline())
+	defer cancel()
+
+	// Drop every field a newer event already set at the provider.
+	st, err := l.w.state.Get(ctx, l.target, merged.ContactID)
+	if err != nil {
+		if ctx.Err() != nil && l.w.now().Before(ls.Deadline()) {
+			return l.abandon(r, msgs)
+		}
+		log.Warn("contact state unavailable; holding the events", "err", err)
+		return l.hold(r, msgs, l.w.now().Add(time.Second), "state_unavailable")
+	}
+	kept, keptClocks, dropped, err := lww.Filter(l.target, patch, clocks, st)
+	if err != nil {
+		return l.oneByOne(ctx, j, msgs)
+	}
+	if len(kept) == 0 {
+		for i, p := range msgs {
+			log.Debug("superseded: every field is older than the value at the provider", "event_id", evs[i].ID, "dropped", dropped)
+			l.ack(ctx, p, "superseded", log)
+		}
+		return r
+	}
+	merged.Patch = kept
 
 	hold, err := l.pace(ctx)
 	switch {
@@ -66,8 +117,16 @@ func (l *lane) deliver(ctx context.Context, j job) result {
 			l.showPaused()
 			log.Info("rate limit window used up; pausing target", "until", res.PauseUntil)
 		}
-		for _, p := range msgs {
-			l.ack(ctx, p, "applied", log)
+		if err := l.w.state.Commit(ctx, l.target, merged.ContactID, st, keptClocks); err != nil {
+			log.Warn("applied, but the field clocks were not stored; an older event may be sent again and corrected by a newer one", "err", err)
+		}
+		for i, p := range msgs {
+			outcome := "applied"
+			if !appliedAny(keptClocks, changes[i].Clock) {
+				outcome = "superseded"
+				log.Debug("superseded: every field lost to a newer event", "event_id", evs[i].ID)
+			}
+			l.ack(ctx, p, outcome, log)
 		}
 		if len(msgs) > 1 {
 			l.w.m.coalesced.WithLabelValues(l.name).Add(float64(len(msgs) - 1))
@@ -114,6 +173,21 @@ func (l *lane) deliver(ctx context.Context, j job) result {
 		l.retry(ctx, p, &evs[i], err, log)
 	}
 	return r
+}
+
+// leaseRetry is how long a contact's events wait in the worker when another
+// replica holds the contact's lease.
+const leaseRetry = 200 * time.Millisecond
+
+// appliedAny reports whether any field of the PATCH carries clock c: the
+// event contributed at least one value.
+func appliedAny(clocks map[string]lww.Clock, c lww.Clock) bool {
+	for _, k := range clocks {
+		if k.Equal(c) {
+			return true
+		}
+	}
+	return false
 }
 
 // oneByOne delivers msgs as single-message jobs in stream order, after a

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"os"
 	"sync"
 	"time"
 
@@ -14,6 +15,8 @@ import (
 
 	"github.com/patchbay/patchbay/dlq"
 	"github.com/patchbay/patchbay/events"
+	"github.com/patchbay/patchbay/processor/lease"
+	"github.com/patchbay/patchbay/processor/lww"
 	"github.com/patchbay/patchbay/stream"
 )
 
@@ -29,10 +32,29 @@ type Config struct {
 	HoldLimit        time.Duration `envconfig:"HOLD_LIMIT" default:"5s" desc:"longest wait for the rate limit that a delivery spends in a worker goroutine; longer ones put the contact's events back in the worker's queue"`
 	DrainTimeout     time.Duration `envconfig:"DRAIN_TIMEOUT" default:"20s" desc:"on shutdown, how long in-flight deliveries may finish before they are abandoned for redelivery"`
 	Coalesce         int           `envconfig:"COALESCE" default:"50" desc:"most queued events of one contact merged into one PATCH (1: never merge)"`
+	LeaseTTL         time.Duration `envconfig:"LEASE_TTL" default:"30s" desc:"per-contact lease across worker replicas: the longest a dead or stopped worker blocks its contact; a PATCH must finish within four fifths of it (whole seconds)"`
+	StateTTL         time.Duration `envconfig:"STATE_TTL" default:"768h" desc:"how long the per-field clocks of a contact are kept after its last change (keep it longer than EVENTS_MAX_AGE and DLQ_MAX_AGE: an older event that arrives after its field's clock is forgotten wins again)"`
 }
 
-// Validate reports the first problem with c.
+// Defaults of the fields a zero Config value leaves to the worker.
+const (
+	DefaultLeaseTTL = 30 * time.Second
+	DefaultStateTTL = 768 * time.Hour
+)
+
+func (c *Config) setDefaults() {
+	if c.LeaseTTL == 0 {
+		c.LeaseTTL = DefaultLeaseTTL
+	}
+	if c.StateTTL == 0 {
+		c.StateTTL = DefaultStateTTL
+	}
+}
+
+// Validate reports the first problem with c; a zero LeaseTTL or StateTTL
+// stands for its default.
 func (c Config) Validate() error {
+	c.setDefaults()
 	switch {
 	case c.Concurrency < 1 || c.Concurrency > 4096:
 		return fmt.Errorf("processor: concurrency %d out of range 1..4096", c.Concurrency)
@@ -46,6 +68,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("processor: pauses and timeouts must not be negative")
 	case c.Coalesce < 0:
 		return fmt.Errorf("processor: coalesce %d must not be negative", c.Coalesce)
+	case c.LeaseTTL < 2*time.Second || c.LeaseTTL%time.Second != 0:
+		return fmt.Errorf("processor: lease TTL %s must be whole seconds, at least 2s", c.LeaseTTL)
+	case c.StateTTL < 0:
+		return fmt.Errorf("processor: state TTL must not be negative")
 	}
 	return nil
 }
@@ -83,6 +109,8 @@ type Worker struct {
 	lanes    []*lane
 	dlq      *dlq.Publisher
 	attempts *attempts
+	state    *lww.Store
+	leases   *lease.Leases
 	log      *slog.Logger
 	m        *metrics
 	now      func() time.Time
@@ -91,6 +119,7 @@ type Worker struct {
 // New returns a Worker; it validates cfg and needs a provider for every
 // known target.
 func New(cfg Config, d Deps) (*Worker, error) {
+	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -170,5 +199,13 @@ func (w *Worker) setup(ctx context.Context) error {
 		return err
 	}
 	w.attempts = a
+	if w.state, err = lww.NewStore(ctx, w.js, lww.StoreConfig{Bucket: w.scfg.KVBucket("STATE"), Replicas: w.scfg.Replicas, TTL: w.cfg.StateTTL}); err != nil {
+		return fmt.Errorf("processor: %w", err)
+	}
+	holder, _ := os.Hostname()
+	holder = fmt.Sprintf("%s/%d", holder, os.Getpid())
+	if w.leases, err = lease.New(ctx, w.js, lease.Config{Bucket: w.scfg.KVBucket("LEASES"), Replicas: w.scfg.Replicas, TTL: w.cfg.LeaseTTL, Holder: holder}); err != nil {
+		return fmt.Errorf("processor: %w", err)
+	}
 	return nil
 }
