@@ -85,8 +85,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: Limit must be positive, got %d", ErrConfig, c.Limit)
 	case c.Window < time.Millisecond:
 		return fmt.Errorf("%w: Window must be at least 1ms, got %s", ErrConfig, c.Window)
-	case c.ResetMargin < 0:
-		return fmt.Errorf("%w: ResetMargin must not be negative", ErrConfig)
+	case c.ResetMargin < 0 || 2*c.ResetMargin >= c.Window:
+		return fmt.Errorf("%w: ResetMargin must be in [0, Window/2), got %s", ErrConfig, c.ResetMargin)
 	case c.ProbeInitial <= 0 || c.ProbeMax < c.ProbeInitial:
 		return fmt.Errorf("%w: need 0 < ProbeInitial <= ProbeMax", ErrConfig)
 	case c.Replicas < 1:
@@ -107,6 +107,8 @@ type Budget struct {
 	stop  context.CancelFunc
 	done  chan struct{}
 	watch jetstream.KeyWatcher
+
+	openMu sync.Mutex // serialises starting a window in this replica
 
 	mu      sync.Mutex
 	state   shared
@@ -168,7 +170,6 @@ type Grant struct {
 	b        *Budget
 	pauseRev uint64 // revision of the pause record when the slot was granted
 	probe    bool
-	window   int64
 }
 
 // Probe reports whether this grant is the one credential probe: its outcome
@@ -205,14 +206,14 @@ func (g Grant) Valid() error {
 // NATS failures: send nothing then.
 func (b *Budget) TryTake(ctx context.Context) (Grant, error) {
 	now := b.now()
-	s, cur, full := b.snapshot(now)
+	s, closed := b.snapshot(now)
 	if s.pause.active(now) {
 		b.m.take("paused")
 		return Grant{}, s.pause.wait()
 	}
-	if full {
+	if closed {
 		b.m.take("exhausted")
-		return Grant{}, exhausted(cur)
+		return Grant{}, exhausted(s.window)
 	}
 	var probe bool
 	if s.pause.Kind == kindCredentials {
@@ -226,6 +227,14 @@ func (b *Budget) TryTake(ctx context.Context) (Grant, error) {
 		}
 		probe = true
 	}
+	cur, err := b.open(ctx, now)
+	if err != nil {
+		var we *WaitError
+		if errors.As(err, &we) {
+			b.m.take("exhausted")
+		}
+		return Grant{}, err
+	}
 	n, err := b.st.incr(ctx, cur.ID, 1)
 	if err != nil {
 		return Grant{}, err
@@ -233,10 +242,12 @@ func (b *Budget) TryTake(ctx context.Context) (Grant, error) {
 	now = b.now()
 	b.mu.Lock()
 	b.noteCountLocked(cur, n)
-	cur = b.state.window.at(now, b.cfg)
+	if w := b.state.window; w.ID == cur.ID {
+		cur = w // its End or Limit may have moved meanwhile
+	}
 	s = b.state
 	b.mu.Unlock()
-	if n > int64(cur.Limit) {
+	if n > int64(cur.Limit) || now.UnixMilli() >= cur.Close {
 		b.m.take("exhausted")
 		return Grant{}, exhausted(cur)
 	}
@@ -252,7 +263,7 @@ func (b *Budget) TryTake(ctx context.Context) (Grant, error) {
 	} else {
 		b.m.take("granted")
 	}
-	return Grant{b: b, pauseRev: s.pauseRev, probe: probe, window: cur.ID}, nil
+	return Grant{b: b, pauseRev: s.pauseRev, probe: probe}, nil
 }
 
 // Take blocks until a slot is granted (see TryTake) or ctx ends, and
@@ -298,23 +309,24 @@ func (b *Budget) waitUntil(ctx context.Context, t time.Time, changed <-chan stru
 // one event is fetched to probe with.
 func (b *Budget) Blocked() (until time.Time, reason string) {
 	now := b.now()
-	s, cur, full := b.snapshot(now)
+	s, closed := b.snapshot(now)
 	switch {
 	case s.pause.active(now):
 		return time.UnixMilli(s.pause.Until), s.pause.Reason
-	case full:
-		return time.UnixMilli(cur.End), reasonExhausted
+	case closed:
+		return time.UnixMilli(s.window.End), reasonExhausted
 	}
 	return time.Time{}, ""
 }
 
-// snapshot returns the shared state, the window at now, and whether this
-// replica has seen that window used up.
-func (b *Budget) snapshot(now time.Time) (shared, window, bool) {
+// snapshot returns the shared state and whether its window runs at now but
+// grants nothing more: past its Close, or seen used up by this replica.
+func (b *Budget) snapshot(now time.Time) (shared, bool) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	cur := b.state.window.at(now, b.cfg)
-	return b.state, cur, b.full.ID == cur.ID && b.full.Limit >= cur.Limit
+	w := b.state.window
+	closed := w.runs(now) && (now.UnixMilli() >= w.Close || b.full.ID == w.ID && b.full.Limit >= w.Limit)
+	return b.state, closed
 }
 
 // noteCountLocked records a counter value seen for cur.

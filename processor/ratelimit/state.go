@@ -22,16 +22,23 @@ type State struct {
 	Until time.Time `json:"until,omitzero"`
 	// ConsecutiveFailures counts credential failures since the last success.
 	ConsecutiveFailures int `json:"consecutive_failures"`
-	// Limit and WindowEnd describe the shared window in force.
-	Limit     int       `json:"limit"`
-	WindowEnd time.Time `json:"window_end"`
+	// Limit is the requests per window (the provider's once it has said).
+	Limit int `json:"limit"`
+	// WindowEnd is when the running shared window ends (zero: none runs).
+	WindowEnd time.Time `json:"window_end,omitzero"`
 }
 
 // State returns the budget's state from local memory (no round trip).
 func (b *Budget) State() State {
 	now := b.now()
-	s, cur, _ := b.snapshot(now)
-	st := State{Target: b.cfg.Name, Limit: cur.Limit, WindowEnd: time.UnixMilli(cur.End)}
+	s, _ := b.snapshot(now)
+	st := State{Target: b.cfg.Name, Limit: b.cfg.Limit}
+	if w := s.window; w.Limit > 0 {
+		st.Limit = w.Limit
+	}
+	if w := s.window; w.runs(now) {
+		st.WindowEnd = time.UnixMilli(w.End)
+	}
 	if p := s.pause; p.Kind != "" && (p.active(now) || p.Kind == kindCredentials) {
 		st.Paused, st.Kind, st.Reason = true, p.Kind, p.Reason
 		st.Since, st.Until = time.UnixMilli(p.Since), time.UnixMilli(p.Until)

@@ -9,32 +9,26 @@ import (
 	"time"
 )
 
-// window is a shared rate-limit window. ID names its counter; End is when
-// it ends for us (the provider's reset plus ResetMargin), in unix
-// milliseconds. A window's End only ever moves later (see Observe), so its
-// counter keeps every request granted in it.
+// window is a shared rate-limit window, in unix milliseconds. ID (its
+// start) names its counter. Slots are granted from Start until Close
+// (Start+Window-ResetMargin: a request granted before Close reaches the
+// provider inside the provider's window, which began no earlier than
+// Start). The next window starts at End, which is the provider's reset plus
+// ResetMargin once a response has told it (Start+Window+ResetMargin
+// before). End only ever moves later (see Observe), so a window's counter
+// keeps every request granted in it.
 type window struct {
 	ID    int64 `json:"id"`
+	Start int64 `json:"start"`
+	Close int64 `json:"close"`
 	End   int64 `json:"end"`
 	Limit int   `json:"limit"`
 }
 
-// at returns the window in force at now given the last recorded window w:
-// w itself while it runs; after it, the windows that follow it
-// back to back (their IDs are their planned ends, the same on every
-// replica); with no record yet, windows aligned to multiples of the
-// configured Window since the Unix epoch, at the configured Limit.
-func (w window) at(now time.Time, cfg Config) window {
-	ms, length := now.UnixMilli(), cfg.Window.Milliseconds()
-	if w.End == 0 {
-		end := (ms/length + 1) * length
-		return window{ID: end, End: end, Limit: cfg.Limit}
-	}
-	if ms < w.End {
-		return w
-	}
-	end := w.End + ((ms-w.End)/length+1)*length
-	return window{ID: end, End: end, Limit: w.Limit}
+// runs reports whether w is the window in force at now.
+func (w window) runs(now time.Time) bool {
+	ms := now.UnixMilli()
+	return w.Start != 0 && w.Start <= ms && ms < w.End
 }
 
 // Observation is what a provider response says about the rate limit.
@@ -101,13 +95,17 @@ func (b *Budget) Observe(ctx context.Context, o Observation) error {
 	return nil
 }
 
-// align extends the window at now to end (and sets its limit) in the
-// shared record, by compare-and-set, and returns the window.
+// align extends the window running at now to end (and sets its limit) in
+// the shared record, by compare-and-set, and returns it. With no window
+// running it does nothing (the next TryTake starts one).
 func (b *Budget) align(ctx context.Context, now time.Time, end int64, limit int) (window, error) {
 	for try := 0; ; try++ {
 		b.mu.Lock()
-		cur, rev := b.state.window.at(now, b.cfg), b.state.windowRev
+		cur, rev := b.state.window, b.state.windowRev
 		b.mu.Unlock()
+		if !cur.runs(now) {
+			return cur, nil
+		}
 		next := cur
 		next.End = max(cur.End, end)
 		if limit > 0 {
@@ -127,6 +125,45 @@ func (b *Budget) align(ctx context.Context, now time.Time, end int64, limit int)
 			return next, nil
 		case !isConflict(err) || try >= maxCAS:
 			return cur, fmt.Errorf("ratelimit: align window: %w", err)
+		}
+		if err := b.refresh(ctx, keyWindow); err != nil {
+			return cur, err
+		}
+	}
+}
+
+// open returns the window running at now, starting the next one (by
+// compare-and-set, so one replica starts it and the others adopt it) when
+// the last has ended. The new window keeps the provider's last limit.
+func (b *Budget) open(ctx context.Context, now time.Time) (window, error) {
+	// One goroutine per replica starts the window; the others wait for it
+	// and adopt its result rather than race it through the bucket.
+	b.openMu.Lock()
+	defer b.openMu.Unlock()
+	for try := 0; ; try++ {
+		b.mu.Lock()
+		cur, rev := b.state.window, b.state.windowRev
+		b.mu.Unlock()
+		if cur.runs(now) {
+			return cur, nil
+		}
+		if now.UnixMilli() < cur.Start { // another replica's clock is ahead of ours
+			return cur, exhausted(cur)
+		}
+		ms := now.UnixMilli()
+		next := window{ID: ms, Start: ms, Close: ms + (b.cfg.Window - b.cfg.ResetMargin).Milliseconds(),
+			End: ms + (b.cfg.Window + b.cfg.ResetMargin).Milliseconds(), Limit: cur.Limit}
+		if next.Limit == 0 {
+			next.Limit = b.cfg.Limit
+		}
+		data, _ := json.Marshal(next)
+		newRev, err := b.st.put(ctx, b.key(keyWindow), data, rev)
+		switch {
+		case err == nil:
+			b.apply(keyWindow, newRev, data)
+			return next, nil
+		case !isConflict(err) || try >= maxCAS:
+			return cur, fmt.Errorf("ratelimit: start window: %w", err)
 		}
 		if err := b.refresh(ctx, keyWindow); err != nil {
 			return cur, err
