@@ -3,11 +3,11 @@ package ratelimit
 import (
 	"bytes"
 	"context"
-	"log/slog"
-	"os"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"testing"
