@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -298,4 +299,145 @@ func TestPauseSeenByAllReplicas(t *testing.T) {
 	if err := g.Valid(); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestCredentialProbe: while the provider refuses the key, every replica
+// stops; one request at a time probes it, on a growing backoff, sent by
+// one replica per round; the first accepted probe resumes every replica.
+// State shows the pause (the /readyz detail) while it lasts.
+func TestCredentialProbe(t *testing.T) {
+	emb := runNATS(t)
+	sb, base := skipcall(t, 10_000, 10*time.Second)
+	sb.SetKeyStatus(testKey, http.StatusUnauthorized, "")
+	cfg := testConfig(10_000, 10*time.Second)
+	cfg.ProbeInitial, cfg.ProbeMax = 300*time.Millisecond, 2*time.Second
+	bs := replicas(t, emb, 3, cfg)
+	ctx, cancel := context.WithCancel(testContext(t))
+	defer cancel()
+
+	var wg sync.WaitGroup
+	errs := make(chan error, 3*8)
+	for r, b := range bs {
+		for range 8 {
+			wg.Go(func() {
+				for {
+					g, err := b.Take(ctx)
+					if ctx.Err() != nil {
+						return
+					}
+					if err == nil {
+						err = g.Valid()
+						if errors.Is(err, ErrPaused) {
+							continue
+						}
+					}
+					if err != nil {
+						errs <- err
+						return
+					}
+					status, _, err := patch(ctx, http.DefaultClient, base, map[string]string{
+						"X-Replica": fmt.Sprint(r), "X-Probe": fmt.Sprint(g.Probe())})
+					if ctx.Err() != nil {
+						return
+					}
+					switch {
+					case err != nil:
+					case status == http.StatusUnauthorized:
+						err = b.CredentialsFailed(ctx, g, "HTTP 401 UNAUTHORIZED")
+					default:
+						err = b.CredentialsOK(ctx, g)
+					}
+					if err != nil && ctx.Err() == nil {
+						errs <- err
+						return
+					}
+				}
+			})
+		}
+	}
+	eventually(t, ctx, "three consecutive credential failures", func() bool { return bs[1].State().ConsecutiveFailures >= 3 })
+	s := bs[2].State()
+	if !s.Paused || s.Kind != kindCredentials || s.Until.IsZero() {
+		t.Fatalf("State during the outage: %+v", s)
+	}
+	js, _ := json.Marshal(s)
+	if !strings.Contains(string(js), `"paused":true`) || !strings.Contains(string(js), `"kind":"credentials"`) {
+		t.Fatalf("readyz detail %s", js)
+	}
+	sb.SetKeyStatus(testKey, 0, "")
+	for i, b := range bs {
+		eventually(t, ctx, fmt.Sprintf("replica %d resumed", i), func() bool { s := b.State(); return !s.Paused && s.ConsecutiveFailures == 0 })
+	}
+	eventually(t, ctx, "requests flowing again", func() bool {
+		n := 0
+		for _, r := range sb.Requests() {
+			if r.Status == http.StatusOK && r.Header.Get("X-Probe") == "false" {
+				n++
+			}
+		}
+		return n >= 20
+	})
+	cancel()
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+
+	var probes []sandboxReq
+	firstProbe, lastRefused := time.Time{}, time.Time{}
+	var refusedBefore, okProbes int
+	reqs := sb.Requests()
+	for _, r := range reqs {
+		if r.Header.Get("X-Probe") == "true" {
+			probes = append(probes, sandboxReq{r.At, r.Status, r.Header.Get("X-Replica")})
+			if firstProbe.IsZero() {
+				firstProbe = r.At
+			}
+			if r.Status == http.StatusOK {
+				okProbes++
+			}
+		}
+	}
+	for _, r := range reqs {
+		if r.Header.Get("X-Probe") == "false" && r.Status == http.StatusUnauthorized {
+			refusedBefore++
+			if r.At.After(lastRefused) {
+				lastRefused = r.At
+			}
+		}
+	}
+	t.Logf("%d requests refused before the pause held; probes (at, status, replica): %v", refusedBefore, probes)
+	if !lastRefused.Before(firstProbe) {
+		t.Errorf("a non-probe request was refused at %s, after probing began at %s", lastRefused, firstProbe)
+	}
+	if refusedBefore > 3*8 {
+		t.Errorf("%d requests refused before the pause: more than one per goroutine", refusedBefore)
+	}
+	if okProbes != 1 {
+		t.Errorf("%d probes accepted, want exactly 1 (it ends the pause for all)", okProbes)
+	}
+	if len(probes) < 3 {
+		t.Fatalf("only %d probes", len(probes))
+	}
+	for i := 1; i < len(probes); i++ {
+		gap := probes[i].at.Sub(probes[i-1].at)
+		least := time.Duration(float64(cfg.ProbeInitial) * 0.8 * float64(int(1)<<i))
+		if least > cfg.ProbeMax {
+			least = time.Duration(float64(cfg.ProbeMax) * 0.8)
+		}
+		if gap < least {
+			t.Errorf("probe %d sent %s after probe %d, want at least %s (one probe per backoff step)", i+1, gap, i, least)
+		}
+	}
+}
+
+type sandboxReq struct {
+	at      time.Time
+	status  int
+	replica string
+}
+
+func (r sandboxReq) String() string {
+	return fmt.Sprintf("(+%s %d r%s)", r.at.Format("05.000"), r.status, r.replica)
 }
