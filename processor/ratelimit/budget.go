@@ -284,6 +284,15 @@ func (b *Budget) Take(ctx context.Context) (Grant, error) {
 	}
 }
 
+// Changed returns a channel closed at the next change of the shared state
+// (a pause set or cleared, a window started or aligned), for a fetch loop
+// that waits until Blocked's time or an earlier resume.
+func (b *Budget) Changed() <-chan struct{} {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.changed
+}
+
 // waitUntil blocks until t, a change of the shared state, or the end of ctx.
 func (b *Budget) waitUntil(ctx context.Context, t time.Time, changed <-chan struct{}) error {
 	d := t.Sub(b.now())
