@@ -42,8 +42,20 @@ func (p pause) wait() *WaitError {
 // nothing (and costs no round trip). A credentials pause keeps its kind
 // and only gets the later end. Every replica sees the pause through its KV
 // watch, typically within milliseconds; slots they granted before it fail
-// Grant.Valid. A pause is not an attempt. Errors are NATS failures.
+// Grant.Valid. A zero until (a 429 without a reset or Retry-After) pauses
+// until the running window ends, or for one Window if none runs. A pause
+// is not an attempt. Errors are NATS failures.
 func (b *Budget) Pause(ctx context.Context, until time.Time, reason string) error {
+	if until.IsZero() {
+		now := b.now()
+		b.mu.Lock()
+		w := b.state.window
+		b.mu.Unlock()
+		until = now.Add(b.cfg.Window)
+		if w.runs(now) {
+			until = time.UnixMilli(w.End).Add(-b.cfg.ResetMargin)
+		}
+	}
 	u := until.Add(b.cfg.ResetMargin).UnixMilli()
 	return b.updatePause(ctx, func(now time.Time, p pause) (pause, bool) {
 		if p.active(now) && p.Until >= u {
