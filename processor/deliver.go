@@ -11,13 +11,8 @@ import (
 	"github.com/patchbay/patchbay/events"
 	"github.com/patchbay/patchbay/processor/lease"
 	"github.com/patchbay/patchbay/processor/lww"
+	"github.com/patchbay/patchbay/processor/ratelimit"
 )
-
-// resetMargin is added to a provider's rate-limit reset time before the
-// target resumes: X-RateLimit-Reset has whole-second precision and the two
-// clocks differ, so resuming exactly on it meets a 429 at nearly every
-// window boundary.
-const resetMargin = 250 * time.Millisecond
 
 // deliver applies j's messages as one PATCH and settles each of them: acked
 // when applied, handed back with a delay for a retry, dead-lettered, or
@@ -95,7 +90,7 @@ func (l *lane) deliver(ctx context.Context, j job) result {
 	}
 	merged.Patch = kept
 
-	hold, err := l.pace(ctx)
+	grant, hold, err := l.pace(ctx)
 	switch {
 	case err != nil:
 		return l.abandon(r, msgs)
@@ -103,20 +98,27 @@ func (l *lane) deliver(ctx context.Context, j job) result {
 		return l.hold(r, msgs, l.w.now().Add(hold), "rate_limit")
 	}
 	start := l.w.now()
-	res, err := l.provider.Patch(ctx, &merged)
+	res, err := l.provider.Patch(ratelimit.WithGrant(ctx, grant), &merged)
 	status := res.Status
 	var pe *Error
 	if errors.As(err, &pe) {
 		status = pe.Status
 	}
+	if we := (*ratelimit.WaitError)(nil); errors.As(err, &we) {
+		// A pause began after the slot was granted: nothing was sent.
+		return l.hold(r, msgs, we.Until, "paused")
+	}
 	l.w.m.requests.WithLabelValues(l.name, StatusClass(status)).Observe(l.w.now().Sub(start).Seconds())
+	class := ClassOf(err)
+	if status != 0 && class != ClassCredentials {
+		// The provider took our key: a credentials pause the probe was for
+		// ends for every replica.
+		if err := l.budget.CredentialsOK(context.WithoutCancel(ctx), grant); err != nil {
+			log.Warn("could not clear the credentials pause", "err", err)
+		}
+	}
 
 	if err == nil {
-		r.creds = credsAccepted
-		if !res.PauseUntil.IsZero() && l.gate.PauseUntil(res.PauseUntil.Add(resetMargin), "rate limit window used up") {
-			l.showPaused()
-			log.Info("rate limit window used up; pausing target", "until", res.PauseUntil)
-		}
 		if err := l.w.state.Commit(ctx, l.target, merged.ContactID, st, keptClocks); err != nil {
 			log.Warn("applied, but the field clocks were not stored; an older event may be sent again and corrected by a newer one", "err", err)
 		}
@@ -134,32 +136,32 @@ func (l *lane) deliver(ctx context.Context, j job) result {
 		log.Debug("applied", "status", res.Status)
 		return r
 	}
-	class := ClassOf(err)
-	switch {
-	case class == ClassCredentials:
-		r.creds = credsRejected
-	case status != 0:
-		r.creds = credsAccepted
-	}
 	if ctx.Err() != nil {
 		return l.abandon(r, msgs)
 	}
 	switch class {
 	case ClassRateLimited:
-		now := l.w.now()
-		until := now.Add(l.w.cfg.BackoffInitial)
-		if pe != nil && pe.RetryAt.After(now) {
-			until = pe.RetryAt.Add(resetMargin)
+		var until time.Time
+		if pe != nil {
+			until = pe.RetryAt
 		}
-		if l.gate.PauseUntil(until, "rate limited (429)") {
-			l.showPaused()
-			log.Warn("provider answered 429; pausing target", "until", until)
+		if err := l.budget.Pause(context.WithoutCancel(ctx), until, "rate limited (429)"); err != nil {
+			log.Warn("could not share the 429 pause", "err", err)
 		}
-		return l.hold(r, msgs, until, "rate_limited")
+		log.Warn("provider answered 429; target paused for every replica", "until", until)
+		return l.hold(r, msgs, l.blockedUntil(time.Second), "rate_limited")
 	case ClassCredentials:
-		// The lane pauses the target when it sees r.creds; the events wait in
-		// the worker, never dead-lettered for a bad key.
-		return l.hold(r, msgs, l.w.now(), "credentials")
+		reason := "credentials rejected"
+		if pe != nil {
+			reason = fmt.Sprintf("credentials rejected: HTTP %d %s %s", pe.Status, pe.Code, pe.Message)
+		}
+		if err := l.budget.CredentialsFailed(context.WithoutCancel(ctx), grant, reason); err != nil {
+			log.Warn("could not share the credentials pause", "err", err)
+		}
+		log.Error("PROVIDER REJECTED OUR CREDENTIALS: deliveries to this target are paused for every replica; fix the API key or plan",
+			"status", status, "err", err)
+		// The events wait in the worker: never dead-lettered for a bad key.
+		return l.hold(r, msgs, l.blockedUntil(time.Second), "credentials")
 	case ClassPermanent:
 		if len(msgs) > 1 {
 			log.Info("coalesced delivery rejected; delivering one by one to find the bad event", "err", err)
@@ -198,9 +200,6 @@ func (l *lane) oneByOne(ctx context.Context, j job, msgs []pending) result {
 	r := result{job: j}
 	for i, p := range msgs {
 		one := l.deliver(ctx, job{key: j.key, msgs: []pending{p}})
-		if one.creds != credsUnknown {
-			r.creds = one.creds
-		}
 		if len(one.back) > 0 {
 			r.back = append(one.back, msgs[i+1:]...)
 			r.holdUntil = one.holdUntil
@@ -230,38 +229,54 @@ func (l *lane) decodeAll(ctx context.Context, msgs []pending) ([]pending, []even
 	return ok, evs
 }
 
-// pace waits for the target's rate limit: it returns once a request may be
-// sent, or the hold (> 0) when the wait would be longer than HoldLimit. A
-// pause that begins while it waits is honoured: the request does not go out.
-func (l *lane) pace(ctx context.Context) (hold time.Duration, err error) {
+// pace takes one request slot from the target's shared budget, waiting up
+// to HoldLimit for it. It returns the hold (> 0) when the wait would be
+// longer: the target is paused or its window is used up. When the budget
+// cannot be reached (NATS down) nothing is sent: it fails closed and holds.
+func (l *lane) pace(ctx context.Context) (ratelimit.Grant, time.Duration, error) {
 	for {
-		now := l.w.now()
-		wait, res := l.gate.Reserve(now)
-		if wait > l.w.cfg.HoldLimit {
-			if res != nil {
-				res.Cancel()
-			}
-			return wait, nil
+		g, err := l.budget.TryTake(ctx)
+		if err == nil {
+			return g, 0, nil
 		}
-		if err := Wait(ctx, wait); err != nil {
-			if res != nil {
-				res.Cancel()
-			}
-			return 0, err
+		if ctx.Err() != nil {
+			return g, 0, ctx.Err()
 		}
-		if d := l.pausedFor(l.w.now()); d > 0 {
-			// A pause started while this request waited for its slot: the
-			// slot is not used, the request waits for the pause.
-			if res != nil {
-				res.Cancel()
-			}
-			if d > l.w.cfg.HoldLimit {
-				return d, nil
-			}
-			continue
+		var we *ratelimit.WaitError
+		if !errors.As(err, &we) {
+			l.w.log.Warn("rate budget unavailable; holding", "provider", l.name, "err", err)
+			return g, time.Second, nil
 		}
-		return 0, nil
+		d := we.Until.Sub(l.w.now())
+		if d > l.w.cfg.HoldLimit {
+			return g, d, nil
+		}
+		changed := l.budget.Changed()
+		t := time.NewTimer(max(d, time.Millisecond))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return g, 0, ctx.Err()
+		case <-t.C:
+		case <-changed:
+			t.Stop()
+		}
 	}
+}
+
+// blockedUntil is when the target's pause or used-up window ends, at least
+// min from now.
+func (l *lane) blockedUntil(min time.Duration) time.Time {
+	now := l.w.now()
+	until, _ := l.budget.Blocked()
+	return maxTime(until, now.Add(min))
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // hold puts msgs back in the worker's queue until until: the target is

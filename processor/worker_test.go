@@ -343,8 +343,40 @@ func TestBacklogOfOneContactIsCoalesced(t *testing.T) {
 	pbtest.Eventually(t, waitFor, "stream emptied", func() bool { return s.StreamMsgs(s.Stream.EventsStream) == 0 })
 }
 
-func TestRateLimitWaitsWithoutUsingAttempts(t *testing.T) {
+// TestRateLimitKeptWithoutUsingAttempts posts more events than one window
+// allows: the shared budget spreads them over windows so the sandbox never
+// sees more than its limit and never answers 429, and waiting for a window
+// is not an attempt (MaxAttempts 1 would dead-letter any attempt that
+// failed).
+func TestRateLimitKeptWithoutUsingAttempts(t *testing.T) {
 	s := pbtest.Start(t, pbtest.Options{SkipcallRate: 3, SkipcallWindow: time.Second})
+	postRateLimited(t, s, "rl")
+	for _, w := range s.Skipcall.Windows() {
+		if w.Requests+w.Limited > 3 {
+			t.Errorf("window %s–%s saw %d requests, limit 3", w.Start.Format("15:04:05.000"), w.End.Format("15:04:05.000"), w.Requests+w.Limited)
+		}
+	}
+	if n := s.Skipcall.StatusCounts()[http.StatusTooManyRequests]; n != 0 {
+		t.Errorf("%d answers were 429: the budget let more through than the plan", n)
+	}
+}
+
+// TestRateLimited429WaitsWithoutUsingAttempts lets the budget believe in a
+// plan ten times the sandbox's: the sandbox answers 429, the target pauses
+// until its reset, the headers correct the budget, and no 429 uses up an
+// attempt.
+func TestRateLimited429WaitsWithoutUsingAttempts(t *testing.T) {
+	s := pbtest.Start(t, pbtest.Options{SkipcallRate: 3, SkipcallWindow: time.Second, SkipcallPlan: 30})
+	postRateLimited(t, s, "rl429")
+	if n := s.Skipcall.StatusCounts()[http.StatusTooManyRequests]; n == 0 {
+		t.Fatal("the sandbox never answered 429: the test did not exercise rate limiting")
+	}
+}
+
+// postRateLimited sends 8 events to 8 contacts through a worker with
+// MaxAttempts 1 and waits until each is applied exactly once, with nothing
+// dead-lettered.
+func postRateLimited(t *testing.T, s *pbtest.Stack, prefix string) {
 	ids := make([]string, 8)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("88888888-2222-4333-8444-%012d", i)
@@ -355,24 +387,13 @@ func TestRateLimitWaitsWithoutUsingAttempts(t *testing.T) {
 	cfg.HoldLimit = 3 * time.Second
 	s.StartWorker(cfg)
 	for i, id := range ids {
-		s.PostEvent(skipEvent("rl-"+strconv.Itoa(i), id, map[string]any{"city": "Rome"}))
+		s.PostEvent(skipEvent(prefix+"-"+strconv.Itoa(i), id, map[string]any{"city": "Rome"}))
 	}
-	pbtest.Eventually(t, 30*time.Second, "all applied", func() bool {
-		for _, id := range ids {
-			if s.Skipcall.PatchCount(id) != 1 {
-				return false
-			}
+	pbtest.Eventually(t, 30*time.Second, "all applied", func() bool { return s.StreamMsgs(s.Stream.EventsStream) == 0 })
+	for _, id := range ids {
+		if n := s.Skipcall.PatchCount(id); n != 1 {
+			t.Errorf("contact %s: %d PATCHes applied, want 1", id, n)
 		}
-		return true
-	})
-	limited := 0
-	for _, r := range s.Skipcall.Requests() {
-		if r.Status == http.StatusTooManyRequests {
-			limited++
-		}
-	}
-	if limited == 0 {
-		t.Fatal("the sandbox never answered 429: the test did not exercise rate limiting")
 	}
 	if ls := dlqLetters(t, s); len(ls) != 0 {
 		t.Fatalf("rate limiting dead-lettered %d events", len(ls))
