@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/patchbay/patchbay/dlq"
 	"github.com/patchbay/patchbay/internal/pbtest"
 	"github.com/patchbay/patchbay/sandbox"
@@ -426,4 +428,66 @@ func TestBadCredentialsPauseNeverDeadLetter(t *testing.T) {
 		c, _ := s.Skipcall.Contact(uuid)
 		return c["city"] == "Bern"
 	})
+}
+
+// TestPausedTargetHoldsBoundedBacklog queues thousands of events behind a
+// refused key: the worker holds at most its room (4 × Concurrency) of them,
+// the rest stay in the stream without being fetched and handed back, only
+// probes reach the provider, and once the key works again everything is
+// applied and nothing is dead-lettered.
+func TestPausedTargetHoldsBoundedBacklog(t *testing.T) {
+	s := pbtest.Start(t, pbtest.Options{})
+	s.Skipcall.SetKeyStatus(pbtest.SkipcallKey, http.StatusUnauthorized, "UNAUTHORIZED")
+	const n = 1500
+	ctx := context.Background()
+	for i := range n {
+		uuid := fmt.Sprintf("cccccccc-2222-4333-8444-%012d", i)
+		s.Skipcall.PutContact(uuid, map[string]any{"firstName": "A", "lastName": "B"})
+		data, _ := json.Marshal(skipEvent("held-"+strconv.Itoa(i), uuid, map[string]any{"city": "Turin"}))
+		if _, err := s.JS.PublishAsync("contacts.patch.skipcall."+uuid, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-s.JS.PublishAsyncComplete():
+	case <-time.After(time.Minute):
+		t.Fatal("publishes not acknowledged")
+	}
+	cfg := pbtest.WorkerConfig()
+	cfg.Concurrency = 4
+	s.StartWorker(cfg)
+	room := 4 * cfg.Concurrency
+	var cons jetstream.Consumer
+	pbtest.Eventually(t, waitFor, "the worker's consumer", func() bool {
+		var err error
+		cons, err = s.JS.Consumer(ctx, s.Stream.EventsStream, s.Stream.TargetConsumer("skipcall"))
+		return err == nil
+	})
+	pbtest.Eventually(t, waitFor, "the first refusal", func() bool { return s.Skipcall.StatusCounts()[http.StatusUnauthorized] > 0 })
+	// Watch the consumer across several probe periods.
+	deadline := time.Now().Add(3 * time.Second)
+	maxPending, maxDelivered := 0, uint64(0)
+	for time.Now().Before(deadline) {
+		info, err := cons.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		maxPending = max(maxPending, info.NumAckPending)
+		maxDelivered = max(maxDelivered, info.Delivered.Consumer)
+		time.Sleep(20 * time.Millisecond)
+	}
+	if maxPending > room {
+		t.Fatalf("the worker held %d events of a paused target, more than its room %d", maxPending, room)
+	}
+	if maxDelivered > uint64(2*room) {
+		t.Fatalf("%d deliveries while paused: the backlog is being fetched and handed back", maxDelivered)
+	}
+	if probes := s.Skipcall.StatusCounts()[http.StatusUnauthorized]; probes > 10 {
+		t.Fatalf("%d requests refused with 401 in 3 s: only probes should go out", probes)
+	}
+	s.Skipcall.SetKeyStatus(pbtest.SkipcallKey, 0, "")
+	pbtest.Eventually(t, time.Minute, "backlog applied", func() bool { return s.StreamMsgs(s.Stream.EventsStream) == 0 })
+	if ls := dlqLetters(t, s); len(ls) != 0 {
+		t.Fatalf("%d dead letters", len(ls))
+	}
 }
