@@ -26,6 +26,12 @@ func TestClassify(t *testing.T) {
 		{"429 rate limited", 429, http.Header{"Retry-After": {"7"}}, processor.ClassRateLimited},
 		{"500 transient", 500, nil, processor.ClassTransient},
 		{"502 transient", 502, nil, processor.ClassTransient},
+		{"503 transient", 503, nil, processor.ClassTransient},
+		{"408 transient", 408, nil, processor.ClassTransient},
+		{"422 permanent", 422, nil, processor.ClassPermanent},
+		{"499 is the last permanent 4xx", 499, nil, processor.ClassPermanent},
+		{"300 is not applied", 300, nil, processor.ClassPermanent},
+		{"299 applied", 299, nil, 0},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

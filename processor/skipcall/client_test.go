@@ -41,6 +41,13 @@ func TestClassify(t *testing.T) {
 		{"503 transient", 503, nil, ``, processor.ClassTransient, "", time.Time{}, time.Time{}},
 		{"408 transient", 408, nil, ``, processor.ClassTransient, "", time.Time{}, time.Time{}},
 		{"422 permanent", 422, nil, ``, processor.ClassPermanent, "", time.Time{}, time.Time{}},
+		{"403 subscription required is credentials", 403, nil, `{"error":{"code":"SUBSCRIPTION_REQUIRED","message":"x","status":403}}`, processor.ClassCredentials, "SUBSCRIPTION_REQUIRED", time.Time{}, time.Time{}},
+		{"499 is the last permanent 4xx", 499, nil, ``, processor.ClassPermanent, "", time.Time{}, time.Time{}},
+		{"300 is not applied", 300, nil, ``, processor.ClassPermanent, "", time.Time{}, time.Time{}},
+		{"429 without headers retries now", 429, nil, ``, processor.ClassRateLimited, "", time.Time{}, time.Time{}},
+		{"429 earlier Retry-After loses to the reset", 429, hdr("X-RateLimit-Reset", "1800000042", "Retry-After", "5"), ``, processor.ClassRateLimited, "", reset, time.Time{}},
+		{"200 with requests left does not pause", 200, hdr("X-RateLimit-Remaining", "1", "X-RateLimit-Reset", "1800000042"), `{}`, 0, "", time.Time{}, time.Time{}},
+		{"200 with a malformed reset does not pause", 200, hdr("X-RateLimit-Remaining", "0", "X-RateLimit-Reset", "soon"), `{}`, 0, "", time.Time{}, time.Time{}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
