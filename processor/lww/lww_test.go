@@ -15,7 +15,9 @@ import (
 var t0 = time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 
 // at returns a clock s seconds after t0 with id.
-func at(s int, id string) lww.Clock { return lww.Clock{At: t0.Add(time.Duration(s) * time.Second), ID: id} }
+func at(s int, id string) lww.Clock {
+	return lww.Clock{At: t0.Add(time.Duration(s) * time.Second), ID: id}
+}
 
 func TestClockAfter(t *testing.T) {
 	paris := time.FixedZone("CET", 3600)
@@ -123,7 +125,9 @@ func clocksEqual(a, b map[string]lww.Clock) bool {
 	return true
 }
 
-func ch(patch string, c lww.Clock) lww.Change { return lww.Change{Patch: json.RawMessage(patch), Clock: c} }
+func ch(patch string, c lww.Clock) lww.Change {
+	return lww.Change{Patch: json.RawMessage(patch), Clock: c}
+}
 
 func TestMerge(t *testing.T) {
 	tests := []struct {
