@@ -184,16 +184,29 @@ type Lease struct {
 // failure that is not ErrHeld (a timeout), the lease may still have been
 // created and then stays held until its TTL.
 func (l *Leases) Acquire(ctx context.Context, key string) (*Lease, error) {
-	start := time.Now() // before the request: the server's TTL starts later
-	rev, err := l.kv.Create(ctx, key, l.holder, jetstream.KeyTTL(l.ttl))
-	if casConflict(err) {
+	for attempt := 1; ; attempt++ {
+		start := time.Now() // before the request: the server's TTL starts later
+		rev, err := l.kv.Create(ctx, key, l.holder, jetstream.KeyTTL(l.ttl))
+		if err == nil {
+			return &Lease{l: l, key: key, revision: rev, deadline: start.Add(l.ttl - l.margin)}, nil
+		}
+		if !casConflict(err) {
+			return nil, fmt.Errorf("lease: acquire %s: %w", key, err)
+		}
+		// Create also reports a conflict when the marker a release or an
+		// expiry left vanished between its write and its read: the key is
+		// free then, and another attempt takes it.
+		if attempt < maxAttempts {
+			if _, err := l.kv.Get(ctx, key); errors.Is(err, jetstream.ErrKeyNotFound) {
+				continue
+			}
+		}
 		return nil, fmt.Errorf("%w: %s", ErrHeld, key)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("lease: acquire %s: %w", key, err)
-	}
-	return &Lease{l: l, key: key, revision: rev, deadline: start.Add(l.ttl - l.margin)}, nil
 }
+
+// maxAttempts bounds Acquire's Create attempts on a key found free.
+const maxAttempts = 3
 
 // Key returns the lease's name.
 func (le *Lease) Key() string { return le.key }
