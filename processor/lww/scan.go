@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"unicode/utf8"
 )
 
 // errNotObject and errNotArray describe a patch of the wrong shape.
@@ -71,9 +72,10 @@ func eachElement(arr []byte, f func(i int, v json.RawMessage) error) error {
 }
 
 // unquote decodes a JSON string token; the common case without escapes
-// needs no decoder.
+// and with valid UTF-8 needs no decoder (encoding/json replaces invalid
+// UTF-8 with U+FFFD, and so must we, so that names agree).
 func unquote(tok []byte) (string, error) {
-	if bytes.IndexByte(tok, '\\') < 0 {
+	if bytes.IndexByte(tok, '\\') < 0 && utf8.Valid(tok) {
 		return string(tok[1 : len(tok)-1]), nil
 	}
 	var s string
