@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/patchbay/patchbay/events"
@@ -49,7 +50,9 @@ type unit struct {
 //
 // An empty customFields object or contact_custom_fields array sets no field.
 // Fields fails, wrapping ErrInvalid, for an unknown target or a patch that
-// is not a JSON object of that shape.
+// is not a JSON object of that shape, including one with a repeated object
+// key (ingest refuses those too; a repeated field_name is not a repeated
+// key).
 func Fields(target events.Target, patch json.RawMessage) ([]string, error) {
 	us, err := units(target, patch)
 	if err != nil {
@@ -77,13 +80,22 @@ func units(target events.Target, patch json.RawMessage) ([]unit, error) {
 		return nil, fmt.Errorf("%w: %s patch is not valid JSON", ErrInvalid, target)
 	}
 	out := make([]unit, 0, 8)
+	var tops [16]string
+	seen := tops[:0]
 	err := eachMember(patch, func(k string, v json.RawMessage) error {
+		if slices.Contains(seen, k) {
+			return fmt.Errorf("key %q repeated", k)
+		}
+		seen = append(seen, k)
 		if k != custom {
 			out = append(out, unit{name: k, top: k, val: v})
 			return nil
 		}
 		if target == events.TargetSkipcall {
 			return eachMember(v, func(ck string, cv json.RawMessage) error {
+				if repeated(out, prefix+ck) {
+					return fmt.Errorf("key %q repeated in %s", ck, k)
+				}
 				out = append(out, unit{name: prefix + ck, top: k, sub: ck, keyed: true, val: cv})
 				return nil
 			})
@@ -109,6 +121,17 @@ func units(target events.Target, patch json.RawMessage) ([]unit, error) {
 		return nil, fmt.Errorf("%w: %s patch: %v", ErrInvalid, target, err)
 	}
 	return out, nil
+}
+
+// repeated reports whether a unit named name is in us. Patches have few
+// fields, so a linear scan beats a map.
+func repeated(us []unit, name string) bool {
+	for _, u := range us {
+		if u.name == name {
+			return true
+		}
+	}
+	return false
 }
 
 // build encodes units as one patch: top-level keys in order of first

@@ -377,3 +377,11 @@ func TestFilterErrors(t *testing.T) {
 		t.Fatalf("not an object: err = %v", err)
 	}
 }
+
+func TestFieldsRepeatedKeyInvalid(t *testing.T) {
+	for _, p := range []string{`{"city":"A","city":"B"}`, `{"customFields":{"a":"1","a":"2"}}`, `{"customFields":{},"customFields":{"a":"1"}}`} {
+		if _, err := lww.Fields(events.TargetSkipcall, json.RawMessage(p)); !errors.Is(err, lww.ErrInvalid) {
+			t.Errorf("%s: err = %v, want ErrInvalid", p, err)
+		}
+	}
+}
