@@ -120,7 +120,7 @@ func TestDecodeStoredForm(t *testing.T) {
 // error are the full decoder's for each. Messages stay invalid whatever path
 // they take, so the worker dead-letters them.
 func TestDecodeStoredPoison(t *testing.T) {
-	subs := []byte{'"', '\\', ' ', '{', '}', ',', ':', '0', '9', 'x', 'A', 'F', 0x00, 0x1f, 0x7f, 0x80, 0xc3, 0xff}
+	subs := []byte{'"', '\\', ' ', '}', ',', '0', 'F', 0x00, 0x80, 0xff}
 	var total, invalid, fast int
 	check := func(m []byte) {
 		total++
@@ -135,6 +135,9 @@ func TestDecodeStoredPoison(t *testing.T) {
 		}
 	}
 	for _, data := range storedForms(t) {
+		if len(data) > 600 {
+			continue // the ~1 KiB bench event adds time, not cases
+		}
 		for i := range data {
 			for _, c := range subs {
 				if c == data[i] {
