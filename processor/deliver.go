@@ -11,17 +11,13 @@ import (
 	"github.com/patchbay/patchbay/events"
 	"github.com/patchbay/patchbay/processor/lease"
 	"github.com/patchbay/patchbay/processor/lww"
+	"github.com/patchbay/patchbay/processor/ratelimit"
 )
 
-// resetMargin is added to a provider's rate-limit reset time before the
-// target resumes: X-RateLimit-Reset has whole-second precision and the two
-// clocks differ, so resuming exactly on it meets a 429 at nearly every
-// window boundary.
-const resetMargin = 250 * time.Millisecond
-
 // deliver applies j's messages as one PATCH and settles each of them: acked
-// when applied, handed back with a delay for a retry, dead-lettered, or
-// held in the worker (result.back) when the target is paused.
+// when applied or superseded, handed back with a delay for a retry,
+// dead-lettered, or held in the worker (result.back) when the target is
+// paused or another replica holds the contact.
 func (l *lane) deliver(ctx context.Context, j job) result {
 	r := result{job: j}
 	msgs, evs := l.decodeAll(ctx, j.msgs)
@@ -30,29 +26,15 @@ func (l *lane) deliver(ctx context.Context, j job) result {
 	}
 	stop := l.w.heartbeat(msgs)
 	defer stop()
-
-	// One PATCH for the contact: per field, the value with the newest
-	// occurred_at among the queued events.
-	changes := make([]lww.Change, len(evs))
-	for i := range evs {
-		changes[i] = lww.Change{Patch: evs[i].Patch, Clock: lww.ClockOf(&evs[i])}
-	}
-	patch, clocks, err := lww.Merge(l.target, changes...)
-	if err != nil {
-		if len(msgs) > 1 {
-			return l.oneByOne(ctx, j, msgs)
-		}
-		l.deadLetter(ctx, msgs[0], &evs[0], dlq.ReasonInvalid, err, 0, time.Time{})
-		return r
-	}
-	merged := evs[len(evs)-1]
-	log := l.w.log.With("event_id", merged.ID, "provider", l.name, "seq", msgs[0].seq, "coalesced", len(msgs))
+	log := l.w.log.With("provider", l.name)
 
 	// No other replica delivers this contact while the lease is held.
-	key, err := lww.Key(l.target, merged.ContactID)
-	if err != nil {
-		l.deadLetter(ctx, msgs[0], &evs[0], dlq.ReasonInvalid, err, 0, time.Time{})
-		return l.oneByOne(ctx, j, msgs[1:])
+	key, err := lww.Key(l.target, evs[0].ContactID)
+	if err != nil { // cannot happen for a valid event: its subject is the key
+		for i, p := range msgs {
+			l.deadLetter(ctx, p, &evs[i], dlq.ReasonInvalid, err, 0, time.Time{})
+		}
+		return r
 	}
 	ls, err := l.w.leases.Acquire(ctx, key)
 	switch {
@@ -70,21 +52,46 @@ func (l *lane) deliver(ctx context.Context, j job) result {
 			log.Warn("contact lease release failed; it expires by itself", "err", err)
 		}
 	}()
-	ctx, cancel := context.WithDeadline(ctx, ls.Deadline())
+	// Everything sent under the lease is sent before it can pass on.
+	lctx, cancel := context.WithDeadline(ctx, ls.Deadline())
 	defer cancel()
+	return l.apply(lctx, j, msgs, evs)
+}
+
+// apply sends one PATCH for msgs (one contact, the lease held) and settles
+// them.
+func (l *lane) apply(ctx context.Context, j job, msgs []pending, evs []events.Event) result {
+	r := result{job: j}
+	// One PATCH for the contact: per field, the value with the newest
+	// occurred_at among the queued events.
+	changes := make([]lww.Change, len(evs))
+	for i := range evs {
+		changes[i] = lww.Change{Patch: evs[i].Patch, Clock: lww.ClockOf(&evs[i])}
+	}
+	patch, clocks, err := lww.Merge(l.target, changes...)
+	if err != nil {
+		if len(msgs) > 1 {
+			return l.oneByOne(ctx, j, msgs, evs)
+		}
+		l.deadLetter(ctx, msgs[0], &evs[0], dlq.ReasonInvalid, err, 0, time.Time{})
+		return r
+	}
+	merged := evs[len(evs)-1]
+	log := l.w.log.With("event_id", merged.ID, "provider", l.name, "seq", msgs[0].seq, "coalesced", len(msgs))
 
 	// Drop every field a newer event already set at the provider.
 	st, err := l.w.state.Get(ctx, l.target, merged.ContactID)
 	if err != nil {
-		if ctx.Err() != nil && l.w.now().Before(ls.Deadline()) {
-			return l.abandon(r, msgs)
-		}
 		log.Warn("contact state unavailable; holding the events", "err", err)
 		return l.hold(r, msgs, l.w.now().Add(time.Second), "state_unavailable")
 	}
 	kept, keptClocks, dropped, err := lww.Filter(l.target, patch, clocks, st)
 	if err != nil {
-		return l.oneByOne(ctx, j, msgs)
+		if len(msgs) > 1 {
+			return l.oneByOne(ctx, j, msgs, evs)
+		}
+		l.deadLetter(ctx, msgs[0], &evs[0], dlq.ReasonInvalid, err, 0, time.Time{})
+		return r
 	}
 	if len(kept) == 0 {
 		for i, p := range msgs {
@@ -95,7 +102,7 @@ func (l *lane) deliver(ctx context.Context, j job) result {
 	}
 	merged.Patch = kept
 
-	hold, err := l.pace(ctx)
+	grant, hold, err := l.pace(ctx)
 	switch {
 	case err != nil:
 		return l.abandon(r, msgs)
@@ -103,21 +110,31 @@ func (l *lane) deliver(ctx context.Context, j job) result {
 		return l.hold(r, msgs, l.w.now().Add(hold), "rate_limit")
 	}
 	start := l.w.now()
-	res, err := l.provider.Patch(ctx, &merged)
+	res, err := l.provider.Patch(ratelimit.WithGrant(ctx, grant), &merged)
 	status := res.Status
 	var pe *Error
 	if errors.As(err, &pe) {
 		status = pe.Status
 	}
+	if we := (*ratelimit.WaitError)(nil); errors.As(err, &we) {
+		// A pause began after the slot was granted: nothing was sent.
+		return l.hold(r, msgs, we.Until, "paused")
+	}
 	l.w.m.requests.WithLabelValues(l.name, StatusClass(status)).Observe(l.w.now().Sub(start).Seconds())
+	class := ClassOf(err)
+	if status != 0 && class != ClassCredentials {
+		// The provider took our key: a credentials pause the probe was for
+		// ends for every replica.
+		if err := l.budget.CredentialsOK(context.WithoutCancel(ctx), grant); err != nil {
+			log.Warn("could not clear the credentials pause", "err", err)
+		}
+	}
 
 	if err == nil {
-		r.creds = credsAccepted
-		if !res.PauseUntil.IsZero() && l.gate.PauseUntil(res.PauseUntil.Add(resetMargin), "rate limit window used up") {
-			l.showPaused()
-			log.Info("rate limit window used up; pausing target", "until", res.PauseUntil)
-		}
-		if err := l.w.state.Commit(ctx, l.target, merged.ContactID, st, keptClocks); err != nil {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		err := l.w.state.Commit(cctx, l.target, merged.ContactID, st, keptClocks)
+		cancel()
+		if err != nil {
 			log.Warn("applied, but the field clocks were not stored; an older event may be sent again and corrected by a newer one", "err", err)
 		}
 		for i, p := range msgs {
@@ -134,36 +151,36 @@ func (l *lane) deliver(ctx context.Context, j job) result {
 		log.Debug("applied", "status", res.Status)
 		return r
 	}
-	class := ClassOf(err)
-	switch {
-	case class == ClassCredentials:
-		r.creds = credsRejected
-	case status != 0:
-		r.creds = credsAccepted
-	}
 	if ctx.Err() != nil {
 		return l.abandon(r, msgs)
 	}
 	switch class {
 	case ClassRateLimited:
-		now := l.w.now()
-		until := now.Add(l.w.cfg.BackoffInitial)
-		if pe != nil && pe.RetryAt.After(now) {
-			until = pe.RetryAt.Add(resetMargin)
+		var until time.Time
+		if pe != nil {
+			until = pe.RetryAt
 		}
-		if l.gate.PauseUntil(until, "rate limited (429)") {
-			l.showPaused()
-			log.Warn("provider answered 429; pausing target", "until", until)
+		if err := l.budget.Pause(context.WithoutCancel(ctx), until, "rate limited (429)"); err != nil {
+			log.Warn("could not share the 429 pause", "err", err)
 		}
-		return l.hold(r, msgs, until, "rate_limited")
+		log.Warn("provider answered 429; target paused for every replica", "until", until)
+		return l.hold(r, msgs, l.blockedUntil(time.Second), "rate_limited")
 	case ClassCredentials:
-		// The lane pauses the target when it sees r.creds; the events wait in
-		// the worker, never dead-lettered for a bad key.
-		return l.hold(r, msgs, l.w.now(), "credentials")
+		reason := "credentials rejected"
+		if pe != nil {
+			reason = fmt.Sprintf("credentials rejected: HTTP %d %s %s", pe.Status, pe.Code, pe.Message)
+		}
+		if err := l.budget.CredentialsFailed(context.WithoutCancel(ctx), grant, reason); err != nil {
+			log.Warn("could not share the credentials pause", "err", err)
+		}
+		log.Error("PROVIDER REJECTED OUR CREDENTIALS: deliveries to this target are paused for every replica; fix the API key or plan",
+			"status", status, "err", err)
+		// The events wait in the worker: never dead-lettered for a bad key.
+		return l.hold(r, msgs, l.blockedUntil(time.Second), "credentials")
 	case ClassPermanent:
 		if len(msgs) > 1 {
 			log.Info("coalesced delivery rejected; delivering one by one to find the bad event", "err", err)
-			return l.oneByOne(ctx, j, msgs)
+			return l.oneByOne(ctx, j, msgs, evs)
 		}
 		log.Warn("provider rejected the event; dead-lettering", "status", status, "err", err)
 		l.deadLetter(ctx, msgs[0], &evs[0], dlq.ReasonRejected, err, 0, time.Time{})
@@ -190,17 +207,14 @@ func appliedAny(clocks map[string]lww.Clock, c lww.Clock) bool {
 	return false
 }
 
-// oneByOne delivers msgs as single-message jobs in stream order, after a
-// merged PATCH was rejected or could not be built, so a bad event is
-// dead-lettered alone. Once one is held (the target paused), the rest are
-// held with it.
-func (l *lane) oneByOne(ctx context.Context, j job, msgs []pending) result {
+// oneByOne applies msgs one at a time in stream order, under the lease
+// deliver holds, after a merged PATCH was rejected or could not be built,
+// so a bad event is dead-lettered alone. Once one is held (the target
+// paused), the rest are held with it.
+func (l *lane) oneByOne(ctx context.Context, j job, msgs []pending, evs []events.Event) result {
 	r := result{job: j}
-	for i, p := range msgs {
-		one := l.deliver(ctx, job{key: j.key, msgs: []pending{p}})
-		if one.creds != credsUnknown {
-			r.creds = one.creds
-		}
+	for i := range msgs {
+		one := l.apply(ctx, job{key: j.key, msgs: msgs[i : i+1]}, msgs[i:i+1], evs[i:i+1])
 		if len(one.back) > 0 {
 			r.back = append(one.back, msgs[i+1:]...)
 			r.holdUntil = one.holdUntil
@@ -230,38 +244,54 @@ func (l *lane) decodeAll(ctx context.Context, msgs []pending) ([]pending, []even
 	return ok, evs
 }
 
-// pace waits for the target's rate limit: it returns once a request may be
-// sent, or the hold (> 0) when the wait would be longer than HoldLimit. A
-// pause that begins while it waits is honoured: the request does not go out.
-func (l *lane) pace(ctx context.Context) (hold time.Duration, err error) {
+// pace takes one request slot from the target's shared budget, waiting up
+// to HoldLimit for it. It returns the hold (> 0) when the wait would be
+// longer: the target is paused or its window is used up. When the budget
+// cannot be reached (NATS down) nothing is sent: it fails closed and holds.
+func (l *lane) pace(ctx context.Context) (ratelimit.Grant, time.Duration, error) {
 	for {
-		now := l.w.now()
-		wait, res := l.gate.Reserve(now)
-		if wait > l.w.cfg.HoldLimit {
-			if res != nil {
-				res.Cancel()
-			}
-			return wait, nil
+		g, err := l.budget.TryTake(ctx)
+		if err == nil {
+			return g, 0, nil
 		}
-		if err := Wait(ctx, wait); err != nil {
-			if res != nil {
-				res.Cancel()
-			}
-			return 0, err
+		if ctx.Err() != nil {
+			return g, 0, ctx.Err()
 		}
-		if d := l.pausedFor(l.w.now()); d > 0 {
-			// A pause started while this request waited for its slot: the
-			// slot is not used, the request waits for the pause.
-			if res != nil {
-				res.Cancel()
-			}
-			if d > l.w.cfg.HoldLimit {
-				return d, nil
-			}
-			continue
+		var we *ratelimit.WaitError
+		if !errors.As(err, &we) {
+			l.w.log.Warn("rate budget unavailable; holding", "provider", l.name, "err", err)
+			return g, time.Second, nil
 		}
-		return 0, nil
+		d := we.Until.Sub(l.w.now())
+		if d > l.w.cfg.HoldLimit {
+			return g, d, nil
+		}
+		changed := l.budget.Changed()
+		t := time.NewTimer(max(d, time.Millisecond))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return g, 0, ctx.Err()
+		case <-t.C:
+		case <-changed:
+			t.Stop()
+		}
 	}
+}
+
+// blockedUntil is when the target's pause or used-up window ends, at least
+// min from now.
+func (l *lane) blockedUntil(min time.Duration) time.Time {
+	now := l.w.now()
+	until, _ := l.budget.Blocked()
+	return maxTime(until, now.Add(min))
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }
 
 // hold puts msgs back in the worker's queue until until: the target is

@@ -131,3 +131,18 @@ func (f *fetcher) run(ctx context.Context, out chan<- jetstream.Msg) {
 		cancel()
 	}
 }
+
+// Wait blocks until d has passed or ctx is done.
+func Wait(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
+	}
+}

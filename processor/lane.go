@@ -8,6 +8,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/patchbay/patchbay/events"
+	"github.com/patchbay/patchbay/processor/ratelimit"
 )
 
 // lane delivers one target's events: the target's durable consumer, a
@@ -18,13 +19,12 @@ type lane struct {
 	target   events.Target
 	name     string // string(target), for labels and logs
 	provider Provider
-	gate     *Gate
+	budget   *ratelimit.Budget
 	cons     jetstream.Consumer
-	creds    credentials
 }
 
 func newLane(w *Worker, t events.Target, tg Target) *lane {
-	l := &lane{w: w, target: t, name: string(t), provider: tg.Provider, gate: NewGate(tg.RatePerMinute)}
+	l := &lane{w: w, target: t, name: string(t), provider: tg.Provider, budget: tg.Budget}
 	w.m.paused.WithLabelValues(l.name).Set(0)
 	return l
 }
@@ -34,9 +34,8 @@ func newLane(w *Worker, t events.Target, tg Target) *lane {
 // JetStream.
 type result struct {
 	job       job
-	back      []pending    // held: queued again in the worker, not settled
-	holdUntil time.Time    // back's contact waits until then
-	creds     credsOutcome // what the job learnt about the target's credentials
+	back      []pending // held: queued again in the worker, not settled
+	holdUntil time.Time // back's contact waits until then
 }
 
 // run is the lane's loop: it owns the queues, hands jobs to the delivery
@@ -92,8 +91,8 @@ func (l *lane) run(ctx context.Context) {
 		if !stopping {
 			if pause := l.pausedFor(now); pause > 0 {
 				next = now.Add(pause)
-			} else if cand, ok := q.peek(); ok && l.creds.admit() {
-				send, j = jobs, l.creds.mark(cand)
+			} else if cand, ok := q.peek(); ok {
+				send, j = jobs, cand
 			}
 		}
 		if !next.IsZero() {
@@ -121,11 +120,9 @@ func (l *lane) run(ctx context.Context) {
 			}
 		case send <- j:
 			q.take()
-			l.creds.started(j)
 			busy++
 		case r := <-results:
 			busy--
-			l.creds.finished(l, r, w.now())
 			q.finish(r.job.key, len(r.job.msgs)-len(r.back), r.back, r.holdUntil, w.now())
 		case <-wake.C:
 			l.showPaused()
@@ -148,10 +145,12 @@ func (l *lane) run(ctx context.Context) {
 	w.m.paused.WithLabelValues(l.name).Set(0)
 }
 
-// pausedFor returns how long the target stays paused after now.
+// pausedFor returns how long nothing may be sent to the target after now:
+// a pause (429, bad credentials until the next probe is due) or a shared
+// window used up, as every replica sees it.
 func (l *lane) pausedFor(now time.Time) time.Duration {
-	d, _ := l.gate.Paused(now)
-	return d
+	until, _ := l.budget.Blocked()
+	return max(until.Sub(now), 0)
 }
 
 // keepAlive tells JetStream that the messages waiting in the worker are
@@ -166,7 +165,7 @@ func (l *lane) keepAlive(q *queues) {
 // back to 0 when the pause ends.
 func (l *lane) showPaused() {
 	paused := 0.0
-	if l.pausedFor(l.w.now()) > 0 || l.creds.failing {
+	if l.pausedFor(l.w.now()) > 0 {
 		paused = 1
 	}
 	l.w.m.paused.WithLabelValues(l.name).Set(paused)

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
+	"net/http"
 	"os"
 	"sync"
 	"time"
@@ -17,6 +19,7 @@ import (
 	"github.com/patchbay/patchbay/events"
 	"github.com/patchbay/patchbay/processor/lease"
 	"github.com/patchbay/patchbay/processor/lww"
+	"github.com/patchbay/patchbay/processor/ratelimit"
 	"github.com/patchbay/patchbay/stream"
 )
 
@@ -28,7 +31,7 @@ type Config struct {
 	MaxRetryAge      time.Duration `envconfig:"MAX_RETRY_AGE" default:"24h" desc:"age after which a transiently failing event is dead-lettered"`
 	BackoffInitial   time.Duration `envconfig:"BACKOFF_INITIAL" default:"1s" desc:"first retry delay"`
 	BackoffMax       time.Duration `envconfig:"BACKOFF_MAX" default:"10m" desc:"longest retry delay"`
-	CredentialsPause time.Duration `envconfig:"CREDENTIALS_PAUSE" default:"1m" desc:"first pause of a target after a bad-key or plan answer; then one probe request, with the pause doubling up to 16x while it fails"`
+	CredentialsPause time.Duration `envconfig:"CREDENTIALS_PAUSE" default:"1m" desc:"pause of a target, for every replica, after a bad-key or plan answer; then one replica probes with one request, the pause doubling up to 16x while probes fail"`
 	HoldLimit        time.Duration `envconfig:"HOLD_LIMIT" default:"5s" desc:"longest wait for the rate limit that a delivery spends in a worker goroutine; longer ones put the contact's events back in the worker's queue"`
 	DrainTimeout     time.Duration `envconfig:"DRAIN_TIMEOUT" default:"20s" desc:"on shutdown, how long in-flight deliveries may finish before they are abandoned for redelivery"`
 	Coalesce         int           `envconfig:"COALESCE" default:"50" desc:"most queued events of one contact merged into one PATCH (1: never merge)"`
@@ -83,8 +86,32 @@ func (c Config) room() int { return 4 * c.Concurrency }
 // Target wires one provider into the worker.
 type Target struct {
 	Provider Provider
-	// RatePerMinute is the client-side request limit (0: none).
-	RatePerMinute int
+	// Budget is the provider key's request budget, shared by every replica
+	// (see NewBudget). The provider's HTTP client should send through
+	// Budget.Transport, so every response's rate-limit headers are observed
+	// and a request whose slot a pause overtook is not written.
+	Budget *ratelimit.Budget
+}
+
+// BudgetConfig is the ratelimit configuration of one target's budget, kept
+// beside the events stream of sc: perMinute requests per window (0: no
+// limit of ours; the provider's 429s and rate-limit headers still pause
+// every replica), key the provider API key (only a hash of it reaches
+// NATS), window the provider's window (0: a minute). Credential probes
+// start after CredentialsPause and back off to 16 times it.
+func (c Config) BudgetConfig(sc stream.Config, target events.Target, key string, perMinute int, window time.Duration) ratelimit.Config {
+	if perMinute <= 0 {
+		perMinute = math.MaxInt32
+	}
+	if window <= 0 {
+		window = time.Minute
+	}
+	return ratelimit.Config{
+		Name: string(target), Key: key, Limit: perMinute, Window: window, Replicas: sc.Replicas,
+		ResetMargin:  min(time.Second, window/8),
+		ProbeInitial: c.CredentialsPause, ProbeMax: 16 * c.CredentialsPause,
+		Bucket: sc.KVBucket("RATE"), CounterStream: sc.EventsStream + "_RATE_COUNTERS", CounterSubject: sc.SubjectPrefix + ".rate",
+	}
 }
 
 // Deps are the worker's collaborators.
@@ -96,6 +123,19 @@ type Deps struct {
 	Logger  *slog.Logger
 	// Registerer receives the worker's metrics; nil means not registered.
 	Registerer prometheus.Registerer
+}
+
+// WithBudget returns hc, or a new client for timeout and conns when hc is
+// nil, sending through b's Transport: every response's rate-limit headers
+// reach the shared budget, and a request whose slot was overtaken by a pause
+// is not written.
+func WithBudget(hc *http.Client, b *ratelimit.Budget, timeout time.Duration, conns int) *http.Client {
+	if hc == nil {
+		hc = NewHTTPClient(timeout, conns)
+	}
+	c := *hc
+	c.Transport = b.Transport(hc.Transport)
+	return &c
 }
 
 // Worker consumes the events stream and delivers each event. Each target
@@ -144,8 +184,8 @@ func New(cfg Config, d Deps) (*Worker, error) {
 	}
 	for _, t := range events.Targets() {
 		tg, ok := d.Targets[t]
-		if !ok || tg.Provider == nil {
-			return nil, fmt.Errorf("processor: no provider for target %s", t)
+		if !ok || tg.Provider == nil || tg.Budget == nil {
+			return nil, fmt.Errorf("processor: no provider or no budget for target %s", t)
 		}
 		w.lanes = append(w.lanes, newLane(w, t, tg))
 	}
@@ -208,4 +248,23 @@ func (w *Worker) setup(ctx context.Context) error {
 		return fmt.Errorf("processor: %w", err)
 	}
 	return nil
+}
+
+// TargetState is one target's delivery state, for readiness endpoints and
+// operators.
+type TargetState struct {
+	ratelimit.State
+	// Consumer is the target's durable consumer.
+	Consumer string `json:"consumer"`
+}
+
+// States returns every target's state as this replica sees it: paused or
+// not, why and until when (rate limit, refused credentials and the next
+// probe), from local memory only.
+func (w *Worker) States() []TargetState {
+	out := make([]TargetState, 0, len(w.lanes))
+	for _, l := range w.lanes {
+		out = append(out, TargetState{State: l.budget.State(), Consumer: w.scfg.TargetConsumer(l.name)})
+	}
+	return out
 }
