@@ -352,7 +352,7 @@ func TestBacklogOfOneContactIsCoalesced(t *testing.T) {
 // failed).
 func TestRateLimitKeptWithoutUsingAttempts(t *testing.T) {
 	s := pbtest.Start(t, pbtest.Options{SkipcallRate: 3, SkipcallWindow: time.Second})
-	postRateLimited(t, s, "rl")
+	postRateLimited(t, s, "rl", 8)
 	for _, w := range s.Skipcall.Windows() {
 		if w.Requests+w.Limited > 3 {
 			t.Errorf("window %s–%s saw %d requests, limit 3", w.Start.Format("15:04:05.000"), w.End.Format("15:04:05.000"), w.Requests+w.Limited)
@@ -368,18 +368,20 @@ func TestRateLimitKeptWithoutUsingAttempts(t *testing.T) {
 // until its reset, the headers correct the budget, and no 429 uses up an
 // attempt.
 func TestRateLimited429WaitsWithoutUsingAttempts(t *testing.T) {
-	s := pbtest.Start(t, pbtest.Options{SkipcallRate: 3, SkipcallWindow: time.Second, SkipcallPlan: 30})
-	postRateLimited(t, s, "rl429")
+	// Twelve events at a plan of 30 per 2 s: however slow the machine, more
+	// than 3 go out in the sandbox's first window.
+	s := pbtest.Start(t, pbtest.Options{SkipcallRate: 3, SkipcallWindow: 2 * time.Second, SkipcallPlan: 30})
+	postRateLimited(t, s, "rl429", 12)
 	if n := s.Skipcall.StatusCounts()[http.StatusTooManyRequests]; n == 0 {
 		t.Fatal("the sandbox never answered 429: the test did not exercise rate limiting")
 	}
 }
 
-// postRateLimited sends 8 events to 8 contacts through a worker with
+// postRateLimited sends n events to n contacts, starts a worker with
 // MaxAttempts 1 and waits until each is applied exactly once, with nothing
 // dead-lettered.
-func postRateLimited(t *testing.T, s *pbtest.Stack, prefix string) {
-	ids := make([]string, 8)
+func postRateLimited(t *testing.T, s *pbtest.Stack, prefix string, n int) {
+	ids := make([]string, n)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("88888888-2222-4333-8444-%012d", i)
 		s.Skipcall.PutContact(ids[i], map[string]any{"firstName": "A", "lastName": "B"})
@@ -387,11 +389,11 @@ func postRateLimited(t *testing.T, s *pbtest.Stack, prefix string) {
 	cfg := pbtest.WorkerConfig()
 	cfg.MaxAttempts = 1 // a 429 that used up an attempt would dead-letter at once
 	cfg.HoldLimit = 3 * time.Second
-	s.StartWorker(cfg)
 	for i, id := range ids {
 		s.PostEvent(skipEvent(prefix+"-"+strconv.Itoa(i), id, map[string]any{"city": "Rome"}))
 	}
-	pbtest.Eventually(t, 30*time.Second, "all applied", func() bool { return s.StreamMsgs(s.Stream.EventsStream) == 0 })
+	s.StartWorker(cfg)
+	pbtest.Eventually(t, time.Minute, "all applied", func() bool { return s.StreamMsgs(s.Stream.EventsStream) == 0 })
 	for _, id := range ids {
 		if n := s.Skipcall.PatchCount(id); n != 1 {
 			t.Errorf("contact %s: %d PATCHes applied, want 1", id, n)
