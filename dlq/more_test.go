@@ -109,8 +109,8 @@ func TestPublishHeaders(t *testing.T) {
 	s := pbtest.Start(t, pbtest.Options{})
 	ctx := context.Background()
 	pub := dlq.NewPublisher(s.JS, "contacts")
-	l := letter(0, "noseq")               // no stream sequence: no message id
-	l.Excerpt = strings.Repeat("é", 1000) // 2000 bytes: cut inside a rune
+	l := letter(0, "noseq")                     // no stream sequence: no message id
+	l.Excerpt = "x" + strings.Repeat("é", 1000) // 2001 bytes: the cut at 1024 falls inside a rune
 	l.ErrorMessage = "bad \xff by\x7fte"
 	for range 2 {
 		if err := pub.Publish(ctx, l); err != nil {
@@ -125,8 +125,8 @@ func TestPublishHeaders(t *testing.T) {
 		t.Fatalf("%d letters for two publishes without an origin sequence, want 2 (nothing to deduplicate on)", len(ls))
 	}
 	got := ls[0]
-	if !utf8.ValidString(got.Excerpt) || len(got.Excerpt) > dlq.MaxExcerpt || len(got.Excerpt) < dlq.MaxExcerpt-1 {
-		t.Fatalf("excerpt cut to %d bytes, valid UTF-8 %v; want %d or %d valid bytes", len(got.Excerpt), utf8.ValidString(got.Excerpt), dlq.MaxExcerpt-1, dlq.MaxExcerpt)
+	if !utf8.ValidString(got.Excerpt) || len(got.Excerpt) != dlq.MaxExcerpt-1 {
+		t.Fatalf("excerpt cut to %d bytes, valid UTF-8 %v; want %d: cut at %d inside a rune, then back to its start", len(got.Excerpt), utf8.ValidString(got.Excerpt), dlq.MaxExcerpt-1, dlq.MaxExcerpt)
 	}
 	if got.ErrorMessage != "bad \uFFFD by te" {
 		t.Fatalf("error message %q, want invalid bytes replaced and DEL blanked", got.ErrorMessage)
