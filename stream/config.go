@@ -1,5 +1,6 @@
-// Package stream declares patchbay's JetStream streams and consumers, connects
-// to NATS, and can run an embedded JetStream server for dev mode and tests.
+// Package stream declares patchbay's JetStream streams and consumers and
+// connects to NATS. The in-process server for dev mode and tests is in
+// stream/embedded, so that production binaries do not link nats-server.
 package stream
 
 import (

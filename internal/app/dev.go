@@ -15,7 +15,7 @@ import (
 
 	"github.com/patchbay/patchbay/processor"
 	"github.com/patchbay/patchbay/sandbox"
-	"github.com/patchbay/patchbay/stream"
+	"github.com/patchbay/patchbay/stream/embedded"
 )
 
 // DevConfig configures dev mode (environment prefix PATCHBAY_DEV_): an
@@ -48,7 +48,7 @@ func RunDev(ctx context.Context, log *slog.Logger, dev DevConfig, wcfg WorkerCon
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	emb, err := stream.RunEmbedded(stream.EmbeddedConfig{StoreDir: dir, Port: dev.NATSPort})
+	emb, err := embedded.Run(embedded.Config{StoreDir: dir, Port: dev.NATSPort})
 	if err != nil {
 		return err
 	}

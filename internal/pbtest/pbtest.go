@@ -26,6 +26,7 @@ import (
 	"github.com/patchbay/patchbay/processor/skipcall"
 	"github.com/patchbay/patchbay/sandbox"
 	"github.com/patchbay/patchbay/stream"
+	"github.com/patchbay/patchbay/stream/embedded"
 )
 
 // Token is the bearer token the test ingest accepts.
@@ -40,7 +41,7 @@ const (
 // Stack is a running patchbay in one test process.
 type Stack struct {
 	T        testing.TB
-	NATS     *stream.Embedded
+	NATS     *embedded.Server
 	NC       *nats.Conn
 	JS       jetstream.JetStream
 	Stream   stream.Config
@@ -86,7 +87,7 @@ func StreamConfig(url string) stream.Config {
 // Start runs NATS, both sandboxes and ingest; workers are started with StartWorker.
 func Start(t testing.TB, o Options) *Stack {
 	t.Helper()
-	emb, err := stream.RunEmbedded(stream.EmbeddedConfig{StoreDir: t.TempDir()})
+	emb, err := embedded.Run(embedded.Config{StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -32,6 +32,7 @@ import (
 	"github.com/patchbay/patchbay/processor/skipcall"
 	"github.com/patchbay/patchbay/sandbox"
 	"github.com/patchbay/patchbay/stream"
+	"github.com/patchbay/patchbay/stream/embedded"
 )
 
 // Config sizes a run. Every phase is bounded in time or count.
@@ -155,7 +156,7 @@ func Markdown(rows []Row) string {
 // --- shared parts ---
 
 type natsEnv struct {
-	emb  *stream.Embedded
+	emb  *embedded.Server
 	nc   *nats.Conn
 	js   jetstream.JetStream
 	scfg stream.Config
@@ -166,7 +167,7 @@ func startNATS(ctx context.Context, dir string) (*natsEnv, error) {
 	if err != nil {
 		return nil, err
 	}
-	emb, err := stream.RunEmbedded(stream.EmbeddedConfig{StoreDir: sd})
+	emb, err := embedded.Run(embedded.Config{StoreDir: sd})
 	if err != nil {
 		return nil, err
 	}
