@@ -11,7 +11,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"time"
 
@@ -151,20 +150,3 @@ func RetryAfter(h http.Header, now time.Time) time.Time {
 	}
 	return time.Time{}
 }
-
-// Secret is a credential read from the environment. It never prints itself.
-type Secret string
-
-// String redacts the secret.
-func (s Secret) String() string {
-	if s == "" {
-		return ""
-	}
-	return "[redacted]"
-}
-
-// LogValue redacts the secret in structured logs.
-func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
-
-// Reveal returns the secret's value, for the one place that sends it.
-func (s Secret) Reveal() string { return string(s) }

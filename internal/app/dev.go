@@ -14,6 +14,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/patchbay/patchbay/processor"
+	"github.com/patchbay/patchbay/redact"
 	"github.com/patchbay/patchbay/sandbox"
 	"github.com/patchbay/patchbay/stream/embedded"
 )
@@ -80,9 +81,9 @@ func RunDev(ctx context.Context, log *slog.Logger, dev DevConfig, wcfg WorkerCon
 	scfg.URL = emb.ClientURL()
 	wcfg.Stream, icfg.Stream = scfg, scfg
 	wcfg.RevyOps.BaseURL = "http://" + rvLn.Addr().String()
-	wcfg.RevyOps.APIKey = processor.Secret(DevRevyOpsKey)
+	wcfg.RevyOps.APIKey = redact.Secret(DevRevyOpsKey)
 	wcfg.Skipcall.BaseURL = "http://" + skLn.Addr().String()
-	wcfg.Skipcall.APIKey = processor.Secret(DevSkipcallKey)
+	wcfg.Skipcall.APIKey = redact.Secret(DevSkipcallKey)
 	wcfg.Skipcall.RatePerMinute = dev.SkipcallRate
 	icfg.Ingest.Tokens = append(icfg.Ingest.Tokens, dev.Token)
 

@@ -24,6 +24,7 @@ import (
 	"github.com/patchbay/patchbay/processor"
 	"github.com/patchbay/patchbay/processor/revyops"
 	"github.com/patchbay/patchbay/processor/skipcall"
+	"github.com/patchbay/patchbay/redact"
 	"github.com/patchbay/patchbay/sandbox"
 	"github.com/patchbay/patchbay/stream"
 	"github.com/patchbay/patchbay/stream/embedded"
@@ -135,7 +136,8 @@ func Start(t testing.TB, o Options) *Stack {
 func IngestConfig() ingest.Config {
 	return ingest.Config{
 		MaxBodyBytes: 1 << 20, MaxBatch: 1000, PublishTimeout: 2 * time.Second, MaxInFlight: 1024,
-		Tokens: []string{Token}, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		Tokens: []redact.Secret{Token}, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		SignedMaxBodyBytes: 256 << 10, SignedReadTimeout: 5 * time.Second, MaxUnverified: 64,
 		WriteTimeout: 10 * time.Second, IdleTimeout: 30 * time.Second, MaxHeaderBytes: 1 << 16, ShutdownTimeout: 5 * time.Second,
 	}
 }

@@ -12,18 +12,19 @@ import (
 
 	"github.com/patchbay/patchbay/events"
 	"github.com/patchbay/patchbay/processor"
+	"github.com/patchbay/patchbay/redact"
 )
 
 // Config configures the RevyOps client (environment prefix PATCHBAY_REVYOPS_).
 // The seed documentation does not state RevyOps' auth scheme, so the header
 // name and value format are configurable.
 type Config struct {
-	BaseURL       string           `envconfig:"BASE_URL" desc:"RevyOps API base URL (required outside dev mode)"`
-	APIKey        processor.Secret `envconfig:"API_KEY" desc:"RevyOps API key"`
-	AuthHeader    string           `envconfig:"AUTH_HEADER" default:"X-API-Key" desc:"header that carries the RevyOps key"`
-	AuthFormat    string           `envconfig:"AUTH_FORMAT" default:"%s" desc:"format of that header's value, %s is the key (e.g. 'Token %s')"`
-	RatePerMinute int              `envconfig:"RATE_PER_MINUTE" default:"0" desc:"client-side request limit per minute (0: none)"`
-	Timeout       time.Duration    `envconfig:"TIMEOUT" default:"10s" desc:"timeout of one PATCH"`
+	BaseURL       string        `envconfig:"BASE_URL" desc:"RevyOps API base URL (required outside dev mode)"`
+	APIKey        redact.Secret `envconfig:"API_KEY" desc:"RevyOps API key"`
+	AuthHeader    string        `envconfig:"AUTH_HEADER" default:"X-API-Key" desc:"header that carries the RevyOps key"`
+	AuthFormat    string        `envconfig:"AUTH_FORMAT" default:"%s" desc:"format of that header's value, %s is the key (e.g. 'Token %s')"`
+	RatePerMinute int           `envconfig:"RATE_PER_MINUTE" default:"0" desc:"client-side request limit per minute (0: none)"`
+	Timeout       time.Duration `envconfig:"TIMEOUT" default:"10s" desc:"timeout of one PATCH"`
 }
 
 // Validate reports a missing or malformed setting.

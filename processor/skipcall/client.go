@@ -14,14 +14,15 @@ import (
 
 	"github.com/patchbay/patchbay/events"
 	"github.com/patchbay/patchbay/processor"
+	"github.com/patchbay/patchbay/redact"
 )
 
 // Config configures the Skipcall client (environment prefix PATCHBAY_SKIPCALL_).
 type Config struct {
-	BaseURL       string           `envconfig:"BASE_URL" default:"https://api-public.skipcall.app" desc:"Skipcall API base URL"`
-	APIKey        processor.Secret `envconfig:"API_KEY" desc:"Skipcall API key (sk_live_… or sk_test_…)"`
-	RatePerMinute int              `envconfig:"RATE_PER_MINUTE" default:"100" desc:"requests per minute allowed by the plan (100 STARTER/INTERMÉDIAIRE, 1000 EXPERT; 0: no client-side limit)"`
-	Timeout       time.Duration    `envconfig:"TIMEOUT" default:"10s" desc:"timeout of one PATCH"`
+	BaseURL       string        `envconfig:"BASE_URL" default:"https://api-public.skipcall.app" desc:"Skipcall API base URL"`
+	APIKey        redact.Secret `envconfig:"API_KEY" desc:"Skipcall API key (sk_live_… or sk_test_…)"`
+	RatePerMinute int           `envconfig:"RATE_PER_MINUTE" default:"100" desc:"requests per minute allowed by the plan (100 STARTER/INTERMÉDIAIRE, 1000 EXPERT; 0: no client-side limit)"`
+	Timeout       time.Duration `envconfig:"TIMEOUT" default:"10s" desc:"timeout of one PATCH"`
 }
 
 // Validate reports a missing or malformed setting.
