@@ -85,7 +85,7 @@ func RunDev(ctx context.Context, log *slog.Logger, dev DevConfig, wcfg WorkerCon
 	wcfg.Skipcall.BaseURL = "http://" + skLn.Addr().String()
 	wcfg.Skipcall.APIKey = redact.Secret(DevSkipcallKey)
 	wcfg.Skipcall.RatePerMinute = dev.SkipcallRate
-	icfg.Ingest.Tokens = append(icfg.Ingest.Tokens, dev.Token)
+	icfg.Ingest.Tokens = append(icfg.Ingest.Tokens, redact.Secret(dev.Token))
 
 	nc, js, err := connect(ctx, log, scfg, "patchbay-dev")
 	if err != nil {
