@@ -14,7 +14,7 @@ import (
 // Config configures ingest (environment prefix PATCHBAY_INGEST_).
 type Config struct {
 	Addr           string          `envconfig:"ADDR" default:":8080" desc:"public listen address (webhooks)"`
-	AdminAddr      string          `envconfig:"ADMIN_ADDR" default:"127.0.0.1:9090" desc:"admin listen address: /metrics and /debug/pprof (empty: off)"`
+	AdminAddr      string          `envconfig:"ADMIN_ADDR" default:"127.0.0.1:9090" desc:"admin listen address: /metrics, /readyz with the reason and, with PATCHBAY_ADMIN_PPROF, /debug/pprof (empty: off)"`
 	MaxBodyBytes   int64           `envconfig:"MAX_BODY_BYTES" default:"1048576" desc:"largest request body; larger answers 413"`
 	MaxBatch       int             `envconfig:"MAX_BATCH" default:"1000" desc:"most events in one request"`
 	PublishTimeout time.Duration   `envconfig:"PUBLISH_TIMEOUT" default:"5s" desc:"how long to wait for JetStream to acknowledge; then 503"`

@@ -11,7 +11,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/http"
 	"time"
 
 	"github.com/patchbay/patchbay/events"
@@ -133,20 +132,4 @@ func TransportError(ctx context.Context, err error) error {
 		return ctx.Err()
 	}
 	return &Error{Class: ClassTransient, Err: err}
-}
-
-// RetryAfter reads a Retry-After header (seconds or HTTP date) relative to now.
-func RetryAfter(h http.Header, now time.Time) time.Time {
-	v := h.Get("Retry-After")
-	if v == "" {
-		return time.Time{}
-	}
-	var secs int
-	if _, err := fmt.Sscanf(v, "%d", &secs); err == nil && secs >= 0 {
-		return now.Add(time.Duration(secs) * time.Second)
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return t
-	}
-	return time.Time{}
 }

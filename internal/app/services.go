@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -15,6 +16,7 @@ import (
 	"github.com/patchbay/patchbay/events"
 	"github.com/patchbay/patchbay/ingest"
 	"github.com/patchbay/patchbay/processor"
+	"github.com/patchbay/patchbay/processor/httpcall"
 	"github.com/patchbay/patchbay/processor/revyops"
 	"github.com/patchbay/patchbay/processor/skipcall"
 	"github.com/patchbay/patchbay/stream"
@@ -24,6 +26,7 @@ import (
 type IngestConfig struct {
 	Stream stream.Config
 	Ingest ingest.Config
+	Admin  AdminConfig
 }
 
 // WorkerConfig is everything the worker service reads from the environment.
@@ -33,54 +36,62 @@ type WorkerConfig struct {
 	RevyOps   revyops.Config
 	Skipcall  skipcall.Config
 	AdminAddr string
+	Admin     AdminConfig
 }
 
 // RunIngest runs the ingest service until ctx is done, then stops accepting
 // connections, lets in-flight requests finish their publishes, and drains
 // the NATS connection. ln may be nil to listen on cfg.Ingest.Addr.
 func RunIngest(ctx context.Context, log *slog.Logger, cfg IngestConfig, ln net.Listener) error {
-	nc, js, err := connect(ctx, log, cfg.Stream, "patchbay-ingest")
+	if err := errors.Join(cfg.Admin.Validate(cfg.Ingest.AdminAddr), cfg.Ingest.Validate()); err != nil {
+		return err
+	}
+	nc, js, err := Connect(ctx, log, cfg.Stream, "patchbay-ingest")
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	reg := newRegistry()
-	return runIngestOn(ctx, log, cfg, js, ln, reg, true, nc)
-}
-
-func runIngestOn(ctx context.Context, log *slog.Logger, cfg IngestConfig, js jetstream.JetStream, ln net.Listener, reg *prometheus.Registry, admin bool, nc *nats.Conn) error {
+	reg := NewRegistry()
 	h, err := ingest.New(cfg.Ingest, js, cfg.Stream.EventsStream, cfg.Stream.SubjectPrefix, log, reg)
 	if err != nil {
 		return err
 	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return ServeIngest(gctx, log, cfg, h, ln, nc) })
+	g.Go(func() error {
+		return Admin{Addr: cfg.Ingest.AdminAddr, Config: cfg.Admin, Registry: reg, Ready: h.Ready}.Serve(gctx, log)
+	})
+	return g.Wait()
+}
+
+// ServeIngest serves h on ln (nil: listen on cfg.Ingest.Addr) until ctx is
+// done, then shuts the server down within the shutdown timeout and, when nc
+// is not nil, drains it.
+func ServeIngest(ctx context.Context, log *slog.Logger, cfg IngestConfig, h *ingest.Handler, ln net.Listener, nc *nats.Conn) error {
 	if ln == nil {
+		var err error
 		if ln, err = net.Listen("tcp", cfg.Ingest.Addr); err != nil {
 			return fmt.Errorf("ingest: listen: %w", err)
 		}
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		err := serve(gctx, log, "ingest", h.Server(), ln, cfg.Ingest.ShutdownTimeout)
-		if nc != nil {
-			// Every request has returned: flush what is left on the wire.
-			_ = nc.Drain()
-		}
-		return err
-	})
-	if admin {
-		g.Go(func() error { return serveAdmin(gctx, log, cfg.Ingest.AdminAddr, reg) })
+	err := Serve(ctx, log, "ingest", h.Server(), ln, cfg.Ingest.ShutdownTimeout)
+	if nc != nil {
+		// Every request has returned: flush what is left on the wire.
+		_ = nc.Drain()
 	}
-	return g.Wait()
+	return err
 }
 
-// NewProviders builds the provider clients for the worker.
-func NewProviders(cfg WorkerConfig) (map[events.Target]processor.Target, error) {
+// NewProviders builds the provider clients for the worker; reg (may be nil)
+// receives their metrics.
+func NewProviders(cfg WorkerConfig, log *slog.Logger, reg prometheus.Registerer) (map[events.Target]processor.Target, error) {
 	conns := cfg.Worker.Concurrency
-	rc, err := revyops.New(cfg.RevyOps, nil, conns)
+	report := []httpcall.Option{httpcall.WithLogger(log), httpcall.WithRegisterer(reg)}
+	rc, err := revyops.New(cfg.RevyOps, nil, conns, report...)
 	if err != nil {
 		return nil, err
 	}
-	sc, err := skipcall.New(cfg.Skipcall, nil, conns)
+	sc, err := skipcall.New(cfg.Skipcall, nil, conns, report...)
 	if err != nil {
 		return nil, err
 	}
@@ -90,20 +101,30 @@ func NewProviders(cfg WorkerConfig) (map[events.Target]processor.Target, error) 
 	}, nil
 }
 
+// NewWorker connects nothing: it builds the provider clients and the worker
+// on js and nc, registering metrics with reg.
+func NewWorker(log *slog.Logger, cfg WorkerConfig, js jetstream.JetStream, nc *nats.Conn, reg prometheus.Registerer) (*processor.Worker, error) {
+	targets, err := NewProviders(cfg, log, reg)
+	if err != nil {
+		return nil, err
+	}
+	return processor.New(cfg.Worker, processor.Deps{JS: js, Conn: nc, Stream: cfg.Stream, Targets: targets, Logger: log, Registerer: reg})
+}
+
 // RunWorker runs the worker until ctx is done, then drains in-flight
 // deliveries (bounded by the drain timeout) and the NATS connection.
 func RunWorker(ctx context.Context, log *slog.Logger, cfg WorkerConfig) error {
-	targets, err := NewProviders(cfg)
-	if err != nil {
+	// Refuse bad settings before waiting for NATS.
+	if err := errors.Join(cfg.Admin.Validate(cfg.AdminAddr), cfg.Worker.Validate(), cfg.RevyOps.Validate(), cfg.Skipcall.Validate()); err != nil {
 		return err
 	}
-	nc, js, err := connect(ctx, log, cfg.Stream, "patchbay-worker")
+	nc, js, err := Connect(ctx, log, cfg.Stream, "patchbay-worker")
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	reg := newRegistry()
-	w, err := processor.New(cfg.Worker, processor.Deps{JS: js, Conn: nc, Stream: cfg.Stream, Targets: targets, Logger: log, Registerer: reg})
+	reg := NewRegistry()
+	w, err := NewWorker(log, cfg, js, nc, reg)
 	if err != nil {
 		return err
 	}
@@ -115,7 +136,7 @@ func RunWorker(ctx context.Context, log *slog.Logger, cfg WorkerConfig) error {
 		drainConn(dctx, nc)
 		return err
 	})
-	g.Go(func() error { return serveAdmin(gctx, log, cfg.AdminAddr, reg) })
+	g.Go(func() error { return Admin{Addr: cfg.AdminAddr, Config: cfg.Admin, Registry: reg}.Serve(gctx, log) })
 	return g.Wait()
 }
 

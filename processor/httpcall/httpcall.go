@@ -1,4 +1,8 @@
-package processor
+// Package httpcall is the HTTP side of a provider client: a client sized for
+// the worker's concurrency, a PATCH with a bounded answer, and the strict
+// reading of the pauses a provider imposes (Retry-After, X-RateLimit-Reset),
+// capped. The provider clients import it; the worker does not.
+package httpcall
 
 import (
 	"bytes"
@@ -8,6 +12,8 @@ import (
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/patchbay/patchbay/processor"
 )
 
 // MaxResponseBody bounds how much of a provider response is read.
@@ -26,12 +32,12 @@ type Response struct {
 func Send(ctx context.Context, c *http.Client, req *http.Request) (Response, error) {
 	resp, err := c.Do(req.WithContext(ctx))
 	if err != nil {
-		return Response{}, TransportError(ctx, err)
+		return Response{}, processor.TransportError(ctx, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBody))
 	if err != nil {
-		return Response{}, TransportError(ctx, err)
+		return Response{}, processor.TransportError(ctx, err)
 	}
 	_, _ = io.CopyN(io.Discard, resp.Body, 4*MaxResponseBody)
 	return Response{Status: resp.StatusCode, Header: resp.Header, Body: body}, nil
@@ -76,7 +82,7 @@ func ValidBaseURL(raw string) bool {
 func PatchJSON(ctx context.Context, c *http.Client, u string, body []byte, authHeader, authValue string) (Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPatch, u, bytes.NewReader(body))
 	if err != nil {
-		return Response{}, &Error{Class: ClassPermanent, Err: err}
+		return Response{}, &processor.Error{Class: processor.ClassPermanent, Err: err}
 	}
 	req.Header.Set(authHeader, authValue)
 	req.Header.Set("Content-Type", "application/json")
