@@ -40,7 +40,8 @@ func Connect(ctx context.Context, log *slog.Logger, scfg stream.Config, name str
 				nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 					log.Warn("NATS disconnected", "err", redact.URLError(err, scfg.URL))
 				}),
-				nats.ReconnectHandler(func(c *nats.Conn) { log.Info("NATS reconnected", "url", c.ConnectedUrlRedacted()) }))
+				// ConnectedUrlRedacted masks a password but keeps a token.
+				nats.ReconnectHandler(func(c *nats.Conn) { log.Info("NATS reconnected", "url", redact.URLs(c.ConnectedUrl())) }))
 			if err != nil {
 				log.Warn("NATS not reachable yet", "url", redact.URLs(scfg.URL), "err", err)
 				return err
