@@ -125,29 +125,33 @@ func TestSignedReadsBounded(t *testing.T) {
 		c.MaxInFlight = 1
 		c.MaxUnverified = 2
 		c.SignedMaxBodyBytes = 4096
-		c.SignedReadTimeout = time.Second
+		c.SignedReadTimeout = 5 * time.Second
 	}})
-	slow := []net.Conn{
-		slowRequest(t, s.Ingest.URL, plausible("slow-1"), 4000),
-		slowRequest(t, s.Ingest.URL, plausible("slow-2"), 4000),
+	// Six slow senders for two unverified places: at least four are shed.
+	var slow []net.Conn
+	for i := range 6 {
+		slow = append(slow, slowRequest(t, s.Ingest.URL, plausible(fmt.Sprint("slow-", i)), 4000))
 	}
-	start := time.Now()
-	// The unverified pool is full once a third one is shed at once.
-	pbtest.Eventually(t, 10*time.Second, "a third slow signed request is answered 503", func() bool {
-		return answer(t, slowRequest(t, s.Ingest.URL, plausible("slow-3"), 4000), 10*time.Second) == http.StatusServiceUnavailable
-	})
 	// Meanwhile the single in-flight slot is free for an authenticated client.
 	if code, body := s.Post(mustJSON(t, skipEvent("bearer-during-slow")), nil); code != http.StatusAccepted {
 		t.Fatalf("bearer client while slow signed requests are pending: %d %s", code, body)
 	}
-	// The slow ones are cut off by SignedReadTimeout (the test server has
-	// no read timeout of its own).
+	// The shed ones get 503 at once; the others are cut off by
+	// SignedReadTimeout (the test server has no read timeout of its own).
+	start := time.Now()
+	shed := 0
 	for i, c := range slow {
-		if code := answer(t, c, 15*time.Second); code == http.StatusAccepted {
+		switch code := answer(t, c, 30*time.Second); code {
+		case http.StatusServiceUnavailable:
+			shed++
+		case http.StatusAccepted:
 			t.Fatalf("slow request %d accepted", i)
 		}
 	}
-	t.Logf("slow signed requests cut off after %s", time.Since(start).Round(time.Millisecond))
+	t.Logf("%d of %d slow signed requests shed, the rest cut off after %s", shed, len(slow), time.Since(start).Round(time.Millisecond))
+	if shed < len(slow)-2 {
+		t.Fatalf("%d slow signed requests shed, want at least %d (MAX_UNVERIFIED=2)", shed, len(slow)-2)
+	}
 
 	// Larger than the signed bound: 413, announced or streamed.
 	if code := answer(t, slowRequest(t, s.Ingest.URL, plausible("big"), 5000), 10*time.Second); code != http.StatusRequestEntityTooLarge {

@@ -17,6 +17,7 @@ import (
 	"github.com/patchbay/patchbay/ingest"
 	"github.com/patchbay/patchbay/processor"
 	"github.com/patchbay/patchbay/processor/httpcall"
+	"github.com/patchbay/patchbay/processor/ratelimit"
 	"github.com/patchbay/patchbay/processor/revyops"
 	"github.com/patchbay/patchbay/processor/skipcall"
 	"github.com/patchbay/patchbay/stream"
@@ -82,40 +83,75 @@ func ServeIngest(ctx context.Context, log *slog.Logger, cfg IngestConfig, h *ing
 	return err
 }
 
-// NewProviders builds the provider clients for the worker; reg (may be nil)
-// receives their metrics.
-func NewProviders(cfg WorkerConfig, log *slog.Logger, reg prometheus.Registerer) (map[events.Target]processor.Target, error) {
+// NewProviders builds the provider clients for the worker, each sending
+// through its key's rate budget, shared with every other replica through
+// js; reg (may be nil) receives their metrics and log their implausible
+// rate-limit headers. Call the returned close when the worker has stopped.
+func NewProviders(ctx context.Context, js jetstream.JetStream, log *slog.Logger, reg prometheus.Registerer, cfg WorkerConfig) (map[events.Target]processor.Target, func(), error) {
 	conns := cfg.Worker.Concurrency
-	report := []httpcall.Option{httpcall.WithLogger(log), httpcall.WithRegisterer(reg)}
-	rc, err := revyops.New(cfg.RevyOps, nil, conns, report...)
-	if err != nil {
-		return nil, err
+	var budgets []*ratelimit.Budget
+	closeAll := func() {
+		for _, b := range budgets {
+			b.Close()
+		}
 	}
-	sc, err := skipcall.New(cfg.Skipcall, nil, conns, report...)
+	budget := func(t events.Target, key string, perMinute int) (*ratelimit.Budget, error) {
+		bc := cfg.Worker.BudgetConfig(cfg.Stream, t, key, perMinute, 0)
+		bc.Registerer = reg
+		b, err := ratelimit.New(ctx, js, bc, log.With("provider", string(t)))
+		if err != nil {
+			return nil, fmt.Errorf("worker: %s rate budget: %w", t, err)
+		}
+		budgets = append(budgets, b)
+		return b, nil
+	}
+	rb, err := budget(events.TargetRevyOps, cfg.RevyOps.APIKey.Reveal(), cfg.RevyOps.RatePerMinute)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	sb, err := budget(events.TargetSkipcall, cfg.Skipcall.APIKey.Reveal(), cfg.Skipcall.RatePerMinute)
+	if err != nil {
+		closeAll()
+		return nil, nil, err
+	}
+	report := []httpcall.Option{httpcall.WithLogger(log), httpcall.WithRegisterer(reg)}
+	rc, err := revyops.New(cfg.RevyOps, processor.WithBudget(nil, rb, cfg.RevyOps.Timeout, conns), conns, report...)
+	if err != nil {
+		closeAll()
+		return nil, nil, err
+	}
+	sc, err := skipcall.New(cfg.Skipcall, processor.WithBudget(nil, sb, cfg.Skipcall.Timeout, conns), conns, report...)
+	if err != nil {
+		closeAll()
+		return nil, nil, err
 	}
 	return map[events.Target]processor.Target{
-		events.TargetRevyOps:  {Provider: rc, RatePerMinute: cfg.RevyOps.RatePerMinute},
-		events.TargetSkipcall: {Provider: sc, RatePerMinute: cfg.Skipcall.RatePerMinute},
-	}, nil
+		events.TargetRevyOps:  {Provider: rc, Budget: rb},
+		events.TargetSkipcall: {Provider: sc, Budget: sb},
+	}, closeAll, nil
 }
 
-// NewWorker connects nothing: it builds the provider clients and the worker
-// on js and nc, registering metrics with reg.
-func NewWorker(log *slog.Logger, cfg WorkerConfig, js jetstream.JetStream, nc *nats.Conn, reg prometheus.Registerer) (*processor.Worker, error) {
-	targets, err := NewProviders(cfg, log, reg)
+// NewWorker builds the provider clients and the worker on js and nc,
+// registering metrics with reg. Call the returned close when the worker has
+// stopped.
+func NewWorker(ctx context.Context, log *slog.Logger, cfg WorkerConfig, js jetstream.JetStream, nc *nats.Conn, reg prometheus.Registerer) (*processor.Worker, func(), error) {
+	targets, closeBudgets, err := NewProviders(ctx, js, log, reg, cfg)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return processor.New(cfg.Worker, processor.Deps{JS: js, Conn: nc, Stream: cfg.Stream, Targets: targets, Logger: log, Registerer: reg})
+	w, err := processor.New(cfg.Worker, processor.Deps{JS: js, Conn: nc, Stream: cfg.Stream, Targets: targets, Logger: log, Registerer: reg})
+	if err != nil {
+		closeBudgets()
+		return nil, nil, err
+	}
+	return w, closeBudgets, nil
 }
 
 // RunWorker runs the worker until ctx is done, then drains in-flight
 // deliveries (bounded by the drain timeout) and the NATS connection.
 func RunWorker(ctx context.Context, log *slog.Logger, cfg WorkerConfig) error {
 	// Refuse bad settings before waiting for NATS.
-	if err := errors.Join(cfg.Admin.Validate(cfg.AdminAddr), cfg.Worker.Validate(), cfg.RevyOps.Validate(), cfg.Skipcall.Validate()); err != nil {
+	if err := errors.Join(cfg.Admin.Validate(cfg.AdminAddr), cfg.Worker.Validate(), validateProviders(cfg)); err != nil {
 		return err
 	}
 	nc, js, err := Connect(ctx, log, cfg.Stream, "patchbay-worker")
@@ -124,10 +160,11 @@ func RunWorker(ctx context.Context, log *slog.Logger, cfg WorkerConfig) error {
 	}
 	defer nc.Close()
 	reg := NewRegistry()
-	w, err := NewWorker(log, cfg, js, nc, reg)
+	w, closeBudgets, err := NewWorker(ctx, log, cfg, js, nc, reg)
 	if err != nil {
 		return err
 	}
+	defer closeBudgets()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		err := w.Run(gctx)
@@ -138,6 +175,15 @@ func RunWorker(ctx context.Context, log *slog.Logger, cfg WorkerConfig) error {
 	})
 	g.Go(func() error { return Admin{Addr: cfg.AdminAddr, Config: cfg.Admin, Registry: reg}.Serve(gctx, log) })
 	return g.Wait()
+}
+
+// validateProviders checks the provider configuration before anything is
+// dialled, so a typo fails at once with a clear message.
+func validateProviders(cfg WorkerConfig) error {
+	if err := cfg.RevyOps.Validate(); err != nil {
+		return err
+	}
+	return cfg.Skipcall.Validate()
 }
 
 // drainConn drains nc and waits for it to close or ctx to end.

@@ -98,10 +98,11 @@ func RunDev(ctx context.Context, log *slog.Logger, dev DevConfig, wcfg app.Worke
 	}
 	defer nc.Close()
 	reg := app.NewRegistry()
-	w, err := app.NewWorker(log.With("service", "worker"), wcfg, js, nc, reg)
+	w, closeBudgets, err := app.NewWorker(ctx, log.With("service", "worker"), wcfg, js, nc, reg)
 	if err != nil {
 		return err
 	}
+	defer closeBudgets()
 	h, err := ingest.New(icfg.Ingest, js, scfg.EventsStream, scfg.SubjectPrefix, log.With("service", "ingest"), reg)
 	if err != nil {
 		return err

@@ -28,7 +28,6 @@ import (
 	"github.com/patchbay/patchbay/events"
 	"github.com/patchbay/patchbay/ingest"
 	"github.com/patchbay/patchbay/processor"
-	"github.com/patchbay/patchbay/processor/httpcall"
 	"github.com/patchbay/patchbay/processor/revyops"
 	"github.com/patchbay/patchbay/processor/skipcall"
 	"github.com/patchbay/patchbay/redact"
@@ -501,7 +500,7 @@ func workerPhase(ctx context.Context, cfg Config, floor bool, latency time.Durat
 	}
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	hc := httpcall.NewHTTPClient(10*time.Second, cfg.Concurrency)
+	hc := processor.NewHTTPClient(10*time.Second, cfg.Concurrency)
 	sc, err := skipcall.New(skipcall.Config{BaseURL: url, APIKey: skKey, Timeout: 10 * time.Second}, hc, cfg.Concurrency)
 	if err != nil {
 		return 0, err

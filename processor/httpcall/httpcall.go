@@ -8,10 +8,8 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
-	"time"
 
 	"github.com/patchbay/patchbay/processor"
 )
@@ -49,26 +47,6 @@ func Excerpt(b []byte, n int) string {
 		b = b[:n]
 	}
 	return string(b)
-}
-
-// NewHTTPClient returns an HTTP client for one provider: a per-request
-// timeout and enough idle connections for the worker's concurrency.
-func NewHTTPClient(timeout time.Duration, conns int) *http.Client {
-	if conns < 2 {
-		conns = 2
-	}
-	tr := &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          conns * 2,
-		MaxIdleConnsPerHost:   conns,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   5 * time.Second,
-		ExpectContinueTimeout: time.Second,
-		ResponseHeaderTimeout: timeout,
-	}
-	return &http.Client{Transport: tr, Timeout: timeout}
 }
 
 // ValidBaseURL reports whether raw is an absolute http(s) URL.

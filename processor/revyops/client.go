@@ -67,7 +67,7 @@ func New(cfg Config, hc *http.Client, conns int, opts ...httpcall.Option) (*Clie
 		return nil, err
 	}
 	if hc == nil {
-		hc = httpcall.NewHTTPClient(cfg.Timeout, conns)
+		hc = processor.NewHTTPClient(cfg.Timeout, conns)
 	}
 	return &Client{
 		base:      strings.TrimRight(cfg.BaseURL, "/"),
