@@ -12,7 +12,6 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/patchbay/patchbay/processor/lease"
-	"github.com/patchbay/patchbay/stream"
 	"github.com/patchbay/patchbay/stream/embedded"
 )
 

@@ -14,7 +14,6 @@ import (
 
 	"github.com/patchbay/patchbay/events"
 	"github.com/patchbay/patchbay/processor/lww"
-	"github.com/patchbay/patchbay/stream"
 	"github.com/patchbay/patchbay/stream/embedded"
 )
 
