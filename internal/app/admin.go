@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -70,6 +71,9 @@ type Admin struct {
 	Registry *prometheus.Registry
 	// Ready, if set, serves /readyz with the reason when it fails.
 	Ready func(context.Context) error
+	// Detail, if set, makes /readyz answer JSON: {"ready", "reason",
+	// "detail"} with Detail's value (the worker's per-target state).
+	Detail func() any
 }
 
 // Handler returns the admin listener's handler.
@@ -83,7 +87,25 @@ func (a Admin) Handler() http.Handler {
 		mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
 		mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
-	if a.Ready != nil {
+	if a.Detail != nil {
+		mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+			body := struct {
+				Ready  bool   `json:"ready"`
+				Reason string `json:"reason,omitempty"`
+				Detail any    `json:"detail"`
+			}{Ready: true, Detail: a.Detail()}
+			if a.Ready != nil {
+				if err := a.Ready(r.Context()); err != nil {
+					body.Ready, body.Reason = false, err.Error()
+				}
+			}
+			w.Header().Set("Content-Type", "application/json")
+			if !body.Ready {
+				w.WriteHeader(http.StatusServiceUnavailable)
+			}
+			_ = json.NewEncoder(w).Encode(body)
+		})
+	} else if a.Ready != nil {
 		mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
 			w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 			if err := a.Ready(r.Context()); err != nil {

@@ -117,3 +117,21 @@ func TestServicesRefusePlaceholdersAtStart(t *testing.T) {
 		})
 	}
 }
+
+// TestAdminReadyzDetail: the worker's /readyz answers JSON with each
+// target's state, and 503 with the reason when not ready.
+func TestAdminReadyzDetail(t *testing.T) {
+	detail := func() any {
+		return map[string]any{"targets": []map[string]any{{"target": "skipcall", "paused": true, "kind": "credentials"}}}
+	}
+	h := Admin{Registry: NewRegistry(), Detail: detail}.Handler()
+	code, body := get(t, h, "/readyz", "")
+	if code != http.StatusOK || !strings.Contains(body, `"ready":true`) || !strings.Contains(body, `"kind":"credentials"`) {
+		t.Fatalf("readyz: %d %s, want 200 with the targets' state", code, body)
+	}
+	down := func(context.Context) error { return errors.New("stream unavailable") }
+	h = Admin{Registry: NewRegistry(), Detail: detail, Ready: down}.Handler()
+	if code, body := get(t, h, "/readyz", ""); code != http.StatusServiceUnavailable || !strings.Contains(body, `"reason":"stream unavailable"`) {
+		t.Fatalf("readyz when down: %d %s", code, body)
+	}
+}

@@ -173,7 +173,10 @@ func RunWorker(ctx context.Context, log *slog.Logger, cfg WorkerConfig) error {
 		drainConn(dctx, nc)
 		return err
 	})
-	g.Go(func() error { return Admin{Addr: cfg.AdminAddr, Config: cfg.Admin, Registry: reg}.Serve(gctx, log) })
+	detail := func() any { return map[string]any{"targets": w.States()} }
+	g.Go(func() error {
+		return Admin{Addr: cfg.AdminAddr, Config: cfg.Admin, Registry: reg, Detail: detail}.Serve(gctx, log)
+	})
 	return g.Wait()
 }
 
