@@ -92,7 +92,9 @@ Usage:
   patchbay ingest                   run the webhook ingest service
   patchbay worker                   run the delivery worker
   patchbay dlq list [-limit N] [-subject S] [-json]
-  patchbay dlq replay [-data FILE] SEQ...
+  patchbay dlq replay [-data FILE] SEQ...   (an unmapped letter is looked up again in the contact map)
+  patchbay sources check FILE [-sample FILE] [-source NAME] [-content-type T] [-no-secrets]
+  patchbay contacts map import FILE.csv | list | get SOURCE TARGET ID | delete SOURCE TARGET ID
   patchbay bench [-duration D] [-out FILE] ...   load harness: ingest and worker against floors, on loopback
   patchbay env                      print every environment variable as a Markdown table
 
@@ -131,6 +133,10 @@ func Main(args []string) int {
 		err = RunWorker(ctx, log, cfg.worker)
 	case "dlq":
 		err = runDLQ(ctx, cfg, args[1:], os.Stdout)
+	case "sources":
+		err = runSources(args[1:], os.Stdout)
+	case "contacts":
+		err = runContacts(ctx, cfg, args[1:], os.Stdout)
 	case "env":
 		err = printEnv(cfg, os.Stdout)
 	case "bench":
@@ -170,6 +176,7 @@ func runDLQ(ctx context.Context, cfg *allConfig, args []string, out io.Writer) e
 	}
 	defer nc.Close()
 	store := dlq.NewStore(js, scfg.DLQStream, scfg.SubjectPrefix)
+	store.SetResolver(unmappedResolver(cfg, js))
 	switch args[0] {
 	case "list":
 		fs := flag.NewFlagSet("dlq list", flag.ContinueOnError)

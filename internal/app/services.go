@@ -53,6 +53,9 @@ func runIngestOn(ctx context.Context, log *slog.Logger, cfg IngestConfig, js jet
 	if err != nil {
 		return err
 	}
+	if err := mountSources(ctx, log, h, cfg, js, reg); err != nil {
+		return err
+	}
 	if ln == nil {
 		if ln, err = net.Listen("tcp", cfg.Ingest.Addr); err != nil {
 			return fmt.Errorf("ingest: listen: %w", err)
