@@ -167,8 +167,6 @@ func (c *ceCollector) add(field, reason string) {
 	c.errs = append(c.errs, events.FieldError{Index: c.index, Field: field, Reason: reason})
 }
 
-
-
 // kindOfJSON returns the first non-space byte of b, or 0.
 func kindOfJSON(b []byte) byte {
 	b = bytes.TrimLeft(b, " \t\r\n")
@@ -177,4 +175,3 @@ func kindOfJSON(b []byte) byte {
 	}
 	return b[0]
 }
-

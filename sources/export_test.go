@@ -43,7 +43,6 @@ func handDecodeCloudEvents(h http.Header, body []byte, maxBatch int) ([]CloudEve
 	return nil, fmt.Errorf("%w: send %s, %s, or ce-* headers with JSON data", ErrUnsupportedMedia, MediaCloudEvents, MediaCloudEventsBatch)
 }
 
-
 func handBinary(h http.Header, body []byte) ([]CloudEvent, error) {
 	ev := CloudEvent{Attrs: map[string]string{}}
 	for k, vs := range h {
@@ -180,8 +179,6 @@ func (ev *CloudEvent) handFromAttrs(c *ceCollector) {
 	}
 }
 
-
-
 // handUnmarshalObject decodes body, which must be one JSON object, into v.
 func handUnmarshalObject(body []byte, v any) error {
 	if kindOfJSON(body) != '{' {
@@ -201,7 +198,6 @@ func handCheckJSON(b []byte) error {
 	}
 	return nil
 }
-
 
 // handPercentDecode undoes the percent-encoding the HTTP binding applies to
 // ce-* header values; a malformed escape is kept as is.
