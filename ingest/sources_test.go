@@ -484,4 +484,27 @@ func TestSourceHTTPEdges(t *testing.T) {
 	if n := s.stored(); n != 0 {
 		t.Fatalf("%d events stored", n)
 	}
+	// The README's CRM example, applied at the sandbox RevyOps.
+	s.RevyOps.PutContact(42, map[string]any{"first_name": "Ada"})
+	s.StartWorker(pbtest.WorkerConfig())
+	body = []byte(`{"contact":{"revyops_id":42,"first_name":"Grace","company_domain":"acme.com"},"updated_at":"2026-11-25T10:00:00Z"}`)
+	m = hmac.New(sha256.New, []byte(sourceSecrets["CRM_WEBHOOK_SECRET"]))
+	m.Write(body)
+	hdr.Set("X-Hub-Signature-256", "sha256="+hex.EncodeToString(m.Sum(nil)))
+	if code, _, resp := s.do("POST", "/v1/sources/crm", body, hdr); code != http.StatusAccepted {
+		t.Fatalf("CRM example: %d %s", code, resp)
+	}
+	pbtest.Eventually(t, 30*time.Second, "Grace at RevyOps", func() bool {
+		c, ok := s.RevyOps.Contact(42)
+		return ok && c["first_name"] == "Grace"
+	})
+	var patch []string
+	for _, r := range s.RevyOps.Requests() {
+		if r.Method == http.MethodPatch {
+			patch = append(patch, r.Path+"?"+r.RawQuery+" "+string(r.Body))
+		}
+	}
+	if want := `/public/v2/contacts/42?structure=FLAT {"company_id":"acme.com","first_name":"Grace"}`; len(patch) != 1 || patch[0] != want {
+		t.Fatalf("RevyOps PATCHes %q, want %q", patch, want)
+	}
 }

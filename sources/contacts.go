@@ -1,6 +1,7 @@
 package sources
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/csv"
@@ -8,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"time"
 
@@ -99,7 +101,7 @@ func (m *ContactMap) Delete(ctx context.Context, source string, target events.Ta
 	return nil
 }
 
-// List returns every entry, in key order.
+// List returns every entry, sorted by source, target and source id.
 func (m *ContactMap) List(ctx context.Context) ([]Contact, error) {
 	lister, err := m.kv.ListKeys(ctx)
 	if err != nil {
@@ -125,6 +127,9 @@ func (m *ContactMap) List(ctx context.Context) ([]Contact, error) {
 		}
 		out = append(out, Contact{Source: parts[0], Target: parts[1], SourceID: string(sid), ProviderID: string(e.Value())})
 	}
+	slices.SortFunc(out, func(a, b Contact) int {
+		return cmp.Or(cmp.Compare(a.Source, b.Source), cmp.Compare(a.Target, b.Target), cmp.Compare(a.SourceID, b.SourceID))
+	})
 	return out, nil
 }
 
