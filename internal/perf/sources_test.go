@@ -2,6 +2,7 @@ package perf
 
 import (
 	"context"
+	"os"
 	"testing"
 	"time"
 )
@@ -22,4 +23,25 @@ func TestSourcePhaseSmoke(t *testing.T) {
 	if r.rate <= 0 || len(r.lat) == 0 || r.allocs <= 0 {
 		t.Fatalf("no figures: %+v", r)
 	}
+}
+
+// TestSourceRows prints the bench's HubSpot source rows against the native
+// endpoint, measured in the same run, without the other phases:
+//
+//	PATCHBAY_BENCH_SOURCES=1 go test -count=1 -run TestSourceRows -v ./internal/perf/
+func TestSourceRows(t *testing.T) {
+	if os.Getenv("PATCHBAY_BENCH_SOURCES") == "" {
+		t.Skip("set PATCHBAY_BENCH_SOURCES=1 to measure")
+	}
+	cfg := Config{Duration: 5 * time.Second, Conns: 64, Dir: t.TempDir()}
+	ctx := context.Background()
+	ing, err := ingestPhase(ctx, cfg, false, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rows := []Row{{"ingest single", "events/s", ing.rate, 0, "events/s"}}
+	if err := addSourceRows(ctx, cfg, ing, &rows); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%s", Markdown(rows))
 }
