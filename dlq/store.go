@@ -115,7 +115,11 @@ func (s *Store) Replay(ctx context.Context, seq uint64, data []byte) error {
 	if err != nil {
 		return err
 	}
-	if l.Reason == ReasonUnmapped && data == nil {
+	if l.Reason == ReasonUnmapped {
+		if data != nil {
+			// Its subject is a placeholder: the contact is not known yet.
+			return fmt.Errorf("dlq: letter %d is unmapped: replay it without a corrected payload once its contact is mapped, or send the corrected event to ingest", seq)
+		}
 		return s.replayUnmapped(ctx, l)
 	}
 	if l.Subject == "" {
