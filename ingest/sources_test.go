@@ -254,6 +254,9 @@ func TestUnmappedContactDeadLetteredThenReplayed(t *testing.T) {
 		l.Target != "skipcall" || l.DLQTopic != "contacts.dlq.skipcall.unmapped" {
 		t.Fatalf("letter %+v", l)
 	}
+	if err := store.Replay(ctx, l.DLQSeq, []byte(`{}`)); err == nil || !strings.Contains(err.Error(), "unmapped") {
+		t.Fatalf("replay of an unmapped letter with a payload: %v", err)
+	}
 	if err := store.Replay(ctx, l.DLQSeq, nil); !errors.Is(err, dlq.ErrStillUnmapped) {
 		t.Fatalf("replay before the mapping exists: %v", err)
 	}
