@@ -34,6 +34,8 @@ type Config struct {
 	IdleTimeout        time.Duration `envconfig:"IDLE_TIMEOUT" default:"120s" desc:"keep-alive idle timeout"`
 	MaxHeaderBytes     int           `envconfig:"MAX_HEADER_BYTES" default:"65536" desc:"largest request header block"`
 	ShutdownTimeout    time.Duration `envconfig:"SHUTDOWN_TIMEOUT" default:"20s" desc:"on SIGTERM, how long in-flight requests may finish"`
+	Sources            string        `envconfig:"SOURCES" desc:"YAML file declaring webhook sources, served at POST /v1/sources/{name} (empty: none)"`
+	ContactsBucket     string        `envconfig:"CONTACTS_BUCKET" default:"PATCHBAY_CONTACTS" desc:"NATS KV bucket of the contact map (source contact id -> provider contact id)"`
 }
 
 // Validate reports the first problem with c.
@@ -51,7 +53,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("ingest: signed max body bytes %d out of range 1024..%d (max body bytes)", c.SignedMaxBodyBytes, c.MaxBodyBytes)
 	case len(c.WebhookSecrets) > 0 && (c.SignedReadTimeout <= 0 || c.MaxUnverified < 1):
 		return errors.New("ingest: signed read timeout must be positive and max unverified at least 1")
-	case len(c.Tokens) == 0 && len(c.WebhookSecrets) == 0 && !c.Insecure:
+	case len(c.Tokens) == 0 && len(c.WebhookSecrets) == 0 && !c.Insecure && c.Sources == "":
 		return errors.New("ingest: no authentication configured: set PATCHBAY_INGEST_TOKENS or PATCHBAY_INGEST_WEBHOOK_SECRETS (or PATCHBAY_INGEST_INSECURE_NO_AUTH=true for local testing)")
 	}
 	for i, t := range c.Tokens {

@@ -117,7 +117,10 @@ Usage:
 const usageProduction = `  patchbay ingest                   run the webhook ingest service
   patchbay worker                   run the delivery worker
   patchbay dlq list [-limit N] [-subject S] [-json]
-  patchbay dlq replay [-data FILE] SEQ...
+  patchbay dlq replay [-data FILE] SEQ...   (an unmapped letter is looked up again in the contact map)
+  patchbay sources check FILE [-sample FILE] [-source NAME] [-content-type T] [-no-secrets]
+  patchbay contacts map import FILE.csv | list | get SOURCE TARGET ID | delete SOURCE TARGET ID
+  patchbay bench [-duration D] [-out FILE] ...   load harness: ingest and worker against floors, on loopback
   patchbay env                      print every environment variable as a Markdown table
 `
 
@@ -182,6 +185,10 @@ func (c CLI) Run(ctx context.Context, args []string) int {
 		err = RunWorker(ctx, log, cfg.Worker)
 	case "dlq":
 		err = runDLQ(ctx, cfg, args[1:], c.Stdout)
+	case "sources":
+		err = runSources(args[1:], c.Stdout)
+	case "contacts":
+		err = runContacts(ctx, cfg, args[1:], c.Stdout)
 	case "env":
 		err = PrintEnv(c.Stdout, extra...)
 	default:
@@ -230,6 +237,7 @@ func runDLQ(ctx context.Context, cfg *Config, args []string, out io.Writer) erro
 	}
 	defer nc.Close()
 	store := dlq.NewStore(js, scfg.DLQStream, scfg.SubjectPrefix)
+	store.SetResolver(unmappedResolver(cfg, js))
 	switch args[0] {
 	case "list":
 		fs := flag.NewFlagSet("dlq list", flag.ContinueOnError)

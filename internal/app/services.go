@@ -57,6 +57,9 @@ func RunIngest(ctx context.Context, log *slog.Logger, cfg IngestConfig, ln net.L
 	if err != nil {
 		return err
 	}
+	if err := MountSources(ctx, log, h, cfg, js, reg); err != nil {
+		return err
+	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return ServeIngest(gctx, log, cfg, h, ln, nc) })
 	g.Go(func() error {

@@ -107,6 +107,9 @@ func RunDev(ctx context.Context, log *slog.Logger, dev DevConfig, wcfg app.Worke
 	if err != nil {
 		return err
 	}
+	if err := app.MountSources(ctx, log.With("service", "ingest"), h, icfg, js, reg); err != nil {
+		return err
+	}
 	admin := app.Admin{Addr: dev.AdminAddr, Config: app.AdminConfig{PProf: true}, Registry: reg, Ready: h.Ready}
 
 	g, gctx := errgroup.WithContext(ctx)

@@ -60,6 +60,9 @@ func TestDevModeAppliesAnEvent(t *testing.T) {
 	if err := proc.WaitHTTP(wctx, "http://"+dev.IngestAddr+"/readyz", 200); err != nil {
 		t.Fatal(err)
 	}
+	if err := proc.WaitHTTP(wctx, "http://"+dev.AdminAddr+"/metrics", 200); err != nil {
+		t.Fatalf("dev admin listener: %v", err)
+	}
 	// Dev mode keeps pprof on its loopback admin listener.
 	for _, path := range []string{"/debug/pprof/", "/readyz", "/metrics"} {
 		resp, err := http.Get("http://" + dev.AdminAddr + path)

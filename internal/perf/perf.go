@@ -78,6 +78,10 @@ func Run(ctx context.Context, cfg Config, log io.Writer) ([]Row, error) {
 		Row{"ingest single", "p99.9", ms(ing.p(0.999)), ms(floor.p(0.999)), "ms"},
 		Row{"ingest single", "allocs/request", ing.allocs, floor.allocs, "allocs"},
 	)
+	say("ingest: mapped HubSpot source, one signed item per request, contact lookup")
+	if err := addSourceRows(ctx, cfg, ing, &rows); err != nil {
+		return nil, err
+	}
 	say("ingest: batches of 100")
 	batch, err := ingestPhase(ctx, cfg, false, 100)
 	if err != nil {

@@ -21,8 +21,8 @@ func TestHarnessSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rows) != 12 {
-		t.Fatalf("%d rows, want 12", len(rows))
+	if len(rows) != 15 {
+		t.Fatalf("%d rows, want 15", len(rows))
 	}
 	for _, r := range rows {
 		if r.Value <= 0 {
@@ -30,6 +30,9 @@ func TestHarnessSmoke(t *testing.T) {
 		}
 	}
 	md := Markdown(rows)
+	if !strings.Contains(md, "| ingest HubSpot source (1 item, v3 signature, contact lookup) | events/s (floor: ingest single) |") {
+		t.Fatalf("table lacks the HubSpot source row:\n%s", md)
+	}
 	if !strings.Contains(md, "| worker | events/s |") {
 		t.Fatalf("table lacks the worker row:\n%s", md)
 	}
