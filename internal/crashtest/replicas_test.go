@@ -603,7 +603,13 @@ func TestReplicasSurviveKillAndStop(t *testing.T) {
 	if o.msgs(rpEvents) == 0 {
 		t.Fatal("every event was settled before the kill; the scenario proves nothing")
 	}
-	inflight, _ := ws[1].metric("patchbay_worker_inflight")
+	// Stop the worker while it holds contacts: deliveries under way hold
+	// their contact's lease (waiting for a slot, or PATCHing).
+	var inflight float64
+	waitUntil(t, time.Minute, "deliveries in flight in the worker to stop", func() bool {
+		inflight, _ = ws[1].metric("patchbay_worker_inflight")
+		return inflight > 0
+	})
 	if err := ws[1].p.Signal(syscall.SIGSTOP); err != nil {
 		t.Fatal(err)
 	}
