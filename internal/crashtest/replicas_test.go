@@ -355,6 +355,10 @@ func (o *observer) msgs(name string) int {
 	return int(info.State.Msgs)
 }
 
+// settleAfterEmpty bounds how long the state may take to converge after
+// the events stream emptied: longer than the longest lease TTL used here.
+const settleAfterEmpty = 15 * time.Second
+
 const (
 	rpEvents = "PATCHBAY_EVENTS"
 	rpDLQ    = "PATCHBAY_DLQ"
@@ -483,13 +487,26 @@ func figures(t *testing.T, sk *sandbox.Skipcall, h *rpHistory, limit int) rpFigu
 
 // settle waits until the events stream is empty (every event acked or
 // dead-lettered) and the sandbox holds the expected state, or d passes.
+// Once the stream is empty no delivery can start any more, and one under
+// way ends within the lease TTL: the state gets settleAfterEmpty to
+// converge, so a wrong state fails without waiting for all of d.
 func settle(t *testing.T, o *observer, sk *sandbox.Skipcall, h *rpHistory, d time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
 	deadline := start.Add(d)
+	var empty time.Time
 	for {
-		if o.msgs(rpEvents) == 0 && mismatches(t, sk, h, false) == 0 {
+		left := o.msgs(rpEvents)
+		if left == 0 && mismatches(t, sk, h, false) == 0 {
 			return time.Since(start)
+		}
+		switch {
+		case left != 0:
+			empty = time.Time{}
+		case empty.IsZero():
+			empty = time.Now()
+		case time.Since(empty) > settleAfterEmpty:
+			deadline = time.Now()
 		}
 		if time.Now().After(deadline) {
 			t.Errorf("not settled after %s: %d events left in the stream, %d fields differ", d, o.msgs(rpEvents), mismatches(t, sk, h, false))
