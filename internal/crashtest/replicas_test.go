@@ -509,7 +509,7 @@ func settle(t *testing.T, o *observer, sk *sandbox.Skipcall, h *rpHistory, d tim
 			deadline = time.Now()
 		}
 		if time.Now().After(deadline) {
-			t.Errorf("not settled after %s: %d events left in the stream, %d fields differ", d, o.msgs(rpEvents), mismatches(t, sk, h, false))
+			t.Errorf("not settled after %s: %d events left in the stream, %d fields differ", time.Since(start).Round(time.Millisecond), o.msgs(rpEvents), mismatches(t, sk, h, false))
 			return time.Since(start)
 		}
 		time.Sleep(50 * time.Millisecond)
