@@ -585,8 +585,8 @@ func TestReplicasShareBudgetAndLastWriterWins(t *testing.T) {
 			t.Errorf("a worker exited:\n%s", w.p.Output())
 		}
 	}
-	t.Logf("3 workers, %d events (%d posts) to %d contacts, limit %d per %s: settled in %s", n, len(h.posts), contacts, limit, window, (time.Since(start)).Round(time.Millisecond))
-	_ = took
+	t.Logf("3 workers, %d events (%d posts) to %d contacts, limit %d per %s: all posted and settled in %s (%s after the last post)",
+		n, len(h.posts), contacts, limit, window, time.Since(start).Round(time.Millisecond), took.Round(time.Millisecond))
 }
 
 // TestReplicasSurviveKillAndStop is the first scenario with one worker
@@ -643,6 +643,11 @@ func TestReplicasSurviveKillAndStop(t *testing.T) {
 	}
 	if ws[1].p.Exited() || ws[2].p.Exited() {
 		t.Errorf("a surviving worker exited:\n%s\n%s", ws[1].p.Output(), ws[2].p.Output())
+	}
+	for i, w := range ws[1:] {
+		ab, _ := w.metric(`patchbay_worker_deliveries_total{outcome="abandoned",target="skipcall"}`)
+		held, _ := w.metric(`patchbay_worker_deliveries_total{outcome="held",target="skipcall"}`)
+		t.Logf("worker %d: %.0f deliveries abandoned (handed back at once), %.0f held", i+2, ab, held)
 	}
 	// A worker killed between the provider's 2xx and storing the field
 	// clocks can let an older value through once before the newer event's
