@@ -98,8 +98,8 @@ func NewProviders(ctx context.Context, js jetstream.JetStream, log *slog.Logger,
 			b.Close()
 		}
 	}
-	budget := func(t events.Target, key string, perMinute int) (*ratelimit.Budget, error) {
-		bc := cfg.Worker.BudgetConfig(cfg.Stream, t, key, perMinute, 0)
+	budget := func(t events.Target, key string, perMinute int, window time.Duration) (*ratelimit.Budget, error) {
+		bc := cfg.Worker.BudgetConfig(cfg.Stream, t, key, perMinute, window)
 		bc.Registerer = reg
 		b, err := ratelimit.New(ctx, js, bc, log.With("provider", string(t)))
 		if err != nil {
@@ -108,11 +108,11 @@ func NewProviders(ctx context.Context, js jetstream.JetStream, log *slog.Logger,
 		budgets = append(budgets, b)
 		return b, nil
 	}
-	rb, err := budget(events.TargetRevyOps, cfg.RevyOps.APIKey.Reveal(), cfg.RevyOps.RatePerMinute)
+	rb, err := budget(events.TargetRevyOps, cfg.RevyOps.APIKey.Reveal(), cfg.RevyOps.RatePerMinute, 0)
 	if err != nil {
 		return nil, nil, err
 	}
-	sb, err := budget(events.TargetSkipcall, cfg.Skipcall.APIKey.Reveal(), cfg.Skipcall.RatePerMinute)
+	sb, err := budget(events.TargetSkipcall, cfg.Skipcall.APIKey.Reveal(), cfg.Skipcall.RatePerMinute, cfg.Skipcall.RateWindow)
 	if err != nil {
 		closeAll()
 		return nil, nil, err

@@ -22,6 +22,7 @@ type Config struct {
 	BaseURL       string        `envconfig:"BASE_URL" default:"https://api-public.skipcall.app" desc:"Skipcall API base URL"`
 	APIKey        redact.Secret `envconfig:"API_KEY" desc:"Skipcall API key (sk_live_… or sk_test_…)"`
 	RatePerMinute int           `envconfig:"RATE_PER_MINUTE" default:"100" desc:"requests per minute allowed by the plan (100 STARTER/INTERMÉDIAIRE, 1000 EXPERT; 0: no client-side limit)"`
+	RateWindow    time.Duration `envconfig:"RATE_WINDOW" default:"1m" desc:"length of the plan's rate-limit window (Skipcall's is a minute; tests against a sandbox with a shorter window set it)"`
 	Timeout       time.Duration `envconfig:"TIMEOUT" default:"10s" desc:"timeout of one PATCH"`
 	MaxPause      time.Duration `envconfig:"MAX_PAUSE" default:"1h" desc:"longest pause a rate-limit header may impose; longer ones are capped, logged and counted"`
 }
@@ -40,6 +41,9 @@ func (c Config) Validate() error {
 	}
 	if c.Timeout <= 0 || c.MaxPause < 0 {
 		return fmt.Errorf("skipcall: timeout must be positive and max pause not negative (0: 1h)")
+	}
+	if c.RateWindow < 0 {
+		return fmt.Errorf("skipcall: rate window must not be negative")
 	}
 	return nil
 }
