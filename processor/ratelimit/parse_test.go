@@ -1,7 +1,11 @@
 package ratelimit
 
 import (
+	"context"
+	"errors"
 	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -47,5 +51,34 @@ func TestImplausibleResetIgnored(t *testing.T) {
 	}
 	if until, why := b.Blocked(); until.After(time.Now().Add(time.Hour)) {
 		t.Fatalf("blocked until %v (%s) after an implausible reset", until, why)
+	}
+}
+
+// staleDeadline is a context whose deadline has passed but whose Done has
+// not fired yet: what a goroutine sees right after its process resumed
+// from SIGSTOP, before the runtime ran the context's timer.
+type staleDeadline struct {
+	context.Context
+	dl time.Time
+}
+
+func (c staleDeadline) Deadline() (time.Time, bool) { return c.dl, true }
+
+func TestTransportRefusesPastDeadline(t *testing.T) {
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
+	defer srv.Close()
+	emb := runNATS(t)
+	b := replicas(t, emb, 1, testConfig(10, 2*time.Second))[0]
+	ctx := staleDeadline{Context: context.Background(), dl: time.Now().Add(-time.Second)}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPatch, srv.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Transport(nil).RoundTrip(req); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("RoundTrip past the deadline: %v, want context.DeadlineExceeded", err)
+	}
+	if n := hits.Load(); n != 0 {
+		t.Fatalf("%d requests reached the server after the deadline", n)
 	}
 }
