@@ -107,6 +107,11 @@ func size(n, long int) int {
 // ackWait is the worker's ack wait in the suite.
 const ackWait = 2 * time.Second
 
+// leaseTTL is the worker's per-contact lease in the suite: a worker that
+// dies holding a contact's lease blocks that contact for up to this long
+// (at least 5/4 of the slowest call the suite makes, 2.5 s).
+const leaseTTL = 4 * time.Second
+
 // guardSlack is what the stall guard allows beyond the ack wait: a provider
 // call, a backoff step, a process start, a busy machine. The stall it is
 // there to catch lasted 30 s.
@@ -217,6 +222,15 @@ func (r *rig) jetStream() jetstream.JetStream {
 	return r.js
 }
 
+// armAfterKill arms the stall guard for the window after a worker died: what
+// it held comes back after the ack wait, and the contacts it held wait for
+// their leases to expire, so progress may pause for ack wait + lease TTL.
+func (r *rig) armAfterKill() {
+	r.t.Helper()
+	r.arm()
+	r.guard.ArmFor(ackWait + leaseTTL + guardSlack)
+}
+
 // disarm stops the stall guard before a deliberate fault.
 func (r *rig) disarm() {
 	if r.guard != nil {
@@ -307,7 +321,7 @@ func (r *rig) startWorker(extra map[string]string) {
 	env := r.providerEnv()
 	for k, v := range map[string]string{
 		"PATCHBAY_WORKER_ACK_WAIT": ackWait.String(), "PATCHBAY_WORKER_BACKOFF_INITIAL": "100ms", "PATCHBAY_WORKER_BACKOFF_MAX": "1s",
-		"PATCHBAY_WORKER_CONCURRENCY": "16", "PATCHBAY_WORKER_DRAIN_TIMEOUT": "5s",
+		"PATCHBAY_WORKER_CONCURRENCY": "16", "PATCHBAY_WORKER_DRAIN_TIMEOUT": "5s", "PATCHBAY_WORKER_LEASE_TTL": leaseTTL.String(),
 	} {
 		env[k] = v
 	}
@@ -528,7 +542,7 @@ func TestWorkerSIGKILL(t *testing.T) {
 		t.Fatal("everything was applied before the kill; the scenario proves nothing")
 	}
 	r.startWorker(nil)
-	r.arm() // what the killed worker held comes back within the ack wait
+	r.armAfterKill()
 	r.settle(func() bool { return r.countApplied(n) == n })
 	r.report("worker SIGKILL mid-stream", n, time.Since(killedAt))
 }

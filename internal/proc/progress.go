@@ -39,6 +39,8 @@ type Stall struct {
 	// Length is how long the ack floor stayed put (up to the last poll, if
 	// the span is still open).
 	Length time.Duration
+	// Limit is the limit the watch was armed with.
+	Limit time.Duration
 	// AckFloor is the stream sequence the floor stayed at.
 	AckFloor uint64
 	// What the consumer looked like at the last poll of the span: messages
@@ -51,8 +53,8 @@ type Stall struct {
 
 // String describes s in one line.
 func (s Stall) String() string {
-	return fmt.Sprintf("consumer %s: ack floor stayed at %d for %s from %s (then %d undelivered, %d ack-pending, %d pull requests waiting)",
-		s.Consumer, s.AckFloor, s.Length.Round(time.Millisecond), s.From.Format("15:04:05.000"), s.NumPending, s.NumAckPending, s.NumWaiting)
+	return fmt.Sprintf("consumer %s: ack floor stayed at %d for %s from %s, limit %s (then %d undelivered, %d ack-pending, %d pull requests waiting)",
+		s.Consumer, s.AckFloor, s.Length.Round(time.Millisecond), s.From.Format("15:04:05.000"), s.Limit, s.NumPending, s.NumAckPending, s.NumWaiting)
 }
 
 // Progress watches the ack floors of a stream's consumers and records every
@@ -73,6 +75,7 @@ type Progress struct {
 	mu         sync.Mutex
 	armed      bool
 	armedAt    time.Time
+	limit      time.Duration // of the current arming
 	consumers  map[string]*floor
 	longest    Stall
 	violations []*Stall // spans over the limit; an open one keeps growing
@@ -105,11 +108,16 @@ func WatchProgress(ctx context.Context, js jetstream.JetStream, cfg ProgressConf
 }
 
 // Arm starts counting spans without progress, each from now at the
-// earliest.
-func (p *Progress) Arm() {
+// earliest, against the configured limit.
+func (p *Progress) Arm() { p.ArmFor(p.cfg.Limit) }
+
+// ArmFor is Arm with another limit until the next arming, for a window
+// with a longer documented bound (after a worker died holding leases, for
+// example).
+func (p *Progress) ArmFor(limit time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	p.armed, p.armedAt = true, time.Now()
+	p.armed, p.armedAt, p.limit = true, time.Now(), limit
 	p.consumers = map[string]*floor{}
 }
 
@@ -167,7 +175,7 @@ func (p *Progress) Err() error {
 	for i, s := range v {
 		lines[i] = s.String()
 	}
-	return fmt.Errorf("proc: %d span(s) without progress longer than %s:\n%s", len(v), p.cfg.Limit, strings.Join(lines, "\n"))
+	return fmt.Errorf("proc: %d span(s) without progress longer than their limit:\n%s", len(v), strings.Join(lines, "\n"))
 }
 
 func (p *Progress) run(ctx context.Context) {
@@ -252,14 +260,14 @@ func (p *Progress) observe(now time.Time, infos []*jetstream.ConsumerInfo, err e
 			continue
 		}
 		if f.open == nil {
-			f.open = &Stall{Consumer: ci.Name, From: f.since, AckFloor: f.seq}
+			f.open = &Stall{Consumer: ci.Name, From: f.since, AckFloor: f.seq, Limit: p.limit}
 		}
 		f.open.Length = now.Sub(f.since)
 		f.open.NumPending, f.open.NumAckPending, f.open.NumWaiting = ci.NumPending, ci.NumAckPending, ci.NumWaiting
 		if f.open.Length > p.longest.Length {
 			p.longest = *f.open
 		}
-		if f.open.Length > p.cfg.Limit && !slices.Contains(p.violations, f.open) {
+		if f.open.Length > p.limit && !slices.Contains(p.violations, f.open) {
 			p.violations = append(p.violations, f.open)
 		}
 	}

@@ -27,18 +27,23 @@ func TestProgressSpans(t *testing.T) {
 		polls     []poll
 		longest   time.Duration
 		violating int
+		limit     time.Duration // 0: 2.5 s
 	}{
-		{"floor moves every poll", []poll{{ci(0, 100, 0), true, false}, {ci(10, 90, 5), true, false}, {ci(20, 80, 5), true, false}, {ci(30, 70, 5), true, false}}, time.Second, 0}, // the first second runs from the arming
-		{"floor stuck with messages undelivered", []poll{{ci(5, 100, 0), true, false}, {ci(5, 100, 0), true, false}, {ci(5, 100, 0), true, false}, {ci(5, 100, 0), true, false}, {ci(6, 99, 0), true, false}}, 4 * time.Second, 1},
-		{"floor stuck with messages unacknowledged", []poll{{ci(5, 0, 3), true, false}, {ci(5, 0, 3), true, false}, {ci(5, 0, 3), true, false}, {ci(5, 0, 3), true, false}}, 4 * time.Second, 1},
-		{"floor still because nothing is pending", []poll{{ci(5, 0, 0), true, false}, {ci(5, 0, 0), true, false}, {ci(5, 0, 0), true, false}, {ci(5, 0, 0), true, false}}, 0, 0},
-		{"stuck only while disarmed", []poll{{ci(5, 100, 0), false, false}, {ci(5, 100, 0), false, false}, {ci(5, 100, 0), false, false}, {ci(6, 99, 0), true, false}, {ci(7, 98, 0), true, false}}, 1 * time.Second, 0},
-		{"blind polls still count", []poll{{ci(5, 100, 0), true, false}, {nil, true, true}, {nil, true, true}, {ci(5, 100, 0), true, false}}, 4 * time.Second, 1},
-		{"becomes pending late", []poll{{ci(5, 0, 0), true, false}, {ci(5, 0, 0), true, false}, {ci(5, 0, 0), true, false}, {ci(5, 10, 0), true, false}, {ci(5, 10, 0), true, false}}, 2 * time.Second, 0},
+		{"floor moves every poll", []poll{{ci(0, 100, 0), true, false}, {ci(10, 90, 5), true, false}, {ci(20, 80, 5), true, false}, {ci(30, 70, 5), true, false}}, time.Second, 0, 0}, // the first second runs from the arming
+		{"floor stuck with messages undelivered", []poll{{ci(5, 100, 0), true, false}, {ci(5, 100, 0), true, false}, {ci(5, 100, 0), true, false}, {ci(5, 100, 0), true, false}, {ci(6, 99, 0), true, false}}, 4 * time.Second, 1, 0},
+		{"floor stuck with messages unacknowledged", []poll{{ci(5, 0, 3), true, false}, {ci(5, 0, 3), true, false}, {ci(5, 0, 3), true, false}, {ci(5, 0, 3), true, false}}, 4 * time.Second, 1, 0},
+		{"floor still because nothing is pending", []poll{{ci(5, 0, 0), true, false}, {ci(5, 0, 0), true, false}, {ci(5, 0, 0), true, false}, {ci(5, 0, 0), true, false}}, 0, 0, 0},
+		{"stuck only while disarmed", []poll{{ci(5, 100, 0), false, false}, {ci(5, 100, 0), false, false}, {ci(5, 100, 0), false, false}, {ci(6, 99, 0), true, false}, {ci(7, 98, 0), true, false}}, 1 * time.Second, 0, 0},
+		{"blind polls still count", []poll{{ci(5, 100, 0), true, false}, {nil, true, true}, {nil, true, true}, {ci(5, 100, 0), true, false}}, 4 * time.Second, 1, 0},
+		{"a longer limit for the window", []poll{{ci(5, 100, 0), true, false}, {ci(5, 100, 0), true, false}, {ci(5, 100, 0), true, false}, {ci(5, 100, 0), true, false}}, 4 * time.Second, 0, 5 * time.Second},
+		{"becomes pending late", []poll{{ci(5, 0, 0), true, false}, {ci(5, 0, 0), true, false}, {ci(5, 0, 0), true, false}, {ci(5, 10, 0), true, false}, {ci(5, 10, 0), true, false}}, 2 * time.Second, 0, 0},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			p := &Progress{cfg: ProgressConfig{Stream: "S", Limit: 2500 * time.Millisecond}, consumers: map[string]*floor{}}
+			if tc.limit > 0 {
+				p.cfg.Limit = tc.limit
+			}
 			t0 := time.Now()
 			armed := false
 			for i, pl := range tc.polls {
