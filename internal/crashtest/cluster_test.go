@@ -65,6 +65,26 @@ func (n *node) stop() {
 	}
 }
 
+// consumersLed reports whether every consumer of the events stream has a
+// leader.
+func consumersLed(ctx context.Context, js jetstream.JetStream) bool {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	s, err := js.Stream(ctx, "PATCHBAY_EVENTS")
+	if err != nil {
+		return false
+	}
+	l := s.ListConsumers(ctx)
+	n := 0
+	for ci := range l.Info() {
+		if ci.Cluster == nil || ci.Cluster.Leader == "" {
+			return false
+		}
+		n++
+	}
+	return l.Err() == nil && n > 0
+}
+
 // TestClusterLeaderLoss runs ingest and worker against a 3-node cluster with
 // R3 streams, kills the stream leader under load, brings it back, then kills
 // the new leader: ingest keeps accepting with brief 503s at most and nothing
@@ -127,16 +147,20 @@ func TestClusterLeaderLoss(t *testing.T) {
 	n := size(1500, 20000)
 	wg := r.load(ctx, 0, n, 16)
 	start := time.Now()
+	// The faults hit a worker that is delivering, not one still setting up
+	// its consumers and buckets.
+	r.waitUntil("the worker delivering", func() bool { return r.countApplied(n) > 0 })
 	for round := range 2 {
-		waitUntil(t, "load under way", func() bool { return r.acceptedCount() >= (round+1)*n/4 })
+		r.waitUntil("load under way", func() bool { return r.acceptedCount() >= (round+1)*n/4 })
 		var l *node
-		waitUntil(t, "a stream leader", func() bool { l = leader(); return l != nil })
+		r.waitUntil("a stream leader", func() bool { l = leader(); return l != nil })
 		t.Logf("round %d: killing stream leader %s", round+1, l.name)
 		r.disarm()
 		l.stop()
-		waitUntil(t, "a new stream leader", func() bool { return leader() != nil })
+		r.waitUntil("a new stream leader", func() bool { return leader() != nil })
 		l.start(t, nodes)
-		r.arm() // a leader serves again: the worker must follow it
+		r.waitUntil("every consumer led", func() bool { return consumersLed(ctx, r.jetStream()) })
+		r.armAfterNATSFault() // stream and consumers are led again: the worker must follow them
 	}
 	wg.Wait()
 	if r.ingest.Exited() || r.worker.Exited() {

@@ -112,6 +112,11 @@ const ackWait = 2 * time.Second
 // (at least 5/4 of the slowest call the suite makes, 2.5 s).
 const leaseTTL = 4 * time.Second
 
+// fetchExpiry is how long the worker's pull request waits at the server
+// (processor's fetchExpiry): a request lost when NATS restarts or a leader
+// moves goes unnoticed for up to this long.
+const fetchExpiry = 5 * time.Second
+
 // guardSlack is what the stall guard allows beyond the ack wait: a provider
 // call, a backoff step, a process start, a busy machine. The stall it is
 // there to catch lasted 30 s.
@@ -129,14 +134,16 @@ type rig struct {
 	limit    time.Duration       // the guard's limit; ackWait + guardSlack unless a test sets it before arming
 	js       jetstream.JetStream // the test's own connection (guard, queueing)
 	armed    bool                // the guard was armed at least once
-	sk       *sandbox.Skipcall
-	skURL    string
-	ingAddr  string
-	ingest   *proc.Process
-	worker   *proc.Process
-	accepted sync.Map // event index -> true once ingest answered 202
-	got503   atomic.Int64
-	noRetry  atomic.Int64 // 503s without Retry-After
+	// workerStopped is set while the test itself stops the worker.
+	workerStopped bool
+	sk            *sandbox.Skipcall
+	skURL         string
+	ingAddr       string
+	ingest        *proc.Process
+	worker        *proc.Process
+	accepted      sync.Map // event index -> true once ingest answered 202
+	got503        atomic.Int64
+	noRetry       atomic.Int64 // 503s without Retry-After
 }
 
 func newRig(t *testing.T) *rig {
@@ -231,6 +238,16 @@ func (r *rig) armAfterKill() {
 	r.guard.ArmFor(ackWait + leaseTTL + guardSlack)
 }
 
+// armAfterNATSFault arms the stall guard for the window after NATS came back
+// or a leader moved: a pull request lost with the old connection or leader
+// is replaced after fetchExpiry, and deliveries whose acks were lost come
+// back after the ack wait.
+func (r *rig) armAfterNATSFault() {
+	r.t.Helper()
+	r.arm()
+	r.guard.ArmFor(ackWait + fetchExpiry + guardSlack)
+}
+
 // disarm stops the stall guard before a deliberate fault.
 func (r *rig) disarm() {
 	if r.guard != nil {
@@ -259,6 +276,7 @@ func (r *rig) settle(cond func() bool) bool {
 	stop := time.Now().Add(budget(r.t))
 	var idle time.Time
 	for !cond() {
+		r.checkWorker()
 		now := time.Now()
 		if now.After(stop) {
 			return false
@@ -338,7 +356,7 @@ func (r *rig) startWorkerEnv(env map[string]string) {
 	if err != nil {
 		r.t.Fatal(err)
 	}
-	r.worker = p
+	r.worker, r.workerStopped = p, false
 	r.t.Cleanup(p.Kill)
 }
 
@@ -509,16 +527,26 @@ func (r *rig) acceptedCount() int {
 }
 
 // waitUntil polls cond until it holds, failing the test shortly before its
-// deadline.
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	d := budget(t)
+// deadline, or at once if the worker process died by itself.
+func (r *rig) waitUntil(what string, cond func() bool) {
+	r.t.Helper()
+	d := budget(r.t)
 	deadline := time.Now().Add(d)
 	for !cond() {
+		r.checkWorker()
 		if time.Now().After(deadline) {
-			t.Fatalf("still waiting for %s after %s", what, d)
+			r.t.Fatalf("still waiting for %s after %s", what, d)
 		}
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// checkWorker fails the test if the current worker process exited without
+// being told to.
+func (r *rig) checkWorker() {
+	r.t.Helper()
+	if r.worker != nil && r.worker.Exited() && !r.workerStopped {
+		r.t.Fatalf("the worker exited by itself: %v\n%s", r.worker.Wait(time.Second), tail(r.worker))
 	}
 }
 
@@ -534,8 +562,9 @@ func TestWorkerSIGKILL(t *testing.T) {
 	r.load(ctx, 0, n, 16).Wait()
 	r.startWorker(nil)
 	r.arm()
-	waitUntil(t, "a third applied", func() bool { return r.countApplied(n) >= n/3 })
+	r.waitUntil("a third applied", func() bool { return r.countApplied(n) >= n/3 })
 	r.disarm()
+	r.workerStopped = true
 	r.worker.Kill()
 	killedAt := time.Now()
 	if r.countApplied(n) == n {
@@ -558,7 +587,7 @@ func TestIngestSIGKILL(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), budget(t))
 	defer cancel()
 	wg := r.load(ctx, 0, n, 16)
-	waitUntil(t, "a third accepted", func() bool { return r.acceptedCount() >= n/3 })
+	r.waitUntil("a third accepted", func() bool { return r.acceptedCount() >= n/3 })
 	r.ingest.Kill()
 	killedAt := time.Now()
 	r.startIngest(nil)
@@ -586,13 +615,13 @@ func TestNATSOutage(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), budget(t))
 	defer cancel()
 	wg := r.load(ctx, 0, n, 16)
-	waitUntil(t, "a third accepted", func() bool { return r.acceptedCount() >= n/3 })
+	r.waitUntil("a third accepted", func() bool { return r.acceptedCount() >= n/3 })
 	r.disarm()
 	r.stopNATS()
 	time.Sleep(outage) // the fault itself
 	r.startNATS()
 	back := time.Now()
-	r.arm() // the worker must find its way back by itself
+	r.armAfterNATSFault() // the worker must find its way back by itself
 	rctx, rcancel := context.WithTimeout(context.Background(), budget(t))
 	defer rcancel()
 	if err := proc.WaitHTTP(rctx, "http://"+r.ingAddr+"/readyz", 200); err != nil {
@@ -622,7 +651,7 @@ func TestGracefulShutdown(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), budget(t))
 	defer cancel()
 	wg := r.load(ctx, 0, n, 8)
-	waitUntil(t, "requests under way", func() bool { return r.acceptedCount() >= 50 })
+	r.waitUntil("requests under way", func() bool { return r.acceptedCount() >= 50 })
 
 	start := time.Now()
 	if err := r.ingest.Signal(syscall.SIGTERM); err != nil {
@@ -636,9 +665,10 @@ func TestGracefulShutdown(t *testing.T) {
 	}
 	t.Logf("ingest exited %s after SIGTERM", time.Since(start).Round(time.Millisecond))
 
-	waitUntil(t, "deliveries under way", func() bool { return r.countApplied(n) >= 10 })
+	r.waitUntil("deliveries under way", func() bool { return r.countApplied(n) >= 10 })
 	r.disarm()
 	start = time.Now()
+	r.workerStopped = true
 	if err := r.worker.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}

@@ -61,6 +61,7 @@ func TestSlowProvider(t *testing.T) {
 	r.arm() // armed only once the provider answers within the timeout
 	r.settle(func() bool { return r.countApplied(n/2) == n/2 })
 	r.disarm()
+	r.workerStopped = true
 	r.worker.Kill()
 
 	// Phase 2: 2.5 s answers, 10 s timeout, 1 s ack wait: InProgress must
