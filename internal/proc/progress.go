@@ -76,6 +76,7 @@ type Progress struct {
 	armed      bool
 	armedAt    time.Time
 	limit      time.Duration // of the current arming
+	gen        int           // counts armings and disarmings
 	consumers  map[string]*floor
 	longest    Stall
 	violations []*Stall // spans over the limit; an open one keeps growing
@@ -85,8 +86,7 @@ type Progress struct {
 
 // floor is what is known of one consumer since the watch was last armed.
 type floor struct {
-	known bool // seq has been observed since arming
-	seq   uint64
+	seq   uint64    // the ack floor at the last poll
 	since time.Time // start of the current span without progress
 	open  *Stall    // the current span, once it has messages pending
 }
@@ -118,6 +118,7 @@ func (p *Progress) ArmFor(limit time.Duration) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.armed, p.armedAt, p.limit = true, time.Now(), limit
+	p.gen++
 	p.consumers = map[string]*floor{}
 }
 
@@ -126,6 +127,7 @@ func (p *Progress) Disarm() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.armed = false
+	p.gen++
 	p.consumers = map[string]*floor{}
 }
 
@@ -189,13 +191,18 @@ func (p *Progress) run(ctx context.Context) {
 		case <-t.C:
 		}
 		p.mu.Lock()
-		armed := p.armed
+		armed, gen := p.armed, p.gen
 		p.mu.Unlock()
 		if !armed {
 			continue
 		}
 		infos, err := p.read(ctx)
-		p.observe(time.Now(), infos, err)
+		p.mu.Lock()
+		current := gen == p.gen // not re-armed or disarmed during the read
+		p.mu.Unlock()
+		if current {
+			p.observe(time.Now(), infos, err)
+		}
 	}
 }
 
