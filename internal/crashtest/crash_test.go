@@ -56,7 +56,15 @@ func TestMain(m *testing.M) {
 			ctx, cancel = context.WithTimeout(ctx, d)
 		}
 		start := time.Now()
-		bin, err = proc.Build(ctx, root, dir)
+		// A -race test binary gets a -race patchbay binary: the build then
+		// reuses the packages just compiled for the test (a cold cache
+		// compiles nats-server once, not twice), and the race detector
+		// watches the processes too.
+		var flags []string
+		if raceEnabled {
+			flags = append(flags, "-race")
+		}
+		bin, err = proc.Build(ctx, root, dir, flags...)
 		cancel()
 		if testing.Verbose() {
 			fmt.Fprintf(os.Stderr, "crashtest: built the patchbay binary in %s\n", time.Since(start).Round(time.Millisecond))
