@@ -569,6 +569,9 @@ func TestWorkerSIGKILL(t *testing.T) {
 	defer cancel()
 	r.load(ctx, 0, n, 16).Wait()
 	r.startWorker(nil)
+	// Armed once the worker delivers: a race-built worker on a busy machine
+	// took 10 s to set up its consumers and buckets.
+	r.waitUntil("the worker delivering", func() bool { return r.countApplied(n) > 0 })
 	r.arm()
 	r.waitUntil("a third applied", func() bool { return r.countApplied(n) >= n/3 })
 	r.disarm()
