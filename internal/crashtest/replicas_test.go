@@ -861,3 +861,16 @@ func TestCredentialPauseAndRecovery(t *testing.T) {
 	t.Logf("key revoked for %s: both workers paused within %s, %d requests answered 401, %d events waiting at restore, all applied %s after it",
 		outage, pausedAfter.Round(time.Millisecond), unauthorized, left, recovery.Round(time.Millisecond))
 }
+
+// waitUntil polls cond every 20 ms until it holds, failing the test with
+// what it waited for once d has passed.
+func waitUntil(t *testing.T, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %s waiting for %s", d, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
