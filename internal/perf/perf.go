@@ -401,7 +401,7 @@ func publishCeiling(ctx context.Context, cfg Config, n int) (float64, error) {
 	runtime.GC()
 	start := time.Now()
 	for i := range n {
-		if _, err := env.js.PublishAsync(subjects[i], data[i], jetstream.WithMsgID(run+"-"+strconv.Itoa(i))); err != nil {
+		if err := publishAsync(ctx, env.js, subjects[i], data[i], run+"-"+strconv.Itoa(i)); err != nil {
 			return 0, err
 		}
 	}
@@ -468,7 +468,7 @@ func prefill(ctx context.Context, js jetstream.JetStream, n int) error {
 			return err
 		}
 		data, _ := ev.Marshal()
-		if _, err := js.PublishAsync(ev.Subject("contacts"), data, jetstream.WithMsgID(ev.ID)); err != nil {
+		if err := publishAsync(ctx, js, ev.Subject("contacts"), data, ev.ID); err != nil {
 			return err
 		}
 	}
