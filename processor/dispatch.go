@@ -28,15 +28,17 @@ type tracked struct {
 // later events of a contact wait behind earlier ones.
 type dispatcher struct {
 	w       *Worker
+	left    func(n int) // n messages left the worker without a job (room for the fetcher)
 	ready   []job
 	running map[string][]job // subject -> events queued behind the one in flight
 	fences  map[string]fence
 	seen    map[uint64]*tracked
 }
 
-func newDispatcher(w *Worker) *dispatcher {
+func newDispatcher(w *Worker, left func(n int)) *dispatcher {
 	return &dispatcher{
 		w:       w,
+		left:    left,
 		running: map[string][]job{},
 		fences:  map[string]fence{},
 		seen:    map[uint64]*tracked{},
@@ -47,6 +49,7 @@ func (d *dispatcher) admit(m jetstream.Msg) {
 	md, err := m.Metadata()
 	if err != nil {
 		d.w.log.Error("message without JetStream metadata; leaving it", "subject", m.Subject(), "err", err)
+		d.left(1)
 		return
 	}
 	seq := md.Sequence.Stream
@@ -84,6 +87,7 @@ func (d *dispatcher) held(j job, now time.Time) bool {
 	if err := j.msg.NakWithDelay(delay); err != nil {
 		d.w.log.Warn("nak failed", "err", err, "seq", j.seq)
 	}
+	d.left(1)
 	if t := d.seen[j.seq]; t != nil {
 		t.deferrals++
 	}

@@ -173,30 +173,16 @@ func (w *Worker) Run(ctx context.Context) error {
 		}
 		defer func() { _ = sub.Unsubscribe() }()
 	}
-	iter, err := cons.Messages(jetstream.PullMaxMessages(min(maxAckPending, 2*w.cfg.Concurrency)))
-	if err != nil {
-		return fmt.Errorf("processor: consume: %w", err)
-	}
+	room := maxAckPending
+	f := newFetcher(cons, room, 2*w.cfg.Concurrency, w.log)
+	fetchCtx, stopFetching := context.WithCancel(ctx)
+	defer stopFetching()
 	incoming := make(chan jetstream.Msg)
-	readerDone := make(chan struct{})
+	fetcherDone := make(chan struct{})
 	go func() {
-		defer close(readerDone)
+		defer close(fetcherDone)
 		defer close(incoming)
-		for {
-			m, err := iter.Next()
-			if errors.Is(err, jetstream.ErrMsgIteratorClosed) {
-				return
-			}
-			if err != nil {
-				if ctx.Err() != nil {
-					return
-				}
-				w.log.Warn("consume", "err", err)
-				_ = Wait(ctx, 500*time.Millisecond) // back off; the iterator recovers by itself
-				continue
-			}
-			incoming <- m
-		}
+		f.run(fetchCtx, incoming)
 	}()
 
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
@@ -210,13 +196,15 @@ func (w *Worker) Run(ctx context.Context) error {
 			defer wg.Done()
 			for j := range jobs {
 				w.m.inflight.Inc()
-				results <- w.handle(workCtx, j)
+				r := w.handle(workCtx, j)
 				w.m.inflight.Dec()
+				f.release(1 + len(j.rest)) // every message of j is settled or handed back
+				results <- r
 			}
 		}()
 	}
 
-	d := newDispatcher(w)
+	d := newDispatcher(w, f.release)
 	tick := time.NewTicker(w.cfg.AckWait / 3)
 	defer tick.Stop()
 	stopping := false
@@ -240,6 +228,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			}
 			if stopping {
 				_ = m.Nak()
+				f.release(1)
 				continue
 			}
 			d.admit(m)
@@ -253,7 +242,7 @@ func (w *Worker) Run(ctx context.Context) error {
 			d.keepAlive()
 		case <-done:
 			stopping, done = true, nil
-			iter.Drain()
+			stopFetching()
 			drainTimer = time.After(w.cfg.DrainTimeout)
 		case <-drainTimer:
 			cancelWork() // in-flight calls see cancellation and leave their messages
@@ -261,7 +250,7 @@ func (w *Worker) Run(ctx context.Context) error {
 	}
 	close(jobs)
 	wg.Wait()
-	<-readerDone
+	<-fetcherDone
 	d.release()
 	return nil
 }

@@ -1,0 +1,121 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// fetchExpiry is how long one pull request waits at the server for messages.
+// Messages stream to the worker as they arrive, so it only bounds how long an
+// idle fetcher holds an outstanding request, and how long a pull request lost
+// in a reconnect goes unnoticed. A stopping fetcher cancels its request at
+// once (FetchContext): nats.go unsubscribes its inbox, and the server drops a
+// waiting pull request whose reply subject has no interest left.
+const fetchExpiry = 5 * time.Second
+
+// fetcher pulls a consumer's messages with explicit pull requests sized by
+// the room the worker has, and hands them to out.
+//
+// Why not Consumer.Messages or Consume: their pull accounting lives in
+// nats.go (pullSubscription.checkPending, v1.55.0). checkPending decides
+// whether to send the next pull request only when the reader asks for the
+// next message, and skips it while the previous request is still being
+// published (fetchInProgress). A reader that drains the buffer faster than
+// that publish completes (patchbay's reader hands messages to a channel in
+// microseconds) can take the last buffered message during the skip; nothing
+// re-checks afterwards, no request is outstanding at the server, and the
+// iterator waits for the missing-heartbeat timer (2 × 15 s) to reset its
+// counters: a 30 s stall with messages pending, 0 waiting pulls and
+// "nats: no heartbeat received" (issue 8: 22 such stalls in six runs of
+// 100k events; upstream nats-io/nats.go#1621 and #1622, open at v1.55.0).
+// NextMaxWait would only shorten each stall to its timeout. Here every
+// request is issued by this loop from its own count of free room, so no
+// request can be skipped: when a batch ends (full, expired or failed) the
+// next one is sent as soon as there is room.
+type fetcher struct {
+	cons     jetstream.Consumer
+	room     chan struct{} // one token per message the worker may still hold
+	maxBatch int
+	log      *slog.Logger
+}
+
+// newFetcher returns a fetcher allowing room messages in the worker at once,
+// fetched at most maxBatch per pull request.
+func newFetcher(cons jetstream.Consumer, room, maxBatch int, log *slog.Logger) *fetcher {
+	f := &fetcher{cons: cons, room: make(chan struct{}, room), maxBatch: max(1, min(maxBatch, room)), log: log}
+	for range room {
+		f.room <- struct{}{}
+	}
+	return f
+}
+
+// release returns n messages' worth of room: the worker has acknowledged,
+// terminated or handed back n messages. It never blocks.
+func (f *fetcher) release(n int) {
+	for range n {
+		select {
+		case f.room <- struct{}{}:
+		default: // more releases than takes: a bookkeeping bug, never a block
+		}
+	}
+}
+
+// run fetches until ctx is done, sending every message to out. A message
+// that arrives after ctx is done is handed back (Nak) at once. run returns
+// once its last pull request has ended.
+func (f *fetcher) run(ctx context.Context, out chan<- jetstream.Msg) {
+	for {
+		// Wait for room for at least one message, then take what else is free.
+		select {
+		case <-ctx.Done():
+			return
+		case <-f.room:
+		}
+		n := 1
+	more:
+		for n < f.maxBatch {
+			select {
+			case <-f.room:
+				n++
+			default:
+				break more
+			}
+		}
+		rctx, cancel := context.WithTimeout(ctx, fetchExpiry)
+		batch, err := f.cons.Fetch(n, jetstream.FetchContext(rctx))
+		if err != nil {
+			cancel()
+			f.release(n)
+			if ctx.Err() != nil {
+				return
+			}
+			f.log.Warn("fetch", "err", err)
+			_ = Wait(ctx, 250*time.Millisecond) // NATS unreachable: the next request retries
+			continue
+		}
+		got := 0
+		for m := range batch.Messages() {
+			got++
+			if ctx.Err() != nil {
+				_ = m.Nak()
+				f.release(1)
+				continue
+			}
+			select {
+			case out <- m:
+			case <-ctx.Done():
+				_ = m.Nak()
+				f.release(1)
+			}
+		}
+		f.release(n - got)
+		if err := batch.Error(); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+			f.log.Warn("fetch", "err", err)
+		}
+		cancel()
+	}
+}
