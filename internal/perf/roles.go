@@ -312,10 +312,13 @@ func waitPublished(ctx context.Context, js jetstream.JetStream) error {
 // bareConsumerName is the durable of the bare consumer process.
 const bareConsumerName = "bench-bare"
 
-// consume is the worker's floor as a process: a durable pull consumer read
-// with Consume, whose messages n goroutines PATCH to the target with plain
-// net/http and acknowledge; no ordering, retry, classification or
-// validation.
+// consume is the worker's floor as a process: a durable pull consumer whose
+// messages n goroutines PATCH to the target with plain net/http and
+// acknowledge; no ordering, retry, classification or validation. It pulls
+// with Fetch requests sized by the room left for 2n messages, not with
+// Consume or Messages(): in nats.go v1.55.0 both can skip a refill under
+// load and wait ~30 s for the missing-heartbeat timer (nats-io/nats.go#1621,
+// #1622), which the floor must not measure.
 func consume(ctx context.Context, url, target string, n int) error {
 	nc, err := stream.Connect(ctx, url, "", "bench-consumer")
 	if err != nil {
@@ -333,11 +336,11 @@ func consume(ctx context.Context, url, target string, n int) error {
 	if err != nil {
 		return err
 	}
-	msgs := make(chan jetstream.Msg, n)
-	cc, err := cons.Consume(func(m jetstream.Msg) { msgs <- m }, jetstream.PullMaxMessages(2*n))
-	if err != nil {
-		return err
+	room := make(chan struct{}, 2*n)
+	for range 2 * n {
+		room <- struct{}{}
 	}
+	msgs := make(chan jetstream.Msg, 2*n)
 	client := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: n}}
 	var wg sync.WaitGroup
 	for range n {
@@ -350,14 +353,43 @@ func consume(ctx context.Context, url, target string, n int) error {
 					return
 				case m := <-msgs:
 					bareDeliver(ctx, client, target, m)
+					room <- struct{}{}
 				}
 			}
 		}()
 	}
-	<-ctx.Done()
-	cc.Stop()
-	wg.Wait()
-	return nil
+	defer wg.Wait()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-room:
+		}
+		k := 1
+		for k < 2*n && len(room) > 0 {
+			<-room
+			k++
+		}
+		batch, err := cons.Fetch(k, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+		got := 0
+		for m := range batch.Messages() {
+			got++
+			select {
+			case msgs <- m:
+			case <-ctx.Done():
+				return nil
+			}
+		}
+		for range k - got {
+			room <- struct{}{}
+		}
+	}
 }
 
 func bareDeliver(ctx context.Context, client *http.Client, target string, m jetstream.Msg) {
