@@ -44,6 +44,7 @@ type Sample struct {
 	Stall   time.Duration // longest span without progress (ack floor, or answered requests)
 	RSS     int64         // peak resident memory of the measured process (VmHWM)
 	Partial bool          // the queue was not drained within the timeout: Rate counts what was
+	Retried int           // requests answered 503 (or not at all) and sent again
 }
 
 // ProcessRow is one line of the process-mode table: a measured process and
@@ -329,7 +330,10 @@ func (b *procBench) ingestRun(ctx context.Context, kind string, batch, n int) (S
 	if msgs != uint64(res.Events) {
 		return Sample{}, fmt.Errorf("perf: %s ingest answered 202 for %d events, the stream holds %d", kind, res.Events, msgs)
 	}
-	return Sample{Rate: res.Rate(), P99: res.P99, Stall: res.LongestGap, RSS: rss}, nil
+	if res.Retried > 0 {
+		fmt.Fprintf(b.log, "  ingest %s: %d requests retried after a 503 or no answer\n%s\n", kind, res.Retried, tail(p.Output()))
+	}
+	return Sample{Rate: res.Rate(), P99: res.P99, Stall: res.LongestGap, RSS: rss, Retried: res.Retried}, nil
 }
 
 // runToResult runs a role to its end (bounded by the worker timeout)
@@ -596,9 +600,9 @@ func (r ProcessRow) Ratios() []float64 {
 
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 
-func summary(s []Sample) (stall time.Duration, rss int64, partial int) {
+func summary(s []Sample) (stall time.Duration, rss int64, partial, retried int) {
 	for _, x := range s {
-		stall, rss = max(stall, x.Stall), max(rss, x.RSS)
+		stall, rss, retried = max(stall, x.Stall), max(rss, x.RSS), retried+x.Retried
 		if x.Partial {
 			partial++
 		}
@@ -612,10 +616,13 @@ func ProcessMarkdown(rep ProcessReport) string {
 	var b strings.Builder
 	b.WriteString("| row | process | runs | events/s, median (min–max) | ratio to floor, median (min–max) | p99 per request, ms | longest stall | peak RSS |\n|---|---|---|---|---|---|---|---|\n")
 	line := func(name, process string, s []Sample, ratio string) {
-		stall, rss, partial := summary(s)
+		stall, rss, partial, retried := summary(s)
 		runs := strconv.Itoa(len(s))
 		if partial > 0 {
 			runs += fmt.Sprintf(" (%d not drained in time)", partial)
+		}
+		if retried > 0 {
+			runs += fmt.Sprintf(" (%d requests retried after 503)", retried)
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", name, process, runs, spread(rates(s), "%.0f"), ratio,
 			spread(p99s(s), "%.1f"), stall.Round(time.Millisecond), mib(rss))

@@ -11,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -133,6 +134,7 @@ func serveTarget(ctx context.Context, addr string) error {
 // LoadResult is what the load generator measured.
 type LoadResult struct {
 	Events, Requests, Failed int
+	Retried                  int           // answers 503 (or no answer) that were retried with the same body
 	Elapsed                  time.Duration // first request sent to last answer
 	P50, P99, P999           time.Duration // per request
 	LongestGap               time.Duration // longest span without an answered request
@@ -148,7 +150,7 @@ func load(ctx context.Context, url string, n, batch, conns int, run string) (Loa
 	defer tr.CloseIdleConnections()
 	client := &http.Client{Transport: tr, Timeout: 30 * time.Second}
 	requests := (n + batch - 1) / batch
-	var next, failed atomic.Int64
+	var next, failed, retried atomic.Int64
 	var mu sync.Mutex
 	var lat, done []time.Duration
 	start := time.Now()
@@ -178,18 +180,8 @@ func load(ctx context.Context, url string, n, batch, conns int, run string) (Loa
 				if batch > 1 {
 					buf = append(buf, ']')
 				}
-				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(buf))
-				req.Header.Set("Content-Type", "application/json")
-				req.Header.Set("Authorization", "Bearer "+token)
 				t0 := time.Now()
-				resp, err := client.Do(req)
-				if err != nil {
-					failed.Add(1)
-					continue
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusAccepted {
+				if !post(ctx, client, url, buf, &retried) {
 					failed.Add(1)
 					continue
 				}
@@ -203,7 +195,7 @@ func load(ctx context.Context, url string, n, batch, conns int, run string) (Loa
 		}()
 	}
 	wg.Wait()
-	res := LoadResult{Requests: requests, Failed: int(failed.Load()), Elapsed: time.Since(start)}
+	res := LoadResult{Requests: requests, Failed: int(failed.Load()), Retried: int(retried.Load()), Elapsed: time.Since(start)}
 	if err := ctx.Err(); err != nil {
 		return res, err
 	}
@@ -217,6 +209,43 @@ func load(ctx context.Context, url string, n, batch, conns int, run string) (Loa
 	slices.Sort(done)
 	res.LongestGap = longestGap(done)
 	return res, nil
+}
+
+// post sends body to url until it is answered 202, like a CRM: an answer
+// 503 (with its Retry-After, at most a second) or no answer is retried with
+// the same body, so the same event ids, up to 10 times. It reports whether
+// the body was accepted.
+func post(ctx context.Context, client *http.Client, url string, body []byte, retried *atomic.Int64) bool {
+	for attempt := range 10 {
+		if attempt > 0 {
+			retried.Add(1)
+		}
+		req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Authorization", "Bearer "+token)
+		resp, err := client.Do(req)
+		wait := 50 * time.Millisecond
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			switch resp.StatusCode {
+			case http.StatusAccepted:
+				return true
+			case http.StatusServiceUnavailable:
+				if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil {
+					wait = min(time.Duration(s)*time.Second, time.Second)
+				}
+			default:
+				return false
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return false
+		case <-time.After(wait):
+		}
+	}
+	return false
 }
 
 // longestGap is the longest span between consecutive sorted offsets,
