@@ -98,7 +98,7 @@ func RunProcesses(ctx context.Context, cfg ProcessConfig, log io.Writer) (Proces
 	single := ProcessRow{Name: "ingest, single events", Process: "patchbay ingest", Floor: "floor: HTTP handler, publish with Nats-Msg-Id, wait for PubAck"}
 	peerSingle := ProcessRow{Name: "ingest, single events", Process: "Watermill peer ingest", Floor: "same floor"}
 	batch := ProcessRow{Name: "ingest, batches of 100", Process: "patchbay ingest", Floor: "ceiling: async publish straight to JetStream"}
-	worker := ProcessRow{Name: "worker, default concurrency", Process: "patchbay worker", Floor: "floor: bare consumer (Consume, PATCH, ack)"}
+	worker := ProcessRow{Name: "worker, default concurrency", Process: "patchbay worker", Floor: "floor: bare consumer (Fetch, PATCH, ack)"}
 	peerWorker := ProcessRow{Name: "worker", Process: "Watermill peer worker", Floor: "same floor"}
 	for r := range cfg.Runs {
 		fmt.Fprintf(b.log, "run %d of %d\n", r+1, cfg.Runs)
