@@ -14,12 +14,13 @@ import (
 	"github.com/patchbay/patchbay/dlq"
 )
 
-// watchMaxDeliveries dead-letters any message for which JetStream gives up
-// on its own (MAX_DELIVERIES). patchbay creates its consumer with unlimited
-// deliveries, so this only fires if an operator set MaxDeliver; even then no
-// event is dropped silently.
+// watchMaxDeliveries dead-letters any message of the events stream for which
+// JetStream gives up on its own (MAX_DELIVERIES, from any of its consumers).
+// patchbay creates its consumers with unlimited deliveries, so this only
+// fires if an operator set MaxDeliver; even then no event is dropped
+// silently.
 func (w *Worker) watchMaxDeliveries(ctx context.Context) (*nats.Subscription, error) {
-	subj := fmt.Sprintf("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.%s.%s", w.scfg.EventsStream, w.scfg.Consumer)
+	subj := fmt.Sprintf("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.%s.*", w.scfg.EventsStream)
 	sub, err := w.nc.QueueSubscribe(subj, "patchbay-max-deliveries", func(m *nats.Msg) {
 		var adv struct {
 			StreamSeq  uint64 `json:"stream_seq"`

@@ -9,6 +9,7 @@ import (
 
 	"github.com/patchbay/patchbay/dlq"
 	"github.com/patchbay/patchbay/events"
+	"github.com/patchbay/patchbay/processor/ratelimit"
 	"github.com/patchbay/patchbay/stream"
 )
 
@@ -42,8 +43,17 @@ func TestMaxDeliveriesAdvisoryDeadLetters(t *testing.T) {
 	if err := stream.Ensure(ctx, js, scfg); err != nil {
 		t.Fatal(err)
 	}
-	w, err := New(Config{Concurrency: 1, AckWait: time.Second, MaxAttempts: 3, MaxRetryAge: time.Hour, BackoffInitial: time.Second, BackoffMax: time.Second, CredentialsPause: time.Second},
-		Deps{JS: js, Conn: nc, Stream: scfg, Targets: map[events.Target]Target{events.TargetRevyOps: {Provider: unusedProvider{}}, events.TargetSkipcall: {Provider: unusedProvider{}}}})
+	cfg := Config{Concurrency: 1, AckWait: time.Second, MaxAttempts: 3, MaxRetryAge: time.Hour, BackoffInitial: time.Second, BackoffMax: time.Second, CredentialsPause: time.Second}
+	targets := map[events.Target]Target{}
+	for _, tg := range events.Targets() {
+		b, err := ratelimit.New(ctx, js, cfg.BudgetConfig(scfg, tg, "key", 0, 0), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		targets[tg] = Target{Provider: unusedProvider{}, Budget: b}
+	}
+	w, err := New(cfg, Deps{JS: js, Conn: nc, Stream: scfg, Targets: targets})
 	if err != nil {
 		t.Fatal(err)
 	}

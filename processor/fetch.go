@@ -41,6 +41,10 @@ type fetcher struct {
 	room     chan struct{} // one token per message the worker may still hold
 	maxBatch int
 	log      *slog.Logger
+	// paused, if set, says how long the target stays paused: no pull
+	// request goes out before then, so a paused target's backlog stays in
+	// the stream instead of being fetched and handed back again and again.
+	paused func(now time.Time) time.Duration
 }
 
 // newFetcher returns a fetcher allowing room messages in the worker at once,
@@ -69,6 +73,14 @@ func (f *fetcher) release(n int) {
 // once its last pull request has ended.
 func (f *fetcher) run(ctx context.Context, out chan<- jetstream.Msg) {
 	for {
+		if f.paused != nil {
+			if d := f.paused(time.Now()); d > 0 {
+				if Wait(ctx, min(d, time.Second)) != nil {
+					return
+				}
+				continue
+			}
+		}
 		// Wait for room for at least one message, then take what else is free.
 		select {
 		case <-ctx.Done():
@@ -117,5 +129,20 @@ func (f *fetcher) run(ctx context.Context, out chan<- jetstream.Msg) {
 			f.log.Warn("fetch", "err", err)
 		}
 		cancel()
+	}
+}
+
+// Wait blocks until d has passed or ctx is done.
+func Wait(ctx context.Context, d time.Duration) error {
+	if d <= 0 {
+		return ctx.Err()
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+		return nil
 	}
 }

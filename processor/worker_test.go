@@ -88,13 +88,18 @@ func TestSameEventIDAppliedOnce(t *testing.T) {
 	s.PostEvent(ev)
 	// A later, different event proves the worker has gone past both copies.
 	s.PostEvent(skipEvent("dup-2", uuid, map[string]any{"country": "France"}))
+	if n := s.StreamMsgs(s.Stream.EventsStream); n != 2 {
+		t.Fatalf("the stream holds %d events, want 2: the duplicate id was stored again", n)
+	}
 	s.StartWorker(pbtest.WorkerConfig())
-	pbtest.Eventually(t, waitFor, "second event applied", func() bool {
-		c, _ := s.Skipcall.Contact(uuid)
-		return c["country"] == "France"
-	})
-	if n := s.Skipcall.PatchCount(uuid); n != 2 {
-		t.Fatalf("%d PATCHes applied, want 2 (the duplicate must not be applied)", n)
+	pbtest.Eventually(t, waitFor, "stream emptied", func() bool { return s.StreamMsgs(s.Stream.EventsStream) == 0 })
+	c, _ := s.Skipcall.Contact(uuid)
+	if c["country"] != "France" || c["city"] != "Lyon" {
+		t.Fatalf("contact %v, want city Lyon and country France", c)
+	}
+	// The two stored events are applied one by one or merged into one PATCH.
+	if n := s.Skipcall.PatchCount(uuid); n < 1 || n > 2 {
+		t.Fatalf("%d PATCHes applied for 2 stored events", n)
 	}
 }
 
@@ -234,7 +239,7 @@ func TestWorkerStoppedMidDeliveryLosesNothing(t *testing.T) {
 	s.PostEvent(skipEvent("mid-1", uuid, map[string]any{"city": "Oslo"}))
 	// Wait until the worker holds the message (delivered, not acknowledged).
 	pbtest.Eventually(t, waitFor, "delivery in flight", func() bool {
-		c, err := s.JS.Consumer(context.Background(), s.Stream.EventsStream, s.Stream.Consumer)
+		c, err := s.JS.Consumer(context.Background(), s.Stream.EventsStream, s.Stream.TargetConsumer("skipcall"))
 		if err != nil {
 			return false
 		}
@@ -305,7 +310,7 @@ func TestBacklogOfOneContactIsCoalesced(t *testing.T) {
 	}
 	post(0)
 	pbtest.Eventually(t, waitFor, "first PATCH in flight", func() bool {
-		c, err := s.JS.Consumer(context.Background(), s.Stream.EventsStream, s.Stream.Consumer)
+		c, err := s.JS.Consumer(context.Background(), s.Stream.EventsStream, s.Stream.TargetConsumer("skipcall"))
 		if err != nil {
 			return false
 		}
@@ -338,8 +343,40 @@ func TestBacklogOfOneContactIsCoalesced(t *testing.T) {
 	pbtest.Eventually(t, waitFor, "stream emptied", func() bool { return s.StreamMsgs(s.Stream.EventsStream) == 0 })
 }
 
-func TestRateLimitWaitsWithoutUsingAttempts(t *testing.T) {
+// TestRateLimitKeptWithoutUsingAttempts posts more events than one window
+// allows: the shared budget spreads them over windows so the sandbox never
+// sees more than its limit and never answers 429, and waiting for a window
+// is not an attempt (MaxAttempts 1 would dead-letter any attempt that
+// failed).
+func TestRateLimitKeptWithoutUsingAttempts(t *testing.T) {
 	s := pbtest.Start(t, pbtest.Options{SkipcallRate: 3, SkipcallWindow: time.Second})
+	postRateLimited(t, s, "rl")
+	for _, w := range s.Skipcall.Windows() {
+		if w.Requests+w.Limited > 3 {
+			t.Errorf("window %s–%s saw %d requests, limit 3", w.Start.Format("15:04:05.000"), w.End.Format("15:04:05.000"), w.Requests+w.Limited)
+		}
+	}
+	if n := s.Skipcall.StatusCounts()[http.StatusTooManyRequests]; n != 0 {
+		t.Errorf("%d answers were 429: the budget let more through than the plan", n)
+	}
+}
+
+// TestRateLimited429WaitsWithoutUsingAttempts lets the budget believe in a
+// plan ten times the sandbox's: the sandbox answers 429, the target pauses
+// until its reset, the headers correct the budget, and no 429 uses up an
+// attempt.
+func TestRateLimited429WaitsWithoutUsingAttempts(t *testing.T) {
+	s := pbtest.Start(t, pbtest.Options{SkipcallRate: 3, SkipcallWindow: time.Second, SkipcallPlan: 30})
+	postRateLimited(t, s, "rl429")
+	if n := s.Skipcall.StatusCounts()[http.StatusTooManyRequests]; n == 0 {
+		t.Fatal("the sandbox never answered 429: the test did not exercise rate limiting")
+	}
+}
+
+// postRateLimited sends 8 events to 8 contacts through a worker with
+// MaxAttempts 1 and waits until each is applied exactly once, with nothing
+// dead-lettered.
+func postRateLimited(t *testing.T, s *pbtest.Stack, prefix string) {
 	ids := make([]string, 8)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("88888888-2222-4333-8444-%012d", i)
@@ -350,24 +387,13 @@ func TestRateLimitWaitsWithoutUsingAttempts(t *testing.T) {
 	cfg.HoldLimit = 3 * time.Second
 	s.StartWorker(cfg)
 	for i, id := range ids {
-		s.PostEvent(skipEvent("rl-"+strconv.Itoa(i), id, map[string]any{"city": "Rome"}))
+		s.PostEvent(skipEvent(prefix+"-"+strconv.Itoa(i), id, map[string]any{"city": "Rome"}))
 	}
-	pbtest.Eventually(t, 30*time.Second, "all applied", func() bool {
-		for _, id := range ids {
-			if s.Skipcall.PatchCount(id) != 1 {
-				return false
-			}
+	pbtest.Eventually(t, 30*time.Second, "all applied", func() bool { return s.StreamMsgs(s.Stream.EventsStream) == 0 })
+	for _, id := range ids {
+		if n := s.Skipcall.PatchCount(id); n != 1 {
+			t.Errorf("contact %s: %d PATCHes applied, want 1", id, n)
 		}
-		return true
-	})
-	limited := 0
-	for _, r := range s.Skipcall.Requests() {
-		if r.Status == http.StatusTooManyRequests {
-			limited++
-		}
-	}
-	if limited == 0 {
-		t.Fatal("the sandbox never answered 429: the test did not exercise rate limiting")
 	}
 	if ls := dlqLetters(t, s); len(ls) != 0 {
 		t.Fatalf("rate limiting dead-lettered %d events", len(ls))

@@ -101,6 +101,7 @@ func NewRevyOps(cfg RevyOpsConfig) (*RevyOps, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: revyops: %w", err)
 	}
+	c.contactOf = revyOpsContact
 	return &RevyOps{
 		core:       c,
 		header:     cfg.APIKeyHeader,

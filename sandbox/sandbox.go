@@ -88,6 +88,12 @@ type core struct {
 	log        []Request // ring buffer of at most MaxRequests
 	logNext    int       // next slot to overwrite once log is full
 	patches    map[string]int
+	statuses   map[int]int // answers per status, see StatusCounts
+	flight     inflight    // PATCHes in flight per contact, see Overlaps
+
+	// contactOf returns the canonical contact id of a contact path; PATCHes
+	// to such paths are tracked for Overlaps.
+	contactOf func(path string) (string, bool)
 }
 
 // newCore builds the validator for doc. doc is modified: its servers are
@@ -112,6 +118,7 @@ func newCore(doc *openapi3.T, bodySchema string, now func() time.Time, auth open
 		body:     ref.Value,
 		writeErr: writeErr,
 		patches:  make(map[string]int),
+		statuses: make(map[int]int),
 	}, nil
 }
 
@@ -140,6 +147,12 @@ func (x *exchange) json(status int, v any) {
 // serve reads the body, runs h and records the exchange.
 func (c *core) serve(w http.ResponseWriter, r *http.Request, h func(*exchange)) {
 	at := c.now()
+	if r.Method == http.MethodPatch && c.contactOf != nil {
+		if contact, ok := c.contactOf(r.URL.Path); ok {
+			c.enter(contact)
+			defer c.leave(contact) // after the exchange is recorded
+		}
+	}
 	x := &exchange{w: w, r: r}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
 	x.body = body
@@ -170,6 +183,7 @@ func (c *core) serve(w http.ResponseWriter, r *http.Request, h func(*exchange)) 
 func (c *core) record(req Request) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	c.statuses[req.Status]++
 	if len(c.log) < MaxRequests {
 		c.log = append(c.log, req)
 		return

@@ -103,6 +103,7 @@ func NewSkipcall(cfg SkipcallConfig) (*Skipcall, error) {
 	if err != nil {
 		return nil, fmt.Errorf("sandbox: skipcall: %w", err)
 	}
+	c.contactOf = skipcallContact
 	s := &Skipcall{
 		core:       c,
 		keys:       keys,
@@ -438,11 +439,13 @@ type limiter struct {
 
 	mu      sync.Mutex
 	windows map[string]*window
+	history []Window // ended windows, oldest first, see Windows
 }
 
 type window struct {
-	start time.Time
-	count int
+	start   time.Time
+	count   int // requests admitted
+	limited int // requests refused with 429
 }
 
 // maxWindows bounds the limiter's memory: past it, expired windows are
@@ -456,11 +459,16 @@ func (l *limiter) take(key string, now time.Time, consume bool) (remaining int, 
 	defer l.mu.Unlock()
 	w := l.windows[key]
 	if w == nil || !now.Before(w.start.Add(l.window)) {
+		old := w
 		w = &window{start: now}
 		if consume {
+			if old != nil {
+				l.closeWindow(key, old)
+			}
 			if len(l.windows) >= maxWindows {
 				for k, o := range l.windows {
 					if !now.Before(o.start.Add(l.window)) {
+						l.closeWindow(k, o)
 						delete(l.windows, k)
 					}
 				}
@@ -472,6 +480,7 @@ func (l *limiter) take(key string, now time.Time, consume bool) (remaining int, 
 	if consume {
 		if w.count >= l.limit {
 			ok = false
+			w.limited++
 		} else {
 			w.count++
 		}

@@ -97,9 +97,23 @@ func Ensure(ctx context.Context, js jetstream.JetStream, c Config) error {
 	return nil
 }
 
-// ConsumerConfig is the durable pull consumer shared by all workers. MaxDeliver
-// is unlimited: the worker, not JetStream, decides when to give up, so an
-// event is never silently abandoned.
+// TargetSubjects is the filter of one target's events: "<prefix>.patch.<target>.>".
+func (c Config) TargetSubjects(target string) string {
+	return c.SubjectPrefix + ".patch." + target + ".>"
+}
+
+// TargetConsumer is the name of the durable consumer every worker shares for
+// one target: "<Consumer>-<target>". Each target has its own consumer so that
+// a target that is paused (rate limit, bad credentials) is simply not
+// fetched, while the other keeps flowing.
+func (c Config) TargetConsumer(target string) string {
+	return c.Consumer + "-" + target
+}
+
+// ConsumerConfig is a durable pull consumer over every target's events,
+// named Consumer. Workers before per-target consumers used it; the worker
+// now deletes it at start (a work-queue stream refuses overlapping
+// consumers), and the benchmarks use it for their bare-consumer floor.
 func (c Config) ConsumerConfig(ackWait time.Duration, maxAckPending int) jetstream.ConsumerConfig {
 	return jetstream.ConsumerConfig{
 		Durable:       c.Consumer,
@@ -111,4 +125,26 @@ func (c Config) ConsumerConfig(ackWait time.Duration, maxAckPending int) jetstre
 		FilterSubject: c.EventsSubjects(),
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	}
+}
+
+// TargetConsumerConfig is the durable pull consumer of one target, shared by
+// all workers. MaxDeliver is unlimited: the worker, not JetStream, decides
+// when to give up, so an event is never silently abandoned.
+func (c Config) TargetConsumerConfig(target string, ackWait time.Duration, maxAckPending int) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       c.TargetConsumer(target),
+		Description:   "patchbay workers: " + target,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       ackWait,
+		MaxDeliver:    -1,
+		MaxAckPending: maxAckPending,
+		FilterSubject: c.TargetSubjects(target),
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	}
+}
+
+// KVBucket names a key-value bucket that belongs with the events stream:
+// "<EventsStream>_<suffix>", e.g. PATCHBAY_EVENTS_ATTEMPTS.
+func (c Config) KVBucket(suffix string) string {
+	return c.EventsStream + "_" + suffix
 }

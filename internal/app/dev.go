@@ -91,11 +91,12 @@ func RunDev(ctx context.Context, log *slog.Logger, dev DevConfig, wcfg WorkerCon
 		return err
 	}
 	defer nc.Close()
-	targets, err := NewProviders(wcfg)
+	reg := newRegistry()
+	targets, closeBudgets, err := NewProviders(ctx, js, log.With("service", "worker"), reg, wcfg)
 	if err != nil {
 		return err
 	}
-	reg := newRegistry()
+	defer closeBudgets()
 	w, err := processor.New(wcfg.Worker, processor.Deps{JS: js, Conn: nc, Stream: scfg, Targets: targets, Logger: log.With("service", "worker"), Registerer: reg})
 	if err != nil {
 		return err

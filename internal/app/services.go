@@ -15,6 +15,7 @@ import (
 	"github.com/patchbay/patchbay/events"
 	"github.com/patchbay/patchbay/ingest"
 	"github.com/patchbay/patchbay/processor"
+	"github.com/patchbay/patchbay/processor/ratelimit"
 	"github.com/patchbay/patchbay/processor/revyops"
 	"github.com/patchbay/patchbay/processor/skipcall"
 	"github.com/patchbay/patchbay/stream"
@@ -73,28 +74,56 @@ func runIngestOn(ctx context.Context, log *slog.Logger, cfg IngestConfig, js jet
 	return g.Wait()
 }
 
-// NewProviders builds the provider clients for the worker.
-func NewProviders(cfg WorkerConfig) (map[events.Target]processor.Target, error) {
+// NewProviders builds the provider clients for the worker, each sending
+// through its key's rate budget, shared with every other replica through
+// js. Call the returned close when the worker has stopped.
+func NewProviders(ctx context.Context, js jetstream.JetStream, log *slog.Logger, reg prometheus.Registerer, cfg WorkerConfig) (map[events.Target]processor.Target, func(), error) {
 	conns := cfg.Worker.Concurrency
-	rc, err := revyops.New(cfg.RevyOps, nil, conns)
-	if err != nil {
-		return nil, err
+	var budgets []*ratelimit.Budget
+	closeAll := func() {
+		for _, b := range budgets {
+			b.Close()
+		}
 	}
-	sc, err := skipcall.New(cfg.Skipcall, nil, conns)
+	budget := func(t events.Target, key string, perMinute int) (*ratelimit.Budget, error) {
+		bc := cfg.Worker.BudgetConfig(cfg.Stream, t, key, perMinute, 0)
+		bc.Registerer = reg
+		b, err := ratelimit.New(ctx, js, bc, log.With("provider", string(t)))
+		if err != nil {
+			return nil, fmt.Errorf("worker: %s rate budget: %w", t, err)
+		}
+		budgets = append(budgets, b)
+		return b, nil
+	}
+	rb, err := budget(events.TargetRevyOps, cfg.RevyOps.APIKey.Reveal(), cfg.RevyOps.RatePerMinute)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	sb, err := budget(events.TargetSkipcall, cfg.Skipcall.APIKey.Reveal(), cfg.Skipcall.RatePerMinute)
+	if err != nil {
+		closeAll()
+		return nil, nil, err
+	}
+	rc, err := revyops.New(cfg.RevyOps, processor.WithBudget(nil, rb, cfg.RevyOps.Timeout, conns), conns)
+	if err != nil {
+		closeAll()
+		return nil, nil, err
+	}
+	sc, err := skipcall.New(cfg.Skipcall, processor.WithBudget(nil, sb, cfg.Skipcall.Timeout, conns), conns)
+	if err != nil {
+		closeAll()
+		return nil, nil, err
 	}
 	return map[events.Target]processor.Target{
-		events.TargetRevyOps:  {Provider: rc, RatePerMinute: cfg.RevyOps.RatePerMinute},
-		events.TargetSkipcall: {Provider: sc, RatePerMinute: cfg.Skipcall.RatePerMinute},
-	}, nil
+		events.TargetRevyOps:  {Provider: rc, Budget: rb},
+		events.TargetSkipcall: {Provider: sc, Budget: sb},
+	}, closeAll, nil
 }
 
 // RunWorker runs the worker until ctx is done, then drains in-flight
 // deliveries (bounded by the drain timeout) and the NATS connection.
 func RunWorker(ctx context.Context, log *slog.Logger, cfg WorkerConfig) error {
-	targets, err := NewProviders(cfg)
-	if err != nil {
+	if err := validateProviders(cfg); err != nil {
 		return err
 	}
 	nc, js, err := connect(ctx, log, cfg.Stream, "patchbay-worker")
@@ -103,6 +132,11 @@ func RunWorker(ctx context.Context, log *slog.Logger, cfg WorkerConfig) error {
 	}
 	defer nc.Close()
 	reg := newRegistry()
+	targets, closeBudgets, err := NewProviders(ctx, js, log, reg, cfg)
+	if err != nil {
+		return err
+	}
+	defer closeBudgets()
 	w, err := processor.New(cfg.Worker, processor.Deps{JS: js, Conn: nc, Stream: cfg.Stream, Targets: targets, Logger: log, Registerer: reg})
 	if err != nil {
 		return err
@@ -117,6 +151,15 @@ func RunWorker(ctx context.Context, log *slog.Logger, cfg WorkerConfig) error {
 	})
 	g.Go(func() error { return serveAdmin(gctx, log, cfg.AdminAddr, reg) })
 	return g.Wait()
+}
+
+// validateProviders checks the provider configuration before anything is
+// dialled, so a typo fails at once with a clear message.
+func validateProviders(cfg WorkerConfig) error {
+	if err := cfg.RevyOps.Validate(); err != nil {
+		return err
+	}
+	return cfg.Skipcall.Validate()
 }
 
 // drainConn drains nc and waits for it to close or ctx to end.

@@ -22,6 +22,7 @@ import (
 	"github.com/patchbay/patchbay/events"
 	"github.com/patchbay/patchbay/ingest"
 	"github.com/patchbay/patchbay/processor"
+	"github.com/patchbay/patchbay/processor/ratelimit"
 	"github.com/patchbay/patchbay/processor/revyops"
 	"github.com/patchbay/patchbay/processor/skipcall"
 	"github.com/patchbay/patchbay/sandbox"
@@ -50,6 +51,7 @@ type Stack struct {
 	SkipURL  string
 	Ingest   *httptest.Server
 	Log      *slog.Logger
+	opts     Options
 }
 
 // Options adjust a Stack.
@@ -57,6 +59,10 @@ type Options struct {
 	Ingest         func(*ingest.Config)
 	SkipcallRate   int
 	SkipcallWindow time.Duration
+	// SkipcallPlan is the rate the workers' budget assumes before the
+	// sandbox's first answer (0: SkipcallRate). A plan above the sandbox's
+	// rate makes the sandbox answer 429 until the headers correct it.
+	SkipcallPlan int
 }
 
 // Logger returns a logger writing to the test log at debug level when
@@ -91,7 +97,7 @@ func Start(t testing.TB, o Options) *Stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(emb.Shutdown)
-	s := &Stack{T: t, NATS: emb, Stream: StreamConfig(emb.ClientURL()), Log: Logger(t)}
+	s := &Stack{T: t, NATS: emb, Stream: StreamConfig(emb.ClientURL()), Log: Logger(t), opts: o}
 	s.NC, err = stream.Connect(context.Background(), emb.ClientURL(), "", "pbtest")
 	if err != nil {
 		t.Fatal(err)
@@ -166,27 +172,44 @@ func (w *Worker) Stop() error {
 	return w.err
 }
 
-// Targets returns provider clients aimed at the stack's sandboxes.
-func (s *Stack) Targets(timeout time.Duration) map[events.Target]processor.Target {
+// Targets returns provider clients aimed at the stack's sandboxes, each
+// with its shared rate budget in the stack's NATS (Skipcall at the rate the
+// stack's options gave the sandbox).
+func (s *Stack) Targets(cfg processor.Config, timeout time.Duration) map[events.Target]processor.Target {
 	s.T.Helper()
-	rc, err := revyops.New(revyops.Config{BaseURL: s.RevyURL, APIKey: RevyOpsKey, AuthHeader: "X-API-Key", AuthFormat: "%s", Timeout: timeout}, nil, 16)
+	budget := func(t events.Target, key string, perMinute int) *ratelimit.Budget {
+		b, err := ratelimit.New(context.Background(), s.JS, cfg.BudgetConfig(s.Stream, t, key, perMinute, s.opts.SkipcallWindow), s.Log)
+		if err != nil {
+			s.T.Fatal(err)
+		}
+		s.T.Cleanup(b.Close)
+		return b
+	}
+	rb := budget(events.TargetRevyOps, RevyOpsKey, 0)
+	plan := s.opts.SkipcallPlan
+	if plan == 0 {
+		plan = s.opts.SkipcallRate
+	}
+	sb := budget(events.TargetSkipcall, SkipcallKey, plan)
+	rc, err := revyops.New(revyops.Config{BaseURL: s.RevyURL, APIKey: RevyOpsKey, AuthHeader: "X-API-Key", AuthFormat: "%s", Timeout: timeout},
+		processor.WithBudget(nil, rb, timeout, 16), 16)
 	if err != nil {
 		s.T.Fatal(err)
 	}
-	sc, err := skipcall.New(skipcall.Config{BaseURL: s.SkipURL, APIKey: SkipcallKey, Timeout: timeout}, nil, 16)
+	sc, err := skipcall.New(skipcall.Config{BaseURL: s.SkipURL, APIKey: SkipcallKey, Timeout: timeout}, processor.WithBudget(nil, sb, timeout, 16), 16)
 	if err != nil {
 		s.T.Fatal(err)
 	}
 	return map[events.Target]processor.Target{
-		events.TargetRevyOps:  {Provider: rc},
-		events.TargetSkipcall: {Provider: sc},
+		events.TargetRevyOps:  {Provider: rc, Budget: rb},
+		events.TargetSkipcall: {Provider: sc, Budget: sb},
 	}
 }
 
 // StartWorker runs a worker with cfg until the test ends or Stop is called.
 func (s *Stack) StartWorker(cfg processor.Config) *Worker {
 	s.T.Helper()
-	w, err := processor.New(cfg, processor.Deps{JS: s.JS, Conn: s.NC, Stream: s.Stream, Targets: s.Targets(2 * time.Second), Logger: s.Log})
+	w, err := processor.New(cfg, processor.Deps{JS: s.JS, Conn: s.NC, Stream: s.Stream, Targets: s.Targets(cfg, 2*time.Second), Logger: s.Log})
 	if err != nil {
 		s.T.Fatal(err)
 	}

@@ -1,0 +1,341 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/patchbay/patchbay/dlq"
+	"github.com/patchbay/patchbay/events"
+	"github.com/patchbay/patchbay/processor/lease"
+	"github.com/patchbay/patchbay/processor/lww"
+	"github.com/patchbay/patchbay/processor/ratelimit"
+)
+
+// deliver applies j's messages as one PATCH and settles each of them: acked
+// when applied, handed back with a delay for a retry, dead-lettered, or
+// held in the worker (result.back) when the target is paused.
+func (l *lane) deliver(ctx context.Context, j job) result {
+	r := result{job: j}
+	msgs, evs := l.decodeAll(ctx, j.msgs)
+	if len(msgs) == 0 {
+		return r
+	}
+	stop := l.w.heartbeat(msgs)
+	defer stop()
+
+	// One PATCH for the contact: per field, the value with the newest
+	// occurred_at among the queued events.
+	changes := make([]lww.Change, len(evs))
+	for i := range evs {
+		changes[i] = lww.Change{Patch: evs[i].Patch, Clock: lww.ClockOf(&evs[i])}
+	}
+	patch, clocks, err := lww.Merge(l.target, changes...)
+	if err != nil {
+		if len(msgs) > 1 {
+			return l.oneByOne(ctx, j, msgs)
+		}
+		l.deadLetter(ctx, msgs[0], &evs[0], dlq.ReasonInvalid, err, 0, time.Time{})
+		return r
+	}
+	merged := evs[len(evs)-1]
+	log := l.w.log.With("event_id", merged.ID, "provider", l.name, "seq", msgs[0].seq, "coalesced", len(msgs))
+
+	// No other replica delivers this contact while the lease is held.
+	key, err := lww.Key(l.target, merged.ContactID)
+	if err != nil {
+		l.deadLetter(ctx, msgs[0], &evs[0], dlq.ReasonInvalid, err, 0, time.Time{})
+		return l.oneByOne(ctx, j, msgs[1:])
+	}
+	ls, err := l.w.leases.Acquire(ctx, key)
+	switch {
+	case errors.Is(err, lease.ErrHeld):
+		return l.hold(r, msgs, l.w.now().Add(leaseRetry), "contact_busy")
+	case err != nil:
+		if ctx.Err() != nil {
+			return l.abandon(r, msgs)
+		}
+		log.Warn("contact lease unavailable; holding the events", "err", err)
+		return l.hold(r, msgs, l.w.now().Add(time.Second), "state_unavailable")
+	}
+	defer func() {
+		if err := ls.Release(context.WithoutCancel(ctx)); err != nil && !errors.Is(err, lease.ErrLost) {
+			log.Warn("contact lease release failed; it expires by itself", "err", err)
+		}
+	}()
+	ctx, cancel := context.WithDeadline(ctx, ls.Deadline())
+	defer cancel()
+
+	// Drop every field a newer event already set at the provider.
+	st, err := l.w.state.Get(ctx, l.target, merged.ContactID)
+	if err != nil {
+		if ctx.Err() != nil && l.w.now().Before(ls.Deadline()) {
+			return l.abandon(r, msgs)
+		}
+		log.Warn("contact state unavailable; holding the events", "err", err)
+		return l.hold(r, msgs, l.w.now().Add(time.Second), "state_unavailable")
+	}
+	kept, keptClocks, dropped, err := lww.Filter(l.target, patch, clocks, st)
+	if err != nil {
+		return l.oneByOne(ctx, j, msgs)
+	}
+	if len(kept) == 0 {
+		for i, p := range msgs {
+			log.Debug("superseded: every field is older than the value at the provider", "event_id", evs[i].ID, "dropped", dropped)
+			l.ack(ctx, p, "superseded", log)
+		}
+		return r
+	}
+	merged.Patch = kept
+
+	grant, hold, err := l.pace(ctx)
+	switch {
+	case err != nil:
+		return l.abandon(r, msgs)
+	case hold > 0:
+		return l.hold(r, msgs, l.w.now().Add(hold), "rate_limit")
+	}
+	start := l.w.now()
+	res, err := l.provider.Patch(ratelimit.WithGrant(ctx, grant), &merged)
+	status := res.Status
+	var pe *Error
+	if errors.As(err, &pe) {
+		status = pe.Status
+	}
+	if we := (*ratelimit.WaitError)(nil); errors.As(err, &we) {
+		// A pause began after the slot was granted: nothing was sent.
+		return l.hold(r, msgs, we.Until, "paused")
+	}
+	l.w.m.requests.WithLabelValues(l.name, StatusClass(status)).Observe(l.w.now().Sub(start).Seconds())
+	class := ClassOf(err)
+	if status != 0 && class != ClassCredentials {
+		// The provider took our key: a credentials pause the probe was for
+		// ends for every replica.
+		if err := l.budget.CredentialsOK(context.WithoutCancel(ctx), grant); err != nil {
+			log.Warn("could not clear the credentials pause", "err", err)
+		}
+	}
+
+	if err == nil {
+		if err := l.w.state.Commit(ctx, l.target, merged.ContactID, st, keptClocks); err != nil {
+			log.Warn("applied, but the field clocks were not stored; an older event may be sent again and corrected by a newer one", "err", err)
+		}
+		for i, p := range msgs {
+			outcome := "applied"
+			if !appliedAny(keptClocks, changes[i].Clock) {
+				outcome = "superseded"
+				log.Debug("superseded: every field lost to a newer event", "event_id", evs[i].ID)
+			}
+			l.ack(ctx, p, outcome, log)
+		}
+		if len(msgs) > 1 {
+			l.w.m.coalesced.WithLabelValues(l.name).Add(float64(len(msgs) - 1))
+		}
+		log.Debug("applied", "status", res.Status)
+		return r
+	}
+	if ctx.Err() != nil {
+		return l.abandon(r, msgs)
+	}
+	switch class {
+	case ClassRateLimited:
+		var until time.Time
+		if pe != nil {
+			until = pe.RetryAt
+		}
+		if err := l.budget.Pause(context.WithoutCancel(ctx), until, "rate limited (429)"); err != nil {
+			log.Warn("could not share the 429 pause", "err", err)
+		}
+		log.Warn("provider answered 429; target paused for every replica", "until", until)
+		return l.hold(r, msgs, l.blockedUntil(time.Second), "rate_limited")
+	case ClassCredentials:
+		reason := "credentials rejected"
+		if pe != nil {
+			reason = fmt.Sprintf("credentials rejected: HTTP %d %s %s", pe.Status, pe.Code, pe.Message)
+		}
+		if err := l.budget.CredentialsFailed(context.WithoutCancel(ctx), grant, reason); err != nil {
+			log.Warn("could not share the credentials pause", "err", err)
+		}
+		log.Error("PROVIDER REJECTED OUR CREDENTIALS: deliveries to this target are paused for every replica; fix the API key or plan",
+			"status", status, "err", err)
+		// The events wait in the worker: never dead-lettered for a bad key.
+		return l.hold(r, msgs, l.blockedUntil(time.Second), "credentials")
+	case ClassPermanent:
+		if len(msgs) > 1 {
+			log.Info("coalesced delivery rejected; delivering one by one to find the bad event", "err", err)
+			return l.oneByOne(ctx, j, msgs)
+		}
+		log.Warn("provider rejected the event; dead-lettering", "status", status, "err", err)
+		l.deadLetter(ctx, msgs[0], &evs[0], dlq.ReasonRejected, err, 0, time.Time{})
+		return r
+	}
+	for i, p := range msgs {
+		l.retry(ctx, p, &evs[i], err, log)
+	}
+	return r
+}
+
+// leaseRetry is how long a contact's events wait in the worker when another
+// replica holds the contact's lease.
+const leaseRetry = 200 * time.Millisecond
+
+// appliedAny reports whether any field of the PATCH carries clock c: the
+// event contributed at least one value.
+func appliedAny(clocks map[string]lww.Clock, c lww.Clock) bool {
+	for _, k := range clocks {
+		if k.Equal(c) {
+			return true
+		}
+	}
+	return false
+}
+
+// oneByOne delivers msgs as single-message jobs in stream order, after a
+// merged PATCH was rejected or could not be built, so a bad event is
+// dead-lettered alone. Once one is held (the target paused), the rest are
+// held with it.
+func (l *lane) oneByOne(ctx context.Context, j job, msgs []pending) result {
+	r := result{job: j}
+	for i, p := range msgs {
+		one := l.deliver(ctx, job{key: j.key, msgs: []pending{p}})
+		if len(one.back) > 0 {
+			r.back = append(one.back, msgs[i+1:]...)
+			r.holdUntil = one.holdUntil
+			return r
+		}
+	}
+	return r
+}
+
+// decodeAll decodes msgs' events; a message that is not a valid event is
+// dead-lettered as invalid at once and left out.
+func (l *lane) decodeAll(ctx context.Context, msgs []pending) ([]pending, []events.Event) {
+	ok := make([]pending, 0, len(msgs))
+	evs := make([]events.Event, 0, len(msgs))
+	for _, p := range msgs {
+		ev, err := events.Decode(p.msg.Data())
+		if err == nil && ev.Subject(l.w.scfg.SubjectPrefix) != p.msg.Subject() {
+			err = fmt.Errorf("%w: subject %s does not match the event's %s", events.ErrInvalid, p.msg.Subject(), ev.Subject(l.w.scfg.SubjectPrefix))
+		}
+		if err != nil {
+			l.deadLetter(ctx, p, nil, dlq.ReasonInvalid, err, 0, time.Time{})
+			continue
+		}
+		ok = append(ok, p)
+		evs = append(evs, ev)
+	}
+	return ok, evs
+}
+
+// pace takes one request slot from the target's shared budget, waiting up
+// to HoldLimit for it. It returns the hold (> 0) when the wait would be
+// longer: the target is paused or its window is used up. When the budget
+// cannot be reached (NATS down) nothing is sent: it fails closed and holds.
+func (l *lane) pace(ctx context.Context) (ratelimit.Grant, time.Duration, error) {
+	for {
+		g, err := l.budget.TryTake(ctx)
+		if err == nil {
+			return g, 0, nil
+		}
+		if ctx.Err() != nil {
+			return g, 0, ctx.Err()
+		}
+		var we *ratelimit.WaitError
+		if !errors.As(err, &we) {
+			l.w.log.Warn("rate budget unavailable; holding", "provider", l.name, "err", err)
+			return g, time.Second, nil
+		}
+		d := we.Until.Sub(l.w.now())
+		if d > l.w.cfg.HoldLimit {
+			return g, d, nil
+		}
+		changed := l.budget.Changed()
+		t := time.NewTimer(max(d, time.Millisecond))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return g, 0, ctx.Err()
+		case <-t.C:
+		case <-changed:
+			t.Stop()
+		}
+	}
+}
+
+// blockedUntil is when the target's pause or used-up window ends, at least
+// min from now.
+func (l *lane) blockedUntil(min time.Duration) time.Time {
+	now := l.w.now()
+	until, _ := l.budget.Blocked()
+	return maxTime(until, now.Add(min))
+}
+
+func maxTime(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// hold puts msgs back in the worker's queue until until: the target is
+// paused, or out of budget. Holding is not an attempt and costs JetStream
+// nothing: the messages stay delivered to this worker (kept alive with
+// InProgress) instead of being handed back to come round again.
+func (l *lane) hold(r result, msgs []pending, until time.Time, why string) result {
+	r.back, r.holdUntil = msgs, until
+	l.w.m.deliveries.WithLabelValues(l.name, "held").Add(float64(len(msgs)))
+	l.w.m.retryDelay.WithLabelValues(l.name, why).Observe(max(until.Sub(l.w.now()), 0).Seconds())
+	return r
+}
+
+// abandon hands msgs back to JetStream for redelivery at once: the worker is
+// shutting down.
+func (l *lane) abandon(r result, msgs []pending) result {
+	for _, p := range msgs {
+		_ = p.msg.Nak()
+	}
+	l.w.m.deliveries.WithLabelValues(l.name, "abandoned").Add(float64(len(msgs)))
+	return r
+}
+
+// ack settles p as done with outcome (applied, superseded).
+func (l *lane) ack(ctx context.Context, p pending, outcome string, log *slog.Logger) {
+	if err := p.msg.Ack(); err != nil {
+		log.Warn("ack failed; the event will be redelivered and re-applied", "err", err, "seq", p.seq)
+	}
+	l.w.m.deliveries.WithLabelValues(l.name, outcome).Inc()
+	if p.md.NumDelivered > 1 {
+		l.w.attempts.forget(ctx, p.seq)
+	}
+}
+
+// retry hands p back to JetStream with a backoff delay after a transient
+// failure, or dead-letters it once its attempts or age are used up.
+// Attempts are provider calls counted in NATS, so every replica and every
+// restart sees the same count; a hold during a pause is not an attempt.
+func (l *lane) retry(ctx context.Context, p pending, ev *events.Event, cause error, log *slog.Logger) {
+	now := l.w.now()
+	n, first, err := l.w.attempts.add(ctx, p.seq, now)
+	if err != nil {
+		// The count is unavailable: JetStream's delivery count is an upper
+		// bound of the attempts, so the event is never retried forever.
+		n, first = int(p.md.NumDelivered), p.md.Timestamp
+		log.Warn("attempt count unavailable; using the delivery count", "err", err, "seq", p.seq)
+	}
+	age := now.Sub(p.md.Timestamp)
+	if n >= l.w.cfg.MaxAttempts || age >= l.w.cfg.MaxRetryAge {
+		log.Warn("retries exhausted; dead-lettering", "err", cause, "attempt", n, "age", age, "seq", p.seq)
+		l.deadLetter(ctx, p, ev, dlq.ReasonExhausted,
+			fmt.Errorf("gave up after %d attempts over %s: %w", n, age.Round(time.Millisecond), cause), n, first)
+		return
+	}
+	delay := l.w.backoff(n)
+	log.Info("transient failure; retrying", "err", cause, "attempt", n, "delay", delay, "seq", p.seq)
+	l.w.m.retryDelay.WithLabelValues(l.name, ClassTransient.String()).Observe(delay.Seconds())
+	if err := p.msg.NakWithDelay(delay); err != nil {
+		log.Warn("nak failed; the event will be redelivered after the ack wait", "err", err, "seq", p.seq)
+	}
+	l.w.m.deliveries.WithLabelValues(l.name, "retry").Inc()
+}

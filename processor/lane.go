@@ -1,0 +1,172 @@
+package processor
+
+import (
+	"context"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/patchbay/patchbay/events"
+	"github.com/patchbay/patchbay/processor/ratelimit"
+)
+
+// lane delivers one target's events: the target's durable consumer, a
+// fetcher that pulls only while the target is not paused, the per-contact
+// queues, and Concurrency delivery goroutines.
+type lane struct {
+	w        *Worker
+	target   events.Target
+	name     string // string(target), for labels and logs
+	provider Provider
+	budget   *ratelimit.Budget
+	cons     jetstream.Consumer
+}
+
+func newLane(w *Worker, t events.Target, tg Target) *lane {
+	l := &lane{w: w, target: t, name: string(t), provider: tg.Provider, budget: tg.Budget}
+	w.m.paused.WithLabelValues(l.name).Set(0)
+	return l
+}
+
+// result is what a job did with its messages. Every message of the job that
+// is not in back has been acknowledged, terminated or handed back to
+// JetStream.
+type result struct {
+	job       job
+	back      []pending // held: queued again in the worker, not settled
+	holdUntil time.Time // back's contact waits until then
+}
+
+// run is the lane's loop: it owns the queues, hands jobs to the delivery
+// goroutines, and on shutdown drains them (see Worker.Run).
+func (l *lane) run(ctx context.Context) {
+	w := l.w
+	f := newFetcher(l.cons, w.cfg.room(), 2*w.cfg.Concurrency, w.log.With("provider", l.name))
+	f.paused = l.pausedFor
+	fetchCtx, stopFetching := context.WithCancel(ctx)
+	defer stopFetching()
+	incoming := make(chan jetstream.Msg)
+	fetcherDone := make(chan struct{})
+	go func() {
+		defer close(fetcherDone)
+		defer close(incoming)
+		f.run(fetchCtx, incoming)
+	}()
+
+	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelWork()
+	jobs := make(chan job)
+	results := make(chan result, w.cfg.Concurrency)
+	var wg sync.WaitGroup
+	for range w.cfg.Concurrency {
+		wg.Go(func() {
+			for j := range jobs {
+				w.m.inflight.Inc()
+				r := l.deliver(workCtx, j)
+				w.m.inflight.Dec()
+				f.release(len(j.msgs) - len(r.back))
+				results <- r
+			}
+		})
+	}
+
+	q := newQueues(w.cfg.Coalesce)
+	tick := time.NewTicker(w.cfg.AckWait / 3)
+	defer tick.Stop()
+	wake := time.NewTimer(time.Hour)
+	defer wake.Stop()
+	stopping := false
+	done := ctx.Done()
+	var drainTimer <-chan time.Time
+	busy := 0
+	for {
+		if stopping && busy == 0 && incoming == nil {
+			break
+		}
+		now := w.now()
+		next := q.wake(now)
+		var send chan job
+		var j job
+		if !stopping {
+			if pause := l.pausedFor(now); pause > 0 {
+				next = now.Add(pause)
+			} else if cand, ok := q.peek(); ok {
+				send, j = jobs, cand
+			}
+		}
+		if !next.IsZero() {
+			wake.Reset(max(next.Sub(now), time.Millisecond))
+		}
+		select {
+		case m, ok := <-incoming:
+			if !ok {
+				incoming = nil
+				continue
+			}
+			if stopping {
+				_ = m.Nak()
+				f.release(1)
+				continue
+			}
+			md, err := m.Metadata()
+			if err != nil {
+				w.log.Error("message without JetStream metadata; leaving it for redelivery", "subject", m.Subject(), "err", err)
+				f.release(1)
+				continue
+			}
+			if q.add(pending{msg: m, md: md, seq: md.Sequence.Stream}, now) {
+				f.release(1)
+			}
+		case send <- j:
+			q.take()
+			busy++
+		case r := <-results:
+			busy--
+			q.finish(r.job.key, len(r.job.msgs)-len(r.back), r.back, r.holdUntil, w.now())
+		case <-wake.C:
+			l.showPaused()
+		case <-tick.C:
+			l.keepAlive(q)
+		case <-done:
+			stopping, done = true, nil
+			stopFetching()
+			drainTimer = time.After(w.cfg.DrainTimeout)
+		case <-drainTimer:
+			cancelWork() // in-flight calls see cancellation and leave their messages
+		}
+	}
+	close(jobs)
+	wg.Wait()
+	<-fetcherDone
+	for _, p := range q.clear() {
+		_ = p.msg.Nak()
+	}
+	w.m.paused.WithLabelValues(l.name).Set(0)
+}
+
+// pausedFor returns how long nothing may be sent to the target after now:
+// a pause (429, bad credentials until the next probe is due) or a shared
+// window used up, as every replica sees it.
+func (l *lane) pausedFor(now time.Time) time.Duration {
+	until, _ := l.budget.Blocked()
+	return max(until.Sub(now), 0)
+}
+
+// keepAlive tells JetStream that the messages waiting in the worker are
+// still being worked on, so they are not redelivered to another worker
+// while they wait for their contact's running job or for a pause to end.
+func (l *lane) keepAlive(q *queues) {
+	q.waiting(func(p pending) { _ = p.msg.InProgress() })
+	l.showPaused()
+}
+
+// showPaused sets the paused gauge from the target's state: 1 while paused,
+// back to 0 when the pause ends.
+func (l *lane) showPaused() {
+	paused := 0.0
+	if l.pausedFor(l.w.now()) > 0 {
+		paused = 1
+	}
+	l.w.m.paused.WithLabelValues(l.name).Set(paused)
+}

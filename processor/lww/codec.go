@@ -1,0 +1,157 @@
+package lww
+
+import (
+	"encoding/binary"
+	"fmt"
+	"sort"
+	"time"
+)
+
+// codecVersion is the first byte of a stored value.
+const codecVersion = 1
+
+// encodeFields encodes field clocks compactly. The fields of one event share
+// its clock, so the clocks are stored once in a table and each field refers
+// to one by index:
+//
+//	version byte
+//	uvarint nclocks, then per clock: varint unix seconds, uvarint nanoseconds,
+//	        uvarint len(id), id
+//	uvarint nfields, then per field (sorted by name): uvarint len(name),
+//	        name, uvarint clock index
+func encodeFields(fields map[string]Clock) []byte {
+	names := make([]string, 0, len(fields))
+	for n := range fields {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	type key struct {
+		sec  int64
+		nsec int64
+		id   string
+	}
+	index := map[key]uint64{}
+	var clocks []key
+	refs := make([]uint64, len(names))
+	size := 1 + 2*binary.MaxVarintLen64
+	for i, n := range names {
+		c := fields[n]
+		k := key{c.At.Unix(), int64(c.At.Nanosecond()), c.ID}
+		ix, ok := index[k]
+		if !ok {
+			ix = uint64(len(clocks))
+			index[k] = ix
+			clocks = append(clocks, k)
+			size += 3*binary.MaxVarintLen64 + len(k.id)
+		}
+		refs[i] = ix
+		size += 2*binary.MaxVarintLen64 + len(n)
+	}
+	b := make([]byte, 0, size)
+	b = append(b, codecVersion)
+	b = binary.AppendUvarint(b, uint64(len(clocks)))
+	for _, k := range clocks {
+		b = binary.AppendVarint(b, k.sec)
+		b = binary.AppendUvarint(b, uint64(k.nsec))
+		b = binary.AppendUvarint(b, uint64(len(k.id)))
+		b = append(b, k.id...)
+	}
+	b = binary.AppendUvarint(b, uint64(len(names)))
+	for i, n := range names {
+		b = binary.AppendUvarint(b, uint64(len(n)))
+		b = append(b, n...)
+		b = binary.AppendUvarint(b, refs[i])
+	}
+	return b
+}
+
+// decodeFields decodes what encodeFields wrote; it fails, wrapping
+// ErrCorrupt, on anything else.
+func decodeFields(b []byte) (map[string]Clock, error) {
+	d := decoder{b: b}
+	if v := d.byte(); v != codecVersion {
+		return nil, fmt.Errorf("%w: version %d", ErrCorrupt, v)
+	}
+	nclocks := d.uvarint()
+	if nclocks > uint64(len(b)) {
+		return nil, fmt.Errorf("%w: %d clocks in %d bytes", ErrCorrupt, nclocks, len(b))
+	}
+	clocks := make([]Clock, 0, nclocks)
+	for range nclocks {
+		sec := d.varint()
+		nsec := d.uvarint()
+		id := d.str()
+		if nsec >= uint64(time.Second) {
+			d.fail()
+		}
+		clocks = append(clocks, Clock{At: time.Unix(sec, int64(nsec)).UTC(), ID: id})
+	}
+	nfields := d.uvarint()
+	if nfields > uint64(len(b)) {
+		return nil, fmt.Errorf("%w: %d fields in %d bytes", ErrCorrupt, nfields, len(b))
+	}
+	fields := make(map[string]Clock, nfields)
+	for range nfields {
+		name := d.str()
+		ix := d.uvarint()
+		if ix >= uint64(len(clocks)) {
+			d.fail()
+			break
+		}
+		fields[name] = clocks[ix]
+	}
+	if d.bad || len(d.b) != 0 {
+		return nil, fmt.Errorf("%w: malformed value of %d bytes", ErrCorrupt, len(b))
+	}
+	return fields, nil
+}
+
+// decoder reads varints and strings; after a failure every read returns a
+// zero value and bad is set.
+type decoder struct {
+	b   []byte
+	bad bool
+}
+
+func (d *decoder) fail() { d.bad, d.b = true, nil }
+
+func (d *decoder) byte() byte {
+	if len(d.b) == 0 {
+		d.fail()
+		return 0
+	}
+	c := d.b[0]
+	d.b = d.b[1:]
+	return c
+}
+
+func (d *decoder) uvarint() uint64 {
+	v, n := binary.Uvarint(d.b)
+	if n <= 0 {
+		d.fail()
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) varint() int64 {
+	v, n := binary.Varint(d.b)
+	if n <= 0 {
+		d.fail()
+		return 0
+	}
+	d.b = d.b[n:]
+	return v
+}
+
+func (d *decoder) str() string {
+	n := d.uvarint()
+	if n > uint64(len(d.b)) {
+		d.fail()
+		return ""
+	}
+	s := string(d.b[:n])
+	d.b = d.b[n:]
+	return s
+}

@@ -1,0 +1,51 @@
+package lww
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/patchbay/patchbay/events"
+)
+
+// Filter drops from patch every field whose clock in st is at least as new
+// as its clock in clocks: a newer value was applied, or this very change was
+// (an equal clock is the same event). kept is the patch with the remaining
+// fields and keptClocks their clocks; dropped lists the dropped field names,
+// sorted, each once.
+//
+// When nothing is dropped, Filter returns patch and clocks themselves (the
+// same bytes and map) and a nil dropped, so the common path costs one parse.
+// When every field is dropped, kept and keptClocks are nil: the event is
+// superseded and must not be sent. Filter fails, wrapping ErrInvalid, when
+// patch is not valid for target (see Fields) or a field of patch has no
+// clock in clocks.
+func Filter(target events.Target, patch json.RawMessage, clocks map[string]Clock, st State) (kept json.RawMessage, keptClocks map[string]Clock, dropped []string, err error) {
+	us, err := units(target, patch)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	keep := us[:0:0]
+	for _, u := range us {
+		c, ok := clocks[u.name]
+		if !ok {
+			return nil, nil, nil, fmt.Errorf("%w: field %q has no clock", ErrInvalid, u.name)
+		}
+		if stored, ok := st.Fields[u.name]; ok && !c.After(stored) {
+			dropped = append(dropped, u.name)
+			continue
+		}
+		keep = append(keep, u)
+	}
+	if len(dropped) == 0 {
+		return patch, clocks, nil, nil
+	}
+	dropped = sortedUnique(dropped)
+	if len(keep) == 0 {
+		return nil, nil, dropped, nil
+	}
+	keptClocks = make(map[string]Clock, len(keep))
+	for _, u := range keep {
+		keptClocks[u.name] = clocks[u.name]
+	}
+	return build(keep), keptClocks, dropped, nil
+}

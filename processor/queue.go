@@ -1,0 +1,186 @@
+package processor
+
+import (
+	"slices"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// pending is one message the worker holds: fetched, not yet settled.
+type pending struct {
+	msg jetstream.Msg
+	md  *jetstream.MsgMetadata
+	seq uint64 // stream sequence
+}
+
+// job is what one delivery works on: one contact's messages, in stream
+// order, sent as one PATCH when there are several (coalescing).
+type job struct {
+	key   string // the contact: the message subject
+	msgs  []pending
+	probe bool // the one job that tests the target's credentials after a rejection
+}
+
+// contactQueue is one contact's messages waiting in the worker, in stream
+// order.
+type contactQueue struct {
+	key       string
+	msgs      []pending
+	running   bool      // a job of this contact is being delivered
+	ready     bool      // in queues.ready
+	notBefore time.Time // held back until then (lease held elsewhere, hold after a pause)
+}
+
+// queues is the worker's per-contact bookkeeping for one target. It hands
+// out jobs so that at most one job per contact runs at a time, and a job
+// takes up to coalesce of the contact's queued messages at once. It holds
+// only fetched messages, so its size is bounded by the fetcher's room
+// (MaxAckPending of the target's consumer): it never grows with the backlog
+// in the stream, however long a target is paused.
+//
+// queues is not safe for concurrent use: one lane's loop owns it.
+type queues struct {
+	coalesce int
+	byKey    map[string]*contactQueue
+	ready    []*contactQueue // contacts with a job to hand out, oldest first
+	held     int             // messages held, running or queued
+}
+
+func newQueues(coalesce int) *queues {
+	return &queues{coalesce: max(coalesce, 1), byKey: map[string]*contactQueue{}}
+}
+
+// add queues p behind its contact's other messages, in stream order. If the
+// worker already held the same stream message (a redelivery that overtook a
+// slow keep-alive), the newer delivery replaces it and add returns true: the
+// caller has one message fewer to account for.
+func (q *queues) add(p pending, now time.Time) (replaced bool) {
+	key := p.msg.Subject()
+	c := q.byKey[key]
+	if c == nil {
+		c = &contactQueue{key: key}
+		q.byKey[key] = c
+	}
+	i, found := slices.BinarySearchFunc(c.msgs, p.seq, func(e pending, seq uint64) int {
+		switch {
+		case e.seq < seq:
+			return -1
+		case e.seq > seq:
+			return 1
+		}
+		return 0
+	})
+	if found {
+		c.msgs[i] = p
+		return true
+	}
+	c.msgs = slices.Insert(c.msgs, i, p)
+	q.held++
+	q.promote(c, now)
+	return false
+}
+
+// promote puts c on the ready list if it has a job to hand out now.
+func (q *queues) promote(c *contactQueue, now time.Time) {
+	if c.running || c.ready || len(c.msgs) == 0 || now.Before(c.notBefore) {
+		return
+	}
+	c.ready = true
+	q.ready = append(q.ready, c)
+}
+
+// peek returns the next job without taking it.
+func (q *queues) peek() (job, bool) {
+	if len(q.ready) == 0 {
+		return job{}, false
+	}
+	c := q.ready[0]
+	n := min(len(c.msgs), q.coalesce)
+	return job{key: c.key, msgs: c.msgs[:n:n]}, true
+}
+
+// take marks the job peek returned as running.
+func (q *queues) take() job {
+	j, _ := q.peek()
+	c := q.ready[0]
+	q.ready = q.ready[1:]
+	c.ready, c.running = false, true
+	c.msgs = slices.Clone(c.msgs[len(j.msgs):])
+	return j
+}
+
+// finish ends the running job of key. back are the job's messages that were
+// not settled (held for a later try, in any order); they are queued again,
+// and the contact's next job is not handed out before notBefore.
+func (q *queues) finish(key string, settled int, back []pending, notBefore, now time.Time) {
+	q.held -= settled
+	c := q.byKey[key]
+	if c == nil { // cannot happen: a running contact stays in byKey
+		return
+	}
+	c.running = false
+	if len(back) > 0 {
+		c.msgs = append(slices.Clone(back), c.msgs...)
+		slices.SortFunc(c.msgs, func(a, b pending) int {
+			switch {
+			case a.seq < b.seq:
+				return -1
+			case a.seq > b.seq:
+				return 1
+			}
+			return 0
+		})
+		if notBefore.After(c.notBefore) {
+			c.notBefore = notBefore
+		}
+	}
+	if len(c.msgs) == 0 {
+		delete(q.byKey, key)
+		return
+	}
+	q.promote(c, now)
+}
+
+// wake promotes every contact whose hold has ended and returns the earliest
+// hold still running (zero if none).
+func (q *queues) wake(now time.Time) time.Time {
+	var next time.Time
+	for _, c := range q.byKey {
+		if c.running || c.ready || len(c.msgs) == 0 {
+			continue
+		}
+		if now.Before(c.notBefore) {
+			if next.IsZero() || c.notBefore.Before(next) {
+				next = c.notBefore
+			}
+			continue
+		}
+		q.promote(c, now)
+	}
+	return next
+}
+
+// waiting calls fn for every queued message that is not part of a running job.
+func (q *queues) waiting(fn func(pending)) {
+	for _, c := range q.byKey {
+		for _, p := range c.msgs {
+			fn(p)
+		}
+	}
+}
+
+// clear forgets every queued message (not the running ones) and returns them.
+func (q *queues) clear() []pending {
+	var out []pending
+	for k, c := range q.byKey {
+		out = append(out, c.msgs...)
+		q.held -= len(c.msgs)
+		c.msgs = nil
+		if !c.running {
+			delete(q.byKey, k)
+		}
+	}
+	q.ready = nil
+	return out
+}

@@ -1,0 +1,155 @@
+package processor
+
+import (
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// fakeMsg is a jetstream.Msg that only knows its subject and sequence: the
+// queues never settle messages, so nothing else is called.
+type fakeMsg struct {
+	jetstream.Msg
+	subject string
+	seq     uint64
+}
+
+func (m fakeMsg) Subject() string                           { return m.subject }
+func (m fakeMsg) Headers() nats.Header                      { return nil }
+func (m fakeMsg) Data() []byte                              { return nil }
+func (m fakeMsg) String() string                            { return fmt.Sprintf("%s#%d", m.subject, m.seq) }
+func (m fakeMsg) Metadata() (*jetstream.MsgMetadata, error) { return m.md(), nil }
+func (m fakeMsg) md() *jetstream.MsgMetadata {
+	return &jetstream.MsgMetadata{Sequence: jetstream.SequencePair{Stream: m.seq}, NumDelivered: 1}
+}
+
+func pend(subject string, seq uint64) pending {
+	m := fakeMsg{subject: subject, seq: seq}
+	return pending{msg: m, md: m.md(), seq: seq}
+}
+
+func seqs(j job) []uint64 {
+	var out []uint64
+	for _, p := range j.msgs {
+		out = append(out, p.seq)
+	}
+	return out
+}
+
+func TestQueuesOneJobPerContactInStreamOrder(t *testing.T) {
+	now := time.Unix(1000, 0)
+	q := newQueues(3)
+	// Deliveries arrive out of stream order (redeliveries, two fetches).
+	for _, s := range []uint64{5, 2, 9, 7, 1} {
+		q.add(pend("c.a", s), now)
+	}
+	q.add(pend("c.b", 3), now)
+
+	j, ok := q.peek()
+	if !ok || j.key != "c.a" || !slices.Equal(seqs(j), []uint64{1, 2, 5}) {
+		t.Fatalf("first job %v %v, want c.a [1 2 5] (stream order, at most coalesce)", j.key, seqs(j))
+	}
+	q.take()
+	j2 := q.take()
+	if j2.key != "c.b" {
+		t.Fatalf("second job for %s, want c.b", j2.key)
+	}
+	if _, ok := q.peek(); ok {
+		t.Fatal("a second job of c.a was handed out while its first runs")
+	}
+	// A message of a running contact waits behind it.
+	q.add(pend("c.a", 4), now)
+	if _, ok := q.peek(); ok {
+		t.Fatal("c.a handed out while running")
+	}
+	q.finish("c.a", 3, nil, time.Time{}, now)
+	j3 := q.take()
+	if j3.key != "c.a" || !slices.Equal(seqs(j3), []uint64{4, 7, 9}) {
+		t.Fatalf("after finish: %s %v, want c.a [4 7 9]", j3.key, seqs(j3))
+	}
+	if q.held != 4 { // c.b's 3, and c.a's 4, 7, 9 running
+		t.Fatalf("held = %d, want 4", q.held)
+	}
+}
+
+func TestQueuesHoldBackAndWake(t *testing.T) {
+	now := time.Unix(1000, 0)
+	q := newQueues(10)
+	q.add(pend("c.a", 1), now)
+	q.add(pend("c.a", 2), now)
+	j := q.take()
+	q.add(pend("c.a", 3), now)
+	// The job is held (pause): its messages go back in front, in order.
+	until := now.Add(time.Second)
+	q.finish(j.key, 0, j.msgs, until, now)
+	if _, ok := q.peek(); ok {
+		t.Fatal("held contact handed out before its hold ends")
+	}
+	if next := q.wake(now.Add(500 * time.Millisecond)); !next.Equal(until) {
+		t.Fatalf("wake returned %v, want %v", next, until)
+	}
+	if next := q.wake(until); !next.IsZero() {
+		t.Fatalf("wake after the hold returned %v, want zero", next)
+	}
+	j, ok := q.peek()
+	if !ok || !slices.Equal(seqs(j), []uint64{1, 2, 3}) {
+		t.Fatalf("after the hold: %v, want [1 2 3]", seqs(j))
+	}
+	if q.held != 3 {
+		t.Fatalf("held = %d, want 3", q.held)
+	}
+}
+
+func TestQueuesRedeliveryReplacesHeldCopy(t *testing.T) {
+	now := time.Unix(1000, 0)
+	q := newQueues(10)
+	if q.add(pend("c.a", 1), now) {
+		t.Fatal("first add reported a replacement")
+	}
+	if !q.add(pend("c.a", 1), now) {
+		t.Fatal("a second delivery of seq 1 was queued twice")
+	}
+	if q.held != 1 {
+		t.Fatalf("held = %d, want 1", q.held)
+	}
+}
+
+func TestQueuesSettledContactIsForgotten(t *testing.T) {
+	now := time.Unix(1000, 0)
+	q := newQueues(10)
+	for s := range uint64(100) {
+		q.add(pend(fmt.Sprintf("c.%d", s), s), now)
+	}
+	for range 100 {
+		j := q.take()
+		q.finish(j.key, len(j.msgs), nil, time.Time{}, now)
+	}
+	if len(q.byKey) != 0 || q.held != 0 || len(q.ready) != 0 {
+		t.Fatalf("bookkeeping left after every message settled: %d contacts, %d held, %d ready", len(q.byKey), q.held, len(q.ready))
+	}
+}
+
+func TestQueuesClearReturnsOnlyWaiting(t *testing.T) {
+	now := time.Unix(1000, 0)
+	q := newQueues(1)
+	q.add(pend("c.a", 1), now)
+	q.add(pend("c.a", 2), now)
+	q.add(pend("c.b", 3), now)
+	q.take() // c.a #1 runs
+	got := q.clear()
+	var s []uint64
+	for _, p := range got {
+		s = append(s, p.seq)
+	}
+	slices.Sort(s)
+	if !slices.Equal(s, []uint64{2, 3}) {
+		t.Fatalf("clear returned %v, want the waiting [2 3]", s)
+	}
+	if q.held != 1 {
+		t.Fatalf("held = %d, want the running 1", q.held)
+	}
+}

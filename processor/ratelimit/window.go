@@ -1,0 +1,197 @@
+package ratelimit
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strconv"
+	"time"
+)
+
+// window is a shared rate-limit window, in unix milliseconds. ID (its
+// start) names its counter. Slots are granted from Start until Close
+// (Start+Window-ResetMargin: a request granted before Close reaches the
+// provider inside the provider's window, which began no earlier than
+// Start). The next window starts at End, which is the provider's reset plus
+// ResetMargin once a response has told it (Start+Window+ResetMargin
+// before). End only ever moves later (see Observe), so a window's counter
+// keeps every request granted in it.
+type window struct {
+	ID    int64 `json:"id"`
+	Start int64 `json:"start"`
+	Close int64 `json:"close"`
+	End   int64 `json:"end"`
+	Limit int   `json:"limit"`
+}
+
+// runs reports whether w is the window in force at now.
+func (w window) runs(now time.Time) bool {
+	ms := now.UnixMilli()
+	return w.Start != 0 && w.Start <= ms && ms < w.End
+}
+
+// Observation is what a provider response says about the rate limit.
+type Observation struct {
+	Limit     int       // X-RateLimit-Limit; 0: not sent
+	Remaining int       // X-RateLimit-Remaining; -1: not sent
+	Reset     time.Time // X-RateLimit-Reset; zero: not sent
+}
+
+// ParseHeaders reads X-RateLimit-Limit, X-RateLimit-Remaining and
+// X-RateLimit-Reset (unix seconds) as Skipcall sends them. ok is false when
+// none is present or readable.
+func ParseHeaders(h http.Header) (o Observation, ok bool) {
+	o.Remaining = -1
+	if v, err := strconv.Atoi(h.Get("X-RateLimit-Limit")); err == nil && v > 0 {
+		o.Limit, ok = v, true
+	}
+	if v, err := strconv.Atoi(h.Get("X-RateLimit-Remaining")); err == nil && v >= 0 {
+		o.Remaining, ok = v, true
+	}
+	if v, err := strconv.ParseInt(h.Get("X-RateLimit-Reset"), 10, 64); err == nil && v > 0 {
+		o.Reset, ok = time.Unix(v, 0), true
+	}
+	return o, ok
+}
+
+// Observe follows the provider's view of the window from one response; call
+// it for every response that carries rate-limit headers. It
+//
+//   - adopts the provider's Limit;
+//   - aligns the shared window to the provider's: if the provider's window
+//     ends later than ours, ours is extended to Reset+ResetMargin, keeping
+//     its count (requests we counted in ours may fall in the provider's);
+//     a window is never shortened, and a Reset already past is ignored (a
+//     late answer from the previous window);
+//   - counts requests the provider saw and we did not (another client of
+//     the same key): if Limit-Remaining is above the shared count, the
+//     difference is added;
+//   - pauses the target for every replica until Reset when Remaining is 0.
+//
+// A response in the same provider window as the last one costs no round
+// trip unless it shows uncounted requests. Errors are NATS failures.
+func (b *Budget) Observe(ctx context.Context, o Observation) error {
+	if o.Reset.IsZero() {
+		return nil
+	}
+	now := b.now()
+	end := o.Reset.Add(b.cfg.ResetMargin).UnixMilli()
+	if end <= now.UnixMilli() {
+		return nil
+	}
+	cur, err := b.align(ctx, now, end, o.Limit)
+	if err != nil {
+		return err
+	}
+	if o.Limit > 0 && o.Remaining >= 0 {
+		if err := b.countProvider(ctx, cur, int64(o.Limit-o.Remaining)); err != nil {
+			return err
+		}
+	}
+	if o.Remaining == 0 {
+		return b.Pause(ctx, o.Reset, reasonExhausted)
+	}
+	return nil
+}
+
+// align extends the window running at now to end (and sets its limit) in
+// the shared record, by compare-and-set, and returns it. With no window
+// running it does nothing (the next TryTake starts one).
+func (b *Budget) align(ctx context.Context, now time.Time, end int64, limit int) (window, error) {
+	for try := 0; ; try++ {
+		b.mu.Lock()
+		cur, rev := b.state.window, b.state.windowRev
+		b.mu.Unlock()
+		if !cur.runs(now) {
+			return cur, nil
+		}
+		next := cur
+		next.End = max(cur.End, end)
+		if limit > 0 {
+			next.Limit = limit
+		}
+		if next == cur {
+			return cur, nil
+		}
+		data, _ := json.Marshal(next)
+		newRev, err := b.st.put(ctx, b.key(keyWindow), data, rev)
+		switch {
+		case err == nil:
+			b.apply(keyWindow, newRev, data)
+			if next.End != cur.End {
+				b.log.Debug("rate-limit window aligned to the provider's reset", "window", next.ID, "end", time.UnixMilli(next.End), "limit", next.Limit)
+			}
+			return next, nil
+		case !isConflict(err) || try >= maxCAS:
+			return cur, fmt.Errorf("ratelimit: align window: %w", err)
+		}
+		if err := b.refresh(ctx, keyWindow); err != nil {
+			return cur, err
+		}
+	}
+}
+
+// open returns the window running at now, starting the next one (by
+// compare-and-set, so one replica starts it and the others adopt it) when
+// the last has ended. The new window keeps the provider's last limit.
+func (b *Budget) open(ctx context.Context, now time.Time) (window, error) {
+	// One goroutine per replica starts the window; the others wait for it
+	// and adopt its result rather than race it through the bucket.
+	b.openMu.Lock()
+	defer b.openMu.Unlock()
+	for try := 0; ; try++ {
+		b.mu.Lock()
+		cur, rev := b.state.window, b.state.windowRev
+		b.mu.Unlock()
+		if cur.runs(now) {
+			return cur, nil
+		}
+		if now.UnixMilli() < cur.Start { // another replica's clock is ahead of ours
+			return cur, exhausted(cur)
+		}
+		ms := now.UnixMilli()
+		next := window{ID: ms, Start: ms, Close: ms + (b.cfg.Window - b.cfg.ResetMargin).Milliseconds(),
+			End: ms + (b.cfg.Window + b.cfg.ResetMargin).Milliseconds(), Limit: cur.Limit}
+		if next.Limit == 0 {
+			next.Limit = b.cfg.Limit
+		}
+		data, _ := json.Marshal(next)
+		newRev, err := b.st.put(ctx, b.key(keyWindow), data, rev)
+		switch {
+		case err == nil:
+			b.apply(keyWindow, newRev, data)
+			return next, nil
+		case !isConflict(err) || try >= maxCAS:
+			return cur, fmt.Errorf("ratelimit: start window: %w", err)
+		}
+		if err := b.refresh(ctx, keyWindow); err != nil {
+			return cur, err
+		}
+	}
+}
+
+// countProvider makes the counter of cur at least used (the provider's count).
+func (b *Budget) countProvider(ctx context.Context, cur window, used int64) error {
+	b.mu.Lock()
+	seen := int64(0)
+	if b.seen.ID == cur.ID {
+		seen = b.seenN
+	}
+	b.mu.Unlock()
+	if used <= seen {
+		return nil
+	}
+	n, err := b.st.count(ctx, cur.ID)
+	if err == nil && used > n {
+		b.log.Debug("provider counted requests we did not; counting them", "window", cur.ID, "provider_used", used, "counted", n)
+		n, err = b.st.incr(ctx, cur.ID, int(used-n))
+	}
+	if err != nil {
+		return err
+	}
+	b.mu.Lock()
+	b.noteCountLocked(cur, n)
+	b.mu.Unlock()
+	return nil
+}
