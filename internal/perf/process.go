@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -64,11 +65,6 @@ type ProcessReport struct {
 	// (nats-server, target, load generator), by name.
 	HelperRSS map[string]int64
 }
-
-const (
-	patchbayConsumer = "patchbay-worker"
-	peerConsumer     = "wm-worker"
-)
 
 type procBench struct {
 	cfg                   ProcessConfig
@@ -258,14 +254,40 @@ func stop(p *proc.Process) int64 {
 	return peak
 }
 
-// reset starts every run from empty streams, as created at service start.
+// reset starts every run from an empty server: every stream, key-value
+// buckets included (the worker's per-contact state would otherwise let a
+// later run skip PATCHes as superseded), is deleted, and the two streams
+// are created as at service start.
 func (b *procBench) reset(ctx context.Context) error {
-	for _, name := range []string{b.scfg.EventsStream, b.scfg.DLQStream} {
+	names := b.js.StreamNames(ctx)
+	var all []string
+	for n := range names.Name() {
+		all = append(all, n)
+	}
+	if err := names.Err(); err != nil {
+		return err
+	}
+	for _, name := range all {
 		if err := b.js.DeleteStream(ctx, name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
 			return err
 		}
 	}
 	return stream.Ensure(ctx, b.js, b.scfg)
+}
+
+// patched is how many PATCHes the target has answered.
+func (b *procBench) patched(ctx context.Context) (int, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, b.targetURL+"/count", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(body)))
 }
 
 // stored is how many messages the events stream holds, and its last sequence.
@@ -394,15 +416,18 @@ func (b *procBench) workerRun(ctx context.Context, kind string, concurrency int)
 	if err := prefill(ctx, b.js, b.cfg.Events); err != nil {
 		return Sample{}, err
 	}
-	msgs, last, err := b.stored(ctx)
+	msgs, _, err := b.stored(ctx)
 	if err != nil {
 		return Sample{}, err
 	}
 	if msgs != uint64(b.cfg.Events) {
 		return Sample{}, fmt.Errorf("perf: queued %d events, the stream holds %d", b.cfg.Events, msgs)
 	}
+	before, err := b.patched(ctx)
+	if err != nil {
+		return Sample{}, err
+	}
 	var p *proc.Process
-	var consumer string
 	switch kind {
 	case "patchbay":
 		env := map[string]string{
@@ -415,14 +440,11 @@ func (b *procBench) workerRun(ctx context.Context, kind string, concurrency int)
 			env["PATCHBAY_WORKER_CONCURRENCY"] = strconv.Itoa(concurrency)
 		}
 		p, err = proc.Start(b.bin, "patchbay worker", []string{"worker"}, env)
-		consumer = patchbayConsumer
 	case "bare":
 		p, err = b.role("consumer", "-nats", b.srv.URL, "-url", b.targetURL, "-concurrency", strconv.Itoa(defaultConcurrency))
-		consumer = bareConsumerName
 	case "watermill":
 		p, err = proc.Start(b.peerBin, "Watermill worker", []string{"worker", "-nats", b.srv.URL, "-target", b.targetURL,
 			"-subscribers", strconv.Itoa(defaultConcurrency), "-skipcall-key", skKey}, nil)
-		consumer = peerConsumer
 	}
 	if err != nil {
 		return Sample{}, err
@@ -433,11 +455,18 @@ func (b *procBench) workerRun(ctx context.Context, kind string, concurrency int)
 		label += " c=" + strconv.Itoa(concurrency)
 	}
 	fmt.Fprintf(b.log, "  worker %s: %d queued events\n", label, b.cfg.Events)
-	s, err := b.observe(ctx, p, consumer, last)
+	s, err := b.observe(ctx, p)
 	if err != nil {
 		return Sample{}, err
 	}
 	s.RSS = stop(p)
+	after, err := b.patched(ctx)
+	if err != nil {
+		return Sample{}, err
+	}
+	if n := after - before; !s.Partial && n < b.cfg.Events {
+		return Sample{}, fmt.Errorf("perf: %s acknowledged %d events but the target answered only %d PATCHes", label, b.cfg.Events, n)
+	}
 	if s.Partial {
 		fmt.Fprintf(b.log, "  worker %s: queue not drained in %s (%.0f events/s, longest stall %s); its output:\n%s\n", label, b.cfg.Timeout, s.Rate, s.Stall, tail(p.Output()))
 	}
@@ -449,16 +478,17 @@ func (b *procBench) workerRun(ctx context.Context, kind string, concurrency int)
 // PATCHes in flight.
 const defaultConcurrency = 32
 
-// observe polls the consumer's state every 100 ms from p's start until its
-// ack floor reaches last (or the timeout), and reports the rate and the
-// longest span in which the ack floor did not move while events were
-// pending.
-func (b *procBench) observe(ctx context.Context, p *proc.Process, name string, last uint64) (Sample, error) {
+// observe polls the events stream and its consumers every 100 ms from p's
+// start until the stream is empty (a work-queue stream drops each event
+// when it is acknowledged) or the timeout, and reports the rate and the
+// longest stall: the longest span in which no consumer's ack floor moved
+// while events were stored. It looks at every consumer of the stream, so it
+// needs no consumer names (the worker keeps one per target).
+func (b *procBench) observe(ctx context.Context, p *proc.Process) (Sample, error) {
 	start := time.Now()
-	var floor uint64
+	floors := map[string]uint64{}
 	lastMove := start
 	var stall time.Duration
-	var cons consumerInfo
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
 	for {
@@ -470,50 +500,41 @@ func (b *procBench) observe(ctx context.Context, p *proc.Process, name string, l
 		if p.Exited() {
 			return Sample{}, fmt.Errorf("perf: %s exited\n%s", p.Name, tail(p.Output()))
 		}
-		if cons == nil {
-			cons = b.consumer(ctx, name)
+		if b.floorsMoved(ctx, floors) {
+			lastMove = time.Now()
 		}
-		if cons != nil {
-			if info, err := cons.Info(ctx); err == nil && info.AckFloor.Stream != floor {
-				floor, lastMove = info.AckFloor.Stream, time.Now()
-			}
+		msgs, _, err := b.stored(ctx)
+		if err != nil {
+			return Sample{}, err
 		}
 		now := time.Now()
-		stall = max(stall, now.Sub(lastMove))
 		elapsed := now.Sub(start)
-		if floor >= last {
-			return Sample{Rate: float64(b.cfg.Events) / elapsed.Seconds(), Stall: stall}, nil
+		if msgs == 0 {
+			return Sample{Rate: float64(b.cfg.Events) / elapsed.Seconds(), Stall: max(stall, now.Sub(lastMove))}, nil
 		}
+		stall = max(stall, now.Sub(lastMove))
 		if elapsed > b.cfg.Timeout {
-			done := int64(b.cfg.Events) - int64(last-floor)
+			done := b.cfg.Events - int(msgs)
 			return Sample{Rate: float64(max(done, 0)) / elapsed.Seconds(), Stall: stall, Partial: true}, nil
 		}
 	}
 }
 
-// consumerInfo is what pull and push consumers share: the Watermill peer's
-// is a push consumer.
-type consumerInfo interface {
-	Info(context.Context) (*jetstream.ConsumerInfo, error)
-}
-
-// consumer returns the events stream's consumer name, pull or push, or nil
-// while it does not exist.
-func (b *procBench) consumer(ctx context.Context, name string) consumerInfo {
+// floorsMoved reads the ack floor of every consumer of the events stream
+// into floors and reports whether any moved.
+func (b *procBench) floorsMoved(ctx context.Context, floors map[string]uint64) bool {
 	s, err := b.js.Stream(ctx, b.scfg.EventsStream)
 	if err != nil {
-		return nil
+		return false
 	}
-	c, err := s.Consumer(ctx, name)
-	if err == nil {
-		return c
-	}
-	if errors.Is(err, jetstream.ErrNotPullConsumer) {
-		if pc, err := s.PushConsumer(ctx, name); err == nil {
-			return pc
+	moved := false
+	for c := range s.ListConsumers(ctx).Info() {
+		if f, ok := floors[c.Name]; !ok || f != c.AckFloor.Stream {
+			moved = moved || c.AckFloor.Stream > 0
+			floors[c.Name] = c.AckFloor.Stream
 		}
 	}
-	return nil
+	return moved
 }
 
 // waitTCP waits until addr accepts connections, p exits, or ctx ends.
