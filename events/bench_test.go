@@ -82,3 +82,36 @@ func BenchmarkMarshal(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkIngestPath is what ingest does to a request body before
+// publishing: DecodeRequest, then Marshal of every event.
+func BenchmarkIngestPath(b *testing.B) {
+	items := make([]string, 100)
+	for i := range items {
+		items[i] = benchEvent(i)
+	}
+	cases := []struct {
+		name string
+		body []byte
+	}{
+		{"single", []byte(benchEvent(0))},
+		{"batch100", []byte("[" + strings.Join(items, ",") + "]")},
+	}
+	for _, bc := range cases {
+		b.Run(bc.name, func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetBytes(int64(len(bc.body)))
+			for b.Loop() {
+				evs, _, err := events.DecodeRequest(bc.body, "", events.Limits{})
+				if err != nil {
+					b.Fatal(err)
+				}
+				for i := range evs {
+					if _, err := evs[i].Marshal(); err != nil {
+						b.Fatal(err)
+					}
+				}
+			}
+		})
+	}
+}

@@ -49,26 +49,28 @@ func (l Limits) maxBatch() int {
 // lim.MaxBatch events are problems with Index 0 and Field "".
 func DecodeRequest(body []byte, headerID string, lim Limits) ([]Event, bool, error) {
 	b := trimSpace(body)
-	if err := checkJSON(b); err != nil {
+	compacted, err := checkJSON(b)
+	if err != nil {
 		return nil, false, err
 	}
 	switch b[0] {
 	case '{':
 		c := collector{}
-		e := decodeEvent(&c, b, headerID, true)
+		e := decodeEvent(&c, b, headerID, true, compacted)
 		if c.errs != nil {
 			return nil, false, newValidationError(c.errs)
 		}
 		return []Event{e}, false, nil
 	case '[':
-		evs, err := decodeBatch(b, lim.maxBatch())
+		evs, err := decodeBatch(b, lim.maxBatch(), compacted)
 		return evs, true, err
 	}
 	return nil, false, fmt.Errorf("%w: body must be an object or an array of objects, not %s", ErrMalformed, kindOf(b))
 }
 
-// decodeBatch decodes and validates the events of arr, a valid JSON array.
-func decodeBatch(arr []byte, maxBatch int) ([]Event, error) {
+// decodeBatch decodes and validates the events of arr, a valid JSON array;
+// compacted says arr holds no insignificant white space.
+func decodeBatch(arr []byte, maxBatch int, compacted bool) ([]Event, error) {
 	n := 0
 	for it := newElements(arr); ; n++ {
 		el, ok := it.next()
@@ -94,7 +96,7 @@ func decodeBatch(arr []byte, maxBatch int) ([]Event, error) {
 		el, _ := it.next()
 		c.index = i
 		before := len(c.errs)
-		e := decodeEvent(&c, el, "", false)
+		e := decodeEvent(&c, el, "", false, compacted)
 		if e.ID != "" && !hasField(c.errs[before:], nameID) {
 			if j, dup := first[e.ID]; dup {
 				c.add(nameID, "repeats the id of event "+strconv.Itoa(j))
@@ -114,16 +116,32 @@ func decodeBatch(arr []byte, maxBatch int) ([]Event, error) {
 // reads it from the stream. Its errors wrap ErrInvalid: a message that is not
 // a valid JSON object also wraps ErrMalformed, and one that fails validation
 // is a *ValidationError.
+//
+// Decode checks every message in full, whoever published it: a message
+// written to the stream around ingest is held to the same rules as a
+// request body. It is cheap for messages in the form Marshal writes (see
+// decodeStored, which checks that form in one pass); any other message, and
+// every invalid one, goes through the same decoder as DecodeRequest, so the
+// answer, the event and the error are those of that decoder.
 func Decode(data []byte) (Event, error) {
+	if e, ok := decodeStored(data); ok {
+		return e, nil
+	}
+	return decodeFull(data)
+}
+
+// decodeFull is Decode without the fast path for the stored form.
+func decodeFull(data []byte) (Event, error) {
 	b := trimSpace(data)
-	if err := checkJSON(b); err != nil {
+	compacted, err := checkJSON(b)
+	if err != nil {
 		return Event{}, fmt.Errorf("%w: %w", ErrInvalid, err)
 	}
 	if k := kindOf(b); k != kindObject {
 		return Event{}, fmt.Errorf("%w: %w: event must be an object, not %s", ErrInvalid, ErrMalformed, k)
 	}
 	c := collector{}
-	e := decodeEvent(&c, b, "", false)
+	e := decodeEvent(&c, b, "", false, compacted)
 	if c.errs != nil {
 		return Event{}, newValidationError(c.errs)
 	}
@@ -131,10 +149,14 @@ func Decode(data []byte) (Event, error) {
 }
 
 // checkJSON returns an error wrapping ErrMalformed unless b is one valid
-// JSON value in valid UTF-8 without unpaired surrogate escapes.
-func checkJSON(b []byte) error {
+// JSON value in valid UTF-8 without unpaired surrogate escapes. compacted
+// reports that b holds no insignificant white space (false when unknown).
+func checkJSON(b []byte) (compacted bool, err error) {
+	if ok, spaced := checkJSONFast(b); ok {
+		return !spaced, nil
+	}
 	if len(b) == 0 {
-		return fmt.Errorf("%w: empty body", ErrMalformed)
+		return false, fmt.Errorf("%w: empty body", ErrMalformed)
 	}
 	if !utf8.Valid(b) {
 		off := 0
@@ -145,26 +167,28 @@ func checkJSON(b []byte) error {
 			}
 			off += size
 		}
-		return fmt.Errorf("%w: invalid UTF-8 at offset %d", ErrMalformed, off)
+		return false, fmt.Errorf("%w: invalid UTF-8 at offset %d", ErrMalformed, off)
 	}
 	if !json.Valid(b) {
 		var raw json.RawMessage
 		err := json.Unmarshal(b, &raw)
 		var se *json.SyntaxError
 		if errors.As(err, &se) {
-			return fmt.Errorf("%w: %s at offset %d", ErrMalformed, se.Error(), se.Offset)
+			return false, fmt.Errorf("%w: %s at offset %d", ErrMalformed, se.Error(), se.Offset)
 		}
-		return fmt.Errorf("%w: %w", ErrMalformed, err)
+		return false, fmt.Errorf("%w: %w", ErrMalformed, err)
 	}
 	if off := unpairedSurrogate(b); off >= 0 {
-		return fmt.Errorf("%w: unpaired UTF-16 surrogate escape at offset %d", ErrMalformed, off)
+		return false, fmt.Errorf("%w: unpaired UTF-16 surrogate escape at offset %d", ErrMalformed, off)
 	}
-	return nil
+	return false, nil
 }
 
 // decodeEvent decodes obj, a valid JSON object, into an Event and validates
 // it, recording problems in c. If single, headerID may supply the id.
-func decodeEvent(c *collector, obj []byte, headerID string, single bool) Event {
+// compacted says obj holds no insignificant white space, so the patch is
+// copied rather than compacted.
+func decodeEvent(c *collector, obj []byte, headerID string, single, compacted bool) Event {
 	var (
 		e          Event
 		seen, bad  fieldSet
@@ -204,7 +228,7 @@ func decodeEvent(c *collector, obj []byte, headerID string, single bool) Event {
 				c.add(namePatch, "must be an object, not "+kd.String())
 				ok = false
 			} else {
-				e.Patch = compact(v)
+				e.setPatch(v, compacted)
 			}
 		case fStructure:
 			e.Structure, ok = stringField(c, nameStructure, v)

@@ -9,5 +9,8 @@
 //	 "occurred_at": "RFC 3339", "patch": {...}, "structure": "FLAT"|"NESTED"}
 //
 // DecodeRequest parses ingest request bodies, Decode parses stored messages,
-// and Event.Marshal produces the stored form.
+// and Event.Marshal produces the stored form. All three check JSON in one
+// pass of their own (valid.go) and leave encoding/json the texts they cannot
+// decide quickly; Decode reads the stored form positionally and falls back
+// to the full decoder for anything else (stored.go).
 package events

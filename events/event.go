@@ -1,9 +1,7 @@
 package events
 
 import (
-	"bytes"
 	"encoding/json"
-	"fmt"
 	"time"
 )
 
@@ -20,27 +18,33 @@ type Event struct {
 	ContactID string `json:"contact_id"`
 	// OccurredAt is when the change happened at the source.
 	OccurredAt time.Time `json:"occurred_at"`
-	// Patch is the request body sent to the provider, a JSON object.
+	// Patch is the request body sent to the provider, a JSON object. To
+	// change a decoded event's patch, assign a new slice: Marshal copies a
+	// Patch that DecodeRequest or Decode produced without checking it
+	// again, as long as it is the same slice (same start and length).
 	Patch json.RawMessage `json:"patch"`
 	// Structure is RevyOps' structure query parameter, "FLAT" or "NESTED";
 	// it is empty for Skipcall.
 	Structure string `json:"structure,omitempty"`
+
+	// checked marks Patch as compact JSON already checked by a decoder.
+	checked patchMark
 }
 
-// Marshal encodes e as compact JSON, the form stored in the stream. HTML
-// characters are not escaped, so a Patch produced by DecodeRequest or Decode
-// is stored byte for byte. It does not validate e; it fails, wrapping the
-// encoding/json error, when Patch is not valid JSON or OccurredAt cannot be
-// encoded (a year outside 0..9999).
-func (e *Event) Marshal() ([]byte, error) {
-	var buf bytes.Buffer
-	buf.Grow(len(e.Patch) + len(e.ID) + len(e.ContactID) + 128)
-	enc := json.NewEncoder(&buf)
-	enc.SetEscapeHTML(false)
-	if err := enc.Encode(e); err != nil {
-		return nil, fmt.Errorf("encode event %q: %w", e.ID, err)
-	}
-	return bytes.TrimSuffix(buf.Bytes(), []byte("\n")), nil
+// patchMark identifies a patch by its first byte and length.
+type patchMark struct {
+	first *byte
+	n     int
+}
+
+// markOf returns the mark of p; p must not be empty.
+func markOf(p json.RawMessage) patchMark {
+	return patchMark{first: &p[0], n: len(p)}
+}
+
+// holds reports whether m marks p.
+func (m patchMark) holds(p json.RawMessage) bool {
+	return m.first != nil && len(p) == m.n && &p[0] == m.first
 }
 
 // Subject returns "<prefix>.patch.<target>.<contact_id>", the subject e is
@@ -60,4 +64,18 @@ func (e *Event) DLQSubject(prefix string) string {
 // subject joins prefix, kind, target and contact id with dots.
 func (e *Event) subject(prefix, kind string) string {
 	return prefix + "." + kind + "." + string(e.Target) + "." + e.ContactID
+}
+
+// setPatch sets e.Patch to a compact copy of v, a value of a JSON text that
+// checkJSON accepted (compacted: without insignificant white space), and
+// marks it checked for Marshal.
+func (e *Event) setPatch(v []byte, compacted bool) {
+	if compacted {
+		e.Patch = append(json.RawMessage(nil), v...)
+	} else {
+		e.Patch = compact(v)
+	}
+	if len(e.Patch) > 0 {
+		e.checked = markOf(e.Patch)
+	}
 }

@@ -2,6 +2,7 @@ package events_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 
 	"github.com/patchbay/patchbay/events"
@@ -44,6 +45,10 @@ func FuzzDecodeRequest(f *testing.F) {
 			data, err := e.Marshal()
 			if err != nil {
 				t.Fatalf("Marshal accepted event: %v", err)
+			}
+			assertMarshalMatches(t, &e)
+			if _, fast := events.DecodeStored(data); !fast && !strings.ContainsRune(e.ID, '\\') && !strings.ContainsRune(e.ID, '"') {
+				t.Fatalf("stored form %s does not take Decode's fast path", data)
 			}
 			got, err := events.Decode(data)
 			if err != nil {

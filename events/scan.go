@@ -89,14 +89,23 @@ func trimSpace(b []byte) []byte {
 }
 
 // skipString returns the index just past the string starting at b[i] == '"'.
+// It jumps from quote to quote with bytes.IndexByte; a quote preceded by an
+// odd run of backslashes is escaped.
 func skipString(b []byte, i int) int {
-	for i++; i < len(b); i++ {
-		switch b[i] {
-		case '"':
-			return i + 1
-		case '\\':
-			i++ // skip the escaped byte
+	for i++; i < len(b); {
+		j := bytes.IndexByte(b[i:], '"')
+		if j < 0 {
+			break
 		}
+		q := i + j
+		k := q
+		for k > i && b[k-1] == '\\' {
+			k--
+		}
+		if (q-k)%2 == 0 {
+			return q + 1
+		}
+		i = q + 1
 	}
 	return len(b)
 }

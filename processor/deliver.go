@@ -15,8 +15,9 @@ import (
 )
 
 // deliver applies j's messages as one PATCH and settles each of them: acked
-// when applied, handed back with a delay for a retry, dead-lettered, or
-// held in the worker (result.back) when the target is paused.
+// when applied or superseded, handed back with a delay for a retry,
+// dead-lettered, or held in the worker (result.back) when the target is
+// paused or another replica holds the contact.
 func (l *lane) deliver(ctx context.Context, j job) result {
 	r := result{job: j}
 	msgs, evs := l.decodeAll(ctx, j.msgs)
@@ -25,29 +26,15 @@ func (l *lane) deliver(ctx context.Context, j job) result {
 	}
 	stop := l.w.heartbeat(msgs)
 	defer stop()
-
-	// One PATCH for the contact: per field, the value with the newest
-	// occurred_at among the queued events.
-	changes := make([]lww.Change, len(evs))
-	for i := range evs {
-		changes[i] = lww.Change{Patch: evs[i].Patch, Clock: lww.ClockOf(&evs[i])}
-	}
-	patch, clocks, err := lww.Merge(l.target, changes...)
-	if err != nil {
-		if len(msgs) > 1 {
-			return l.oneByOne(ctx, j, msgs)
-		}
-		l.deadLetter(ctx, msgs[0], &evs[0], dlq.ReasonInvalid, err, 0, time.Time{})
-		return r
-	}
-	merged := evs[len(evs)-1]
-	log := l.w.log.With("event_id", merged.ID, "provider", l.name, "seq", msgs[0].seq, "coalesced", len(msgs))
+	log := l.w.log.With("provider", l.name)
 
 	// No other replica delivers this contact while the lease is held.
-	key, err := lww.Key(l.target, merged.ContactID)
-	if err != nil {
-		l.deadLetter(ctx, msgs[0], &evs[0], dlq.ReasonInvalid, err, 0, time.Time{})
-		return l.oneByOne(ctx, j, msgs[1:])
+	key, err := lww.Key(l.target, evs[0].ContactID)
+	if err != nil { // cannot happen for a valid event: its subject is the key
+		for i, p := range msgs {
+			l.deadLetter(ctx, p, &evs[i], dlq.ReasonInvalid, err, 0, time.Time{})
+		}
+		return r
 	}
 	ls, err := l.w.leases.Acquire(ctx, key)
 	switch {
@@ -65,21 +52,46 @@ func (l *lane) deliver(ctx context.Context, j job) result {
 			log.Warn("contact lease release failed; it expires by itself", "err", err)
 		}
 	}()
-	ctx, cancel := context.WithDeadline(ctx, ls.Deadline())
+	// Everything sent under the lease is sent before it can pass on.
+	lctx, cancel := context.WithDeadline(ctx, ls.Deadline())
 	defer cancel()
+	return l.apply(lctx, j, msgs, evs)
+}
+
+// apply sends one PATCH for msgs (one contact, the lease held) and settles
+// them.
+func (l *lane) apply(ctx context.Context, j job, msgs []pending, evs []events.Event) result {
+	r := result{job: j}
+	// One PATCH for the contact: per field, the value with the newest
+	// occurred_at among the queued events.
+	changes := make([]lww.Change, len(evs))
+	for i := range evs {
+		changes[i] = lww.Change{Patch: evs[i].Patch, Clock: lww.ClockOf(&evs[i])}
+	}
+	patch, clocks, err := lww.Merge(l.target, changes...)
+	if err != nil {
+		if len(msgs) > 1 {
+			return l.oneByOne(ctx, j, msgs, evs)
+		}
+		l.deadLetter(ctx, msgs[0], &evs[0], dlq.ReasonInvalid, err, 0, time.Time{})
+		return r
+	}
+	merged := evs[len(evs)-1]
+	log := l.w.log.With("event_id", merged.ID, "provider", l.name, "seq", msgs[0].seq, "coalesced", len(msgs))
 
 	// Drop every field a newer event already set at the provider.
 	st, err := l.w.state.Get(ctx, l.target, merged.ContactID)
 	if err != nil {
-		if ctx.Err() != nil && l.w.now().Before(ls.Deadline()) {
-			return l.abandon(r, msgs)
-		}
 		log.Warn("contact state unavailable; holding the events", "err", err)
 		return l.hold(r, msgs, l.w.now().Add(time.Second), "state_unavailable")
 	}
 	kept, keptClocks, dropped, err := lww.Filter(l.target, patch, clocks, st)
 	if err != nil {
-		return l.oneByOne(ctx, j, msgs)
+		if len(msgs) > 1 {
+			return l.oneByOne(ctx, j, msgs, evs)
+		}
+		l.deadLetter(ctx, msgs[0], &evs[0], dlq.ReasonInvalid, err, 0, time.Time{})
+		return r
 	}
 	if len(kept) == 0 {
 		for i, p := range msgs {
@@ -119,7 +131,10 @@ func (l *lane) deliver(ctx context.Context, j job) result {
 	}
 
 	if err == nil {
-		if err := l.w.state.Commit(ctx, l.target, merged.ContactID, st, keptClocks); err != nil {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		err := l.w.state.Commit(cctx, l.target, merged.ContactID, st, keptClocks)
+		cancel()
+		if err != nil {
 			log.Warn("applied, but the field clocks were not stored; an older event may be sent again and corrected by a newer one", "err", err)
 		}
 		for i, p := range msgs {
@@ -165,7 +180,7 @@ func (l *lane) deliver(ctx context.Context, j job) result {
 	case ClassPermanent:
 		if len(msgs) > 1 {
 			log.Info("coalesced delivery rejected; delivering one by one to find the bad event", "err", err)
-			return l.oneByOne(ctx, j, msgs)
+			return l.oneByOne(ctx, j, msgs, evs)
 		}
 		log.Warn("provider rejected the event; dead-lettering", "status", status, "err", err)
 		l.deadLetter(ctx, msgs[0], &evs[0], dlq.ReasonRejected, err, 0, time.Time{})
@@ -192,14 +207,14 @@ func appliedAny(clocks map[string]lww.Clock, c lww.Clock) bool {
 	return false
 }
 
-// oneByOne delivers msgs as single-message jobs in stream order, after a
-// merged PATCH was rejected or could not be built, so a bad event is
-// dead-lettered alone. Once one is held (the target paused), the rest are
-// held with it.
-func (l *lane) oneByOne(ctx context.Context, j job, msgs []pending) result {
+// oneByOne applies msgs one at a time in stream order, under the lease
+// deliver holds, after a merged PATCH was rejected or could not be built,
+// so a bad event is dead-lettered alone. Once one is held (the target
+// paused), the rest are held with it.
+func (l *lane) oneByOne(ctx context.Context, j job, msgs []pending, evs []events.Event) result {
 	r := result{job: j}
-	for i, p := range msgs {
-		one := l.deliver(ctx, job{key: j.key, msgs: []pending{p}})
+	for i := range msgs {
+		one := l.apply(ctx, job{key: j.key, msgs: msgs[i : i+1]}, msgs[i:i+1], evs[i:i+1])
 		if len(one.back) > 0 {
 			r.back = append(one.back, msgs[i+1:]...)
 			r.holdUntil = one.holdUntil

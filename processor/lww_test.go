@@ -222,3 +222,37 @@ func TestReplicasConvergeOnLastWriterWins(t *testing.T) {
 		})
 	}
 }
+
+// TestRejectedMergeIsSplit queues three events of one contact, so they go
+// out as one merged PATCH, and makes the sandbox reject that PATCH and the
+// next: the worker delivers them one by one under the same lease, the first
+// is dead-lettered alone, and the other two are applied.
+func TestRejectedMergeIsSplit(t *testing.T) {
+	s := pbtest.Start(t, pbtest.Options{})
+	uuid := "aaaaaaaa-2222-4333-8444-000000000003"
+	s.Skipcall.PutContact(uuid, map[string]any{"firstName": "A", "lastName": "B"})
+	base := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	s.PostEvent(skipAt("split-1", uuid, base, map[string]any{"city": "Oslo"}))
+	s.PostEvent(skipAt("split-2", uuid, base.Add(time.Minute), map[string]any{"company": "Acme"}))
+	s.PostEvent(skipAt("split-3", uuid, base.Add(2*time.Minute), map[string]any{"role": "CTO"}))
+	s.Skipcall.FailNext(2, http.StatusBadRequest)
+	s.StartWorker(pbtest.WorkerConfig())
+	pbtest.Eventually(t, waitFor, "stream emptied", func() bool { return s.StreamMsgs(s.Stream.EventsStream) == 0 })
+	ls := dlqLetters(t, s)
+	if len(ls) != 1 || ls[0].EventID != "split-1" {
+		t.Fatalf("dead letters %+v, want split-1 alone", ls)
+	}
+	c, _ := s.Skipcall.Contact(uuid)
+	if c["company"] != "Acme" || c["role"] != "CTO" || c["city"] == "Oslo" {
+		t.Fatalf("contact %v, want company and role applied and the rejected city not", c)
+	}
+	var bodies []string
+	for _, r := range s.Skipcall.Requests() {
+		if r.Method == http.MethodPatch {
+			bodies = append(bodies, string(r.Body))
+		}
+	}
+	if len(bodies) != 4 {
+		t.Fatalf("PATCH bodies %q, want the merged one then one per event", bodies)
+	}
+}

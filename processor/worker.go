@@ -249,3 +249,22 @@ func (w *Worker) setup(ctx context.Context) error {
 	}
 	return nil
 }
+
+// TargetState is one target's delivery state, for readiness endpoints and
+// operators.
+type TargetState struct {
+	ratelimit.State
+	// Consumer is the target's durable consumer.
+	Consumer string `json:"consumer"`
+}
+
+// States returns every target's state as this replica sees it: paused or
+// not, why and until when (rate limit, refused credentials and the next
+// probe), from local memory only.
+func (w *Worker) States() []TargetState {
+	out := make([]TargetState, 0, len(w.lanes))
+	for _, l := range w.lanes {
+		out = append(out, TargetState{State: l.budget.State(), Consumer: w.scfg.TargetConsumer(l.name)})
+	}
+	return out
+}

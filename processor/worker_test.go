@@ -10,6 +10,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
+
 	"github.com/patchbay/patchbay/dlq"
 	"github.com/patchbay/patchbay/internal/pbtest"
 	"github.com/patchbay/patchbay/sandbox"
@@ -350,7 +352,7 @@ func TestBacklogOfOneContactIsCoalesced(t *testing.T) {
 // failed).
 func TestRateLimitKeptWithoutUsingAttempts(t *testing.T) {
 	s := pbtest.Start(t, pbtest.Options{SkipcallRate: 3, SkipcallWindow: time.Second})
-	postRateLimited(t, s, "rl")
+	postRateLimited(t, s, "rl", 8)
 	for _, w := range s.Skipcall.Windows() {
 		if w.Requests+w.Limited > 3 {
 			t.Errorf("window %s–%s saw %d requests, limit 3", w.Start.Format("15:04:05.000"), w.End.Format("15:04:05.000"), w.Requests+w.Limited)
@@ -366,18 +368,20 @@ func TestRateLimitKeptWithoutUsingAttempts(t *testing.T) {
 // until its reset, the headers correct the budget, and no 429 uses up an
 // attempt.
 func TestRateLimited429WaitsWithoutUsingAttempts(t *testing.T) {
-	s := pbtest.Start(t, pbtest.Options{SkipcallRate: 3, SkipcallWindow: time.Second, SkipcallPlan: 30})
-	postRateLimited(t, s, "rl429")
+	// Twelve events at a plan of 30 per 2 s: however slow the machine, more
+	// than 3 go out in the sandbox's first window.
+	s := pbtest.Start(t, pbtest.Options{SkipcallRate: 3, SkipcallWindow: 2 * time.Second, SkipcallPlan: 30})
+	postRateLimited(t, s, "rl429", 12)
 	if n := s.Skipcall.StatusCounts()[http.StatusTooManyRequests]; n == 0 {
 		t.Fatal("the sandbox never answered 429: the test did not exercise rate limiting")
 	}
 }
 
-// postRateLimited sends 8 events to 8 contacts through a worker with
+// postRateLimited sends n events to n contacts, starts a worker with
 // MaxAttempts 1 and waits until each is applied exactly once, with nothing
 // dead-lettered.
-func postRateLimited(t *testing.T, s *pbtest.Stack, prefix string) {
-	ids := make([]string, 8)
+func postRateLimited(t *testing.T, s *pbtest.Stack, prefix string, n int) {
+	ids := make([]string, n)
 	for i := range ids {
 		ids[i] = fmt.Sprintf("88888888-2222-4333-8444-%012d", i)
 		s.Skipcall.PutContact(ids[i], map[string]any{"firstName": "A", "lastName": "B"})
@@ -385,11 +389,11 @@ func postRateLimited(t *testing.T, s *pbtest.Stack, prefix string) {
 	cfg := pbtest.WorkerConfig()
 	cfg.MaxAttempts = 1 // a 429 that used up an attempt would dead-letter at once
 	cfg.HoldLimit = 3 * time.Second
-	s.StartWorker(cfg)
 	for i, id := range ids {
 		s.PostEvent(skipEvent(prefix+"-"+strconv.Itoa(i), id, map[string]any{"city": "Rome"}))
 	}
-	pbtest.Eventually(t, 30*time.Second, "all applied", func() bool { return s.StreamMsgs(s.Stream.EventsStream) == 0 })
+	s.StartWorker(cfg)
+	pbtest.Eventually(t, time.Minute, "all applied", func() bool { return s.StreamMsgs(s.Stream.EventsStream) == 0 })
 	for _, id := range ids {
 		if n := s.Skipcall.PatchCount(id); n != 1 {
 			t.Errorf("contact %s: %d PATCHes applied, want 1", id, n)
@@ -426,4 +430,66 @@ func TestBadCredentialsPauseNeverDeadLetter(t *testing.T) {
 		c, _ := s.Skipcall.Contact(uuid)
 		return c["city"] == "Bern"
 	})
+}
+
+// TestPausedTargetHoldsBoundedBacklog queues thousands of events behind a
+// refused key: the worker holds at most its room (4 × Concurrency) of them,
+// the rest stay in the stream without being fetched and handed back, only
+// probes reach the provider, and once the key works again everything is
+// applied and nothing is dead-lettered.
+func TestPausedTargetHoldsBoundedBacklog(t *testing.T) {
+	s := pbtest.Start(t, pbtest.Options{})
+	s.Skipcall.SetKeyStatus(pbtest.SkipcallKey, http.StatusUnauthorized, "UNAUTHORIZED")
+	const n = 1500
+	ctx := context.Background()
+	for i := range n {
+		uuid := fmt.Sprintf("cccccccc-2222-4333-8444-%012d", i)
+		s.Skipcall.PutContact(uuid, map[string]any{"firstName": "A", "lastName": "B"})
+		data, _ := json.Marshal(skipEvent("held-"+strconv.Itoa(i), uuid, map[string]any{"city": "Turin"}))
+		if _, err := s.JS.PublishAsync("contacts.patch.skipcall."+uuid, data); err != nil {
+			t.Fatal(err)
+		}
+	}
+	select {
+	case <-s.JS.PublishAsyncComplete():
+	case <-time.After(time.Minute):
+		t.Fatal("publishes not acknowledged")
+	}
+	cfg := pbtest.WorkerConfig()
+	cfg.Concurrency = 4
+	s.StartWorker(cfg)
+	room := 4 * cfg.Concurrency
+	var cons jetstream.Consumer
+	pbtest.Eventually(t, waitFor, "the worker's consumer", func() bool {
+		var err error
+		cons, err = s.JS.Consumer(ctx, s.Stream.EventsStream, s.Stream.TargetConsumer("skipcall"))
+		return err == nil
+	})
+	pbtest.Eventually(t, waitFor, "the first refusal", func() bool { return s.Skipcall.StatusCounts()[http.StatusUnauthorized] > 0 })
+	// Watch the consumer across several probe periods.
+	deadline := time.Now().Add(3 * time.Second)
+	maxPending, maxDelivered := 0, uint64(0)
+	for time.Now().Before(deadline) {
+		info, err := cons.Info(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		maxPending = max(maxPending, info.NumAckPending)
+		maxDelivered = max(maxDelivered, info.Delivered.Consumer)
+		time.Sleep(20 * time.Millisecond)
+	}
+	if maxPending > room {
+		t.Fatalf("the worker held %d events of a paused target, more than its room %d", maxPending, room)
+	}
+	if maxDelivered > uint64(2*room) {
+		t.Fatalf("%d deliveries while paused: the backlog is being fetched and handed back", maxDelivered)
+	}
+	if probes := s.Skipcall.StatusCounts()[http.StatusUnauthorized]; probes > 10 {
+		t.Fatalf("%d requests refused with 401 in 3 s: only probes should go out", probes)
+	}
+	s.Skipcall.SetKeyStatus(pbtest.SkipcallKey, 0, "")
+	pbtest.Eventually(t, time.Minute, "backlog applied", func() bool { return s.StreamMsgs(s.Stream.EventsStream) == 0 })
+	if ls := dlqLetters(t, s); len(ls) != 0 {
+		t.Fatalf("%d dead letters", len(ls))
+	}
 }

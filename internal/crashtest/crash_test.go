@@ -24,7 +24,7 @@ import (
 
 	"github.com/patchbay/patchbay/internal/proc"
 	"github.com/patchbay/patchbay/sandbox"
-	"github.com/patchbay/patchbay/stream"
+	"github.com/patchbay/patchbay/stream/embedded"
 )
 
 const (
@@ -73,7 +73,7 @@ type rig struct {
 	t        *testing.T
 	storeDir string
 	natsPort int
-	nats     *stream.Embedded
+	nats     *embedded.Server
 	sk       *sandbox.Skipcall
 	skURL    string
 	ingAddr  string
@@ -116,7 +116,7 @@ func newRig(t *testing.T) *rig {
 
 func (r *rig) startNATS() {
 	r.t.Helper()
-	emb, err := stream.RunEmbedded(stream.EmbeddedConfig{StoreDir: r.storeDir, Port: r.natsPort})
+	emb, err := embedded.Run(embedded.Config{StoreDir: r.storeDir, Port: r.natsPort})
 	if err != nil {
 		r.t.Fatal(err)
 	}

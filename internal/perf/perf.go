@@ -31,8 +31,10 @@ import (
 	"github.com/patchbay/patchbay/processor/ratelimit"
 	"github.com/patchbay/patchbay/processor/revyops"
 	"github.com/patchbay/patchbay/processor/skipcall"
+	"github.com/patchbay/patchbay/redact"
 	"github.com/patchbay/patchbay/sandbox"
 	"github.com/patchbay/patchbay/stream"
+	"github.com/patchbay/patchbay/stream/embedded"
 )
 
 // Config sizes a run. Every phase is bounded in time or count.
@@ -156,7 +158,7 @@ func Markdown(rows []Row) string {
 // --- shared parts ---
 
 type natsEnv struct {
-	emb  *stream.Embedded
+	emb  *embedded.Server
 	nc   *nats.Conn
 	js   jetstream.JetStream
 	scfg stream.Config
@@ -167,7 +169,7 @@ func startNATS(ctx context.Context, dir string) (*natsEnv, error) {
 	if err != nil {
 		return nil, err
 	}
-	emb, err := stream.RunEmbedded(stream.EmbeddedConfig{StoreDir: sd})
+	emb, err := embedded.Run(embedded.Config{StoreDir: sd})
 	if err != nil {
 		return nil, err
 	}
@@ -242,7 +244,7 @@ func (r loadResult) p(q float64) time.Duration { return r.lat.p(q) }
 
 // ingestConfig is ingest as it runs by default, with the bench's token.
 func ingestConfig() ingest.Config {
-	return ingest.Config{MaxBodyBytes: 4 << 20, MaxBatch: 1000, PublishTimeout: 5 * time.Second, MaxInFlight: 4096, Tokens: []string{token},
+	return ingest.Config{MaxBodyBytes: 4 << 20, MaxBatch: 1000, PublishTimeout: 5 * time.Second, MaxInFlight: 4096, Tokens: []redact.Secret{token},
 		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 1 << 16}
 }
 

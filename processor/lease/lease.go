@@ -34,8 +34,8 @@
 //     replica expires by its own clock.
 //   - The TTL is whole seconds (the server truncates to seconds), at least 1s.
 //
-// Release after the deadline returns ErrLost: the lease may have been taken
-// by another holder in the meantime, which is worth a log line.
+// Release of a lease that expired on the server returns ErrLost: it may have
+// been taken by another holder in the meantime, which is worth a log line.
 package lease
 
 import (
@@ -148,6 +148,27 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Leases, erro
 	return &Leases{kv: kv, ttl: cfg.TTL, margin: cfg.Margin, holder: []byte(cfg.Holder)}, nil
 }
 
+// markerTTL is how long the marker a Release leaves behind lives (the
+// server's minimum). While it lives, the next Acquire of the key costs one
+// more round trip (Create finds the marker, then updates over it).
+const markerTTL = time.Second
+
+// casConflict reports whether err is a lost compare-and-set: the key exists
+// or has another revision. Create reports it as ErrKeyExists, except when it
+// raced over a delete marker, where it returns the raw "wrong last sequence"
+// API error, whose code differs on replicated buckets (10164, not 10071).
+func casConflict(err error) bool {
+	if err == nil {
+		return false
+	}
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return true
+	}
+	var api *jetstream.APIError
+	return errors.As(err, &api) && (api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
+}
+
 // Lease is one acquired lease. Its methods are safe for concurrent use.
 type Lease struct {
 	l        *Leases
@@ -163,16 +184,29 @@ type Lease struct {
 // failure that is not ErrHeld (a timeout), the lease may still have been
 // created and then stays held until its TTL.
 func (l *Leases) Acquire(ctx context.Context, key string) (*Lease, error) {
-	start := time.Now() // before the request: the server's TTL starts later
-	rev, err := l.kv.Create(ctx, key, l.holder, jetstream.KeyTTL(l.ttl))
-	if errors.Is(err, jetstream.ErrKeyExists) {
+	for attempt := 1; ; attempt++ {
+		start := time.Now() // before the request: the server's TTL starts later
+		rev, err := l.kv.Create(ctx, key, l.holder, jetstream.KeyTTL(l.ttl))
+		if err == nil {
+			return &Lease{l: l, key: key, revision: rev, deadline: start.Add(l.ttl - l.margin)}, nil
+		}
+		if !casConflict(err) {
+			return nil, fmt.Errorf("lease: acquire %s: %w", key, err)
+		}
+		// Create also reports a conflict when the marker a release or an
+		// expiry left vanished between its write and its read: the key is
+		// free then, and another attempt takes it.
+		if attempt < maxAttempts {
+			if _, err := l.kv.Get(ctx, key); errors.Is(err, jetstream.ErrKeyNotFound) {
+				continue
+			}
+		}
 		return nil, fmt.Errorf("%w: %s", ErrHeld, key)
 	}
-	if err != nil {
-		return nil, fmt.Errorf("lease: acquire %s: %w", key, err)
-	}
-	return &Lease{l: l, key: key, revision: rev, deadline: start.Add(l.ttl - l.margin)}, nil
 }
+
+// maxAttempts bounds Acquire's Create attempts on a key found free.
+const maxAttempts = 3
 
 // Key returns the lease's name.
 func (le *Lease) Key() string { return le.key }
@@ -185,13 +219,13 @@ func (le *Lease) Deadline() time.Time { return le.deadline }
 
 // Release frees the lease if it is still this holder's: it purges the key
 // at the revision Acquire created, leaving nothing behind but a marker that
-// expires on its own. If the lease expired and the key was taken again, or
+// expires on its own after a second. If the lease expired and the key was taken again, or
 // simply expired, the key is left alone and Release returns ErrLost
 // (wrapped). Other failures wrap ctx's error or the jetstream error; the
 // lease then ends at its TTL.
 func (le *Lease) Release(ctx context.Context) error {
-	err := le.l.kv.Purge(ctx, le.key, jetstream.LastRevision(le.revision), jetstream.PurgeTTL(le.l.ttl))
-	if errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+	err := le.l.kv.Purge(ctx, le.key, jetstream.LastRevision(le.revision), jetstream.PurgeTTL(markerTTL))
+	if casConflict(err) {
 		return fmt.Errorf("%w: %s", ErrLost, le.key)
 	}
 	if err != nil {

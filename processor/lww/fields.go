@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"sort"
 
 	"github.com/patchbay/patchbay/events"
@@ -49,7 +50,9 @@ type unit struct {
 //
 // An empty customFields object or contact_custom_fields array sets no field.
 // Fields fails, wrapping ErrInvalid, for an unknown target or a patch that
-// is not a JSON object of that shape.
+// is not a JSON object of that shape, including one with a repeated object
+// key (ingest refuses those too; a repeated field_name is not a repeated
+// key).
 func Fields(target events.Target, patch json.RawMessage) ([]string, error) {
 	us, err := units(target, patch)
 	if err != nil {
@@ -73,32 +76,46 @@ func units(target events.Target, patch json.RawMessage) ([]unit, error) {
 	default:
 		return nil, fmt.Errorf("%w: unknown target %q", ErrInvalid, target)
 	}
-	var out []unit
+	if !json.Valid(patch) {
+		return nil, fmt.Errorf("%w: %s patch is not valid JSON", ErrInvalid, target)
+	}
+	out := make([]unit, 0, 8)
+	var tops [16]string
+	seen := tops[:0]
 	err := eachMember(patch, func(k string, v json.RawMessage) error {
+		if slices.Contains(seen, k) {
+			return fmt.Errorf("key %q repeated", k)
+		}
+		seen = append(seen, k)
 		if k != custom {
 			out = append(out, unit{name: k, top: k, val: v})
 			return nil
 		}
 		if target == events.TargetSkipcall {
 			return eachMember(v, func(ck string, cv json.RawMessage) error {
+				if repeated(out, prefix+ck) {
+					return fmt.Errorf("key %q repeated in %s", ck, k)
+				}
 				out = append(out, unit{name: prefix + ck, top: k, sub: ck, keyed: true, val: cv})
 				return nil
 			})
 		}
-		var items []json.RawMessage
-		if err := json.Unmarshal(v, &items); err != nil || items == nil {
-			return fmt.Errorf("%s is not an array", k)
-		}
-		for i, it := range items {
-			var item struct {
-				FieldName *string `json:"field_name"`
-			}
-			if err := json.Unmarshal(it, &item); err != nil || item.FieldName == nil {
+		return eachElement(v, func(i int, it json.RawMessage) error {
+			name, ok := "", false
+			err := eachMember(it, func(ik string, iv json.RawMessage) error {
+				if ik == "field_name" && len(iv) > 0 && iv[0] == '"' {
+					var err error
+					name, err = unquote(iv)
+					ok = err == nil
+				}
+				return nil
+			})
+			if err != nil || !ok {
 				return fmt.Errorf("%s[%d] has no string field_name", k, i)
 			}
-			out = append(out, unit{name: prefix + *item.FieldName, top: k, sub: *item.FieldName, keyed: true, val: it})
-		}
-		return nil
+			out = append(out, unit{name: prefix + name, top: k, sub: name, keyed: true, val: it})
+			return nil
+		})
 	})
 	if err != nil {
 		return nil, fmt.Errorf("%w: %s patch: %v", ErrInvalid, target, err)
@@ -106,33 +123,15 @@ func units(target events.Target, patch json.RawMessage) ([]unit, error) {
 	return out, nil
 }
 
-// eachMember calls f with every member of the JSON object obj, in order.
-func eachMember(obj json.RawMessage, f func(k string, v json.RawMessage) error) error {
-	dec := json.NewDecoder(bytes.NewReader(obj))
-	if t, err := dec.Token(); err != nil || t != json.Delim('{') {
-		return fmt.Errorf("not a JSON object")
-	}
-	for dec.More() {
-		t, err := dec.Token()
-		if err != nil {
-			return err
-		}
-		k, _ := t.(string)
-		var v json.RawMessage
-		if err := dec.Decode(&v); err != nil {
-			return err
-		}
-		if err := f(k, v); err != nil {
-			return err
+// repeated reports whether a unit named name is in us. Patches have few
+// fields, so a linear scan beats a map.
+func repeated(us []unit, name string) bool {
+	for _, u := range us {
+		if u.name == name {
+			return true
 		}
 	}
-	if t, err := dec.Token(); err != nil || t != json.Delim('}') {
-		return fmt.Errorf("not a JSON object")
-	}
-	if _, err := dec.Token(); err == nil {
-		return fmt.Errorf("data after the JSON object")
-	}
-	return nil
+	return false
 }
 
 // build encodes units as one patch: top-level keys in order of first
@@ -188,6 +187,16 @@ func build(us []unit) json.RawMessage {
 // writeString writes s as a JSON string without HTML escaping, so keys reach
 // the provider as the source wrote them.
 func writeString(buf *bytes.Buffer, s string) {
+	plain := true
+	for i := 0; i < len(s) && plain; i++ {
+		plain = s[i] >= 0x20 && s[i] < 0x7f && s[i] != '"' && s[i] != '\\'
+	}
+	if plain {
+		buf.WriteByte('"')
+		buf.WriteString(s)
+		buf.WriteByte('"')
+		return
+	}
 	enc := json.NewEncoder(buf)
 	enc.SetEscapeHTML(false)
 	_ = enc.Encode(s)           // a string always encodes

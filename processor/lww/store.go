@@ -188,7 +188,7 @@ func (s *Store) Commit(ctx context.Context, target events.Target, contact string
 		if err == nil {
 			return nil
 		}
-		if !errors.Is(err, jetstream.ErrKeyExists) && !errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		if !casConflict(err) {
 			return fmt.Errorf("lww: commit %s: %w", key, err)
 		}
 		if attempt >= s.maxAttempts {
@@ -201,6 +201,19 @@ func (s *Store) Commit(ctx context.Context, target events.Target, contact string
 			return err
 		}
 	}
+}
+
+// casConflict reports whether err is a lost compare-and-set: the key exists
+// or has another revision. Replicated buckets report it with another code
+// (10164) than single ones (10071), and Create over a delete marker returns
+// the raw API error.
+func casConflict(err error) bool {
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return true
+	}
+	var api *jetstream.APIError
+	return errors.As(err, &api) && (api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 // maxClocks returns stored with every applied clock that is newer merged in,

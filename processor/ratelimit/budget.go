@@ -28,8 +28,10 @@ type Config struct {
 	// Window is the provider's window length. Default 1 minute.
 	Window time.Duration
 	// ResetMargin is how long after the provider's reset a new window (or
-	// the end of a pause) begins: the provider's reset is a whole second
-	// and its clock is not ours. Default 1 second.
+	// the end of a pause) begins, and how long before a window's planned
+	// end its slots stop being granted: the provider's reset is a whole
+	// second, its clock is not ours, and a request takes time to arrive.
+	// Must be below Window/2. Default 1 second.
 	ResetMargin time.Duration
 	// ProbeInitial and ProbeMax bound the backoff between credential probes
 	// (exponential, jittered): after n consecutive credential failures the
@@ -45,6 +47,14 @@ type Config struct {
 	// Registerer, if not nil, receives the budget's gauges and counters
 	// (labelled target=Name).
 	Registerer prometheus.Registerer
+}
+
+// LogValue redacts the API key, so a Config can be logged.
+func (c Config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("name", c.Name), slog.String("key", "[redacted]"), slog.Int("limit", c.Limit),
+		slog.Duration("window", c.Window), slog.Duration("reset_margin", c.ResetMargin),
+	)
 }
 
 func (c *Config) setDefaults() {

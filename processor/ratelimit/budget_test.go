@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -440,4 +441,13 @@ type sandboxReq struct {
 
 func (r sandboxReq) String() string {
 	return fmt.Sprintf("(+%s %d r%s)", r.at.Format("05.000"), r.status, r.replica)
+}
+
+// TestConfigLogRedactsKey: logging a Config never prints the API key.
+func TestConfigLogRedactsKey(t *testing.T) {
+	var buf strings.Builder
+	slog.New(slog.NewJSONHandler(&buf, nil)).Info("budget", "config", testConfig(10, 2*time.Second))
+	if strings.Contains(buf.String(), testKey) || !strings.Contains(buf.String(), `"limit":10`) {
+		t.Fatalf("logged config: %s", buf.String())
+	}
 }
