@@ -1,7 +1,6 @@
 package perf
 
 import (
-	"context"
 	"io"
 	"strings"
 	"testing"
@@ -15,8 +14,7 @@ func TestHarnessSmoke(t *testing.T) {
 		t.Skip("load harness skipped with -short")
 	}
 	cfg := Config{Duration: 300 * time.Millisecond, Conns: 4, Events: 200, Concurrency: 8, Latency: 20 * time.Millisecond, Rate: 50, Dir: t.TempDir()}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
+	ctx, _ := testContext(t)
 	rows, err := Run(ctx, cfg, io.Discard)
 	if err != nil {
 		t.Fatal(err)
