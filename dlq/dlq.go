@@ -32,6 +32,9 @@ const (
 	// ReasonMaxDeliveries: JetStream reported MAX_DELIVERIES for the message
 	// (only when an operator set MaxDeliver on the consumer).
 	ReasonMaxDeliveries Reason = "max_deliveries"
+	// ReasonUnmapped: a source's contact id had no provider id in the
+	// contact map when ingest received the event; replay looks it up again.
+	ReasonUnmapped Reason = "unmapped"
 )
 
 // Header names carried by every dead letter.
@@ -51,6 +54,10 @@ const (
 	HeaderEventID      = "Patchbay-Event-Id"
 	HeaderTarget       = "Patchbay-Target"
 	HeaderDeadAt       = "Patchbay-Dead-Lettered-At"
+	// HeaderSource and HeaderSourceContactID name the source and its
+	// contact id on an unmapped letter.
+	HeaderSource          = "Patchbay-Source"
+	HeaderSourceContactID = "Patchbay-Source-Contact-Id"
 )
 
 // MaxExcerpt bounds the provider response excerpt kept in a header.
@@ -73,6 +80,13 @@ type Letter struct {
 	EventID      string
 	Target       string
 	Data         []byte // the original payload, unchanged
+
+	// Source and SourceContactID are set on unmapped letters.
+	Source          string
+	SourceContactID string
+	// MsgID is the letter's message id when it has no original stream
+	// sequence (an unmapped event: "unmapped:<event id>").
+	MsgID string
 
 	// Set when read back from the DLQ stream.
 	DLQSeq   uint64
@@ -142,11 +156,17 @@ func (p *Publisher) Publish(ctx context.Context, l Letter) error {
 	set(HeaderSubject, l.Subject)
 	set(HeaderEventID, l.EventID)
 	set(HeaderTarget, l.Target)
+	set(HeaderSource, l.Source)
+	if l.SourceContactID != "" {
+		h.Set(HeaderSourceContactID, headerSafe(l.SourceContactID, MaxExcerpt))
+	}
 	h.Set(HeaderDeadAt, time.Now().UTC().Format(time.RFC3339Nano))
 
 	var opts []jetstream.PublishOpt
 	if l.StreamSeq != 0 {
 		opts = append(opts, jetstream.WithMsgID(fmt.Sprintf("dlq:%s:%d", l.Stream, l.StreamSeq)))
+	} else if l.MsgID != "" {
+		opts = append(opts, jetstream.WithMsgID(l.MsgID))
 	}
 	if _, err := p.js.PublishMsg(ctx, msg, opts...); err != nil {
 		return fmt.Errorf("dlq: publish %s: %w", msg.Subject, err)
@@ -179,7 +199,7 @@ func FromMsg(subject string, seq uint64, stored time.Time, h nats.Header, data [
 	atoi := func(k string) int { n, _ := strconv.Atoi(h.Get(k)); return n }
 	tm := func(k string) time.Time { t, _ := time.Parse(time.RFC3339Nano, h.Get(k)); return t }
 	sseq, _ := strconv.ParseUint(h.Get(HeaderStreamSeq), 10, 64)
-	return Letter{
+	l := Letter{
 		Reason:       Reason(h.Get(HeaderReason)),
 		Detail:       h.Get(HeaderDetail),
 		Status:       atoi(HeaderStatus),
@@ -199,4 +219,6 @@ func FromMsg(subject string, seq uint64, stored time.Time, h nats.Header, data [
 		DeadAt:       stored,
 		DLQTopic:     subject,
 	}
+	l.Source, l.SourceContactID = h.Get(HeaderSource), h.Get(HeaderSourceContactID)
+	return l
 }

@@ -11,10 +11,25 @@ import (
 
 // Store reads and replays the dead-letter stream.
 type Store struct {
-	js     jetstream.JetStream
-	stream string
-	prefix string
+	js       jetstream.JetStream
+	stream   string
+	prefix   string
+	resolver Resolver
 }
+
+// ErrStillUnmapped is wrapped by Replay when an unmapped letter's contact
+// still has no mapping; the letter stays in the DLQ.
+var ErrStillUnmapped = errors.New("dlq: contact still unmapped")
+
+// Resolver turns an unmapped letter into the event to publish, looking the
+// source contact id up again. It returns the subject, payload and message
+// id, or an error wrapping ErrStillUnmapped.
+type Resolver interface {
+	Resolve(ctx context.Context, l Letter) (subject string, data []byte, msgID string, err error)
+}
+
+// SetResolver lets Replay resolve unmapped letters with r.
+func (s *Store) SetResolver(r Resolver) { s.resolver = r }
 
 // NewStore returns a Store over the dead-letter stream named stream, whose
 // subjects start with <prefix>.dlq.
@@ -100,6 +115,13 @@ func (s *Store) Replay(ctx context.Context, seq uint64, data []byte) error {
 	if err != nil {
 		return err
 	}
+	if l.Reason == ReasonUnmapped {
+		if data != nil {
+			// Its subject is a placeholder: the contact is not known yet.
+			return fmt.Errorf("dlq: letter %d is unmapped: replay it without a corrected payload once its contact is mapped, or send the corrected event to ingest", seq)
+		}
+		return s.replayUnmapped(ctx, l)
+	}
 	if l.Subject == "" {
 		return fmt.Errorf("dlq: letter %d has no original subject", seq)
 	}
@@ -118,6 +140,34 @@ func (s *Store) Replay(ctx context.Context, seq uint64, data []byte) error {
 	}
 	if err := str.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
 		return fmt.Errorf("dlq: replayed %d but could not delete it: %w", seq, err)
+	}
+	return nil
+}
+
+// replayUnmapped resolves an unmapped letter's contact id and publishes the
+// mapped event with its own event id as message id (a provider retry that
+// was mapped meanwhile is stored once), then deletes the letter. A letter
+// still unmapped stays.
+func (s *Store) replayUnmapped(ctx context.Context, l Letter) error {
+	if s.resolver == nil {
+		return fmt.Errorf("dlq: letter %d is unmapped and no contact map is configured", l.DLQSeq)
+	}
+	subject, data, id, err := s.resolver.Resolve(ctx, l)
+	if err != nil {
+		return fmt.Errorf("dlq: letter %d: %w", l.DLQSeq, err)
+	}
+	msg := nats.NewMsg(subject)
+	msg.Data = data
+	msg.Header.Set("Patchbay-Replayed-From", fmt.Sprintf("%s:%d", s.stream, l.DLQSeq))
+	if _, err := s.js.PublishMsg(ctx, msg, jetstream.WithMsgID(id)); err != nil {
+		return fmt.Errorf("dlq: replay %d to %s: %w", l.DLQSeq, subject, err)
+	}
+	str, err := s.js.Stream(ctx, s.stream)
+	if err != nil {
+		return fmt.Errorf("dlq: stream %s: %w", s.stream, err)
+	}
+	if err := str.DeleteMsg(ctx, l.DLQSeq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+		return fmt.Errorf("dlq: replayed %d but could not delete it: %w", l.DLQSeq, err)
 	}
 	return nil
 }

@@ -3,10 +3,13 @@ package ingest
 import (
 	"crypto/sha256"
 	"crypto/subtle"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
+	"time"
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
 )
@@ -22,13 +25,18 @@ type authenticator struct {
 
 var errUnauthenticated = errors.New("missing or invalid credentials: send Authorization: Bearer <token> or a Standard Webhooks signature")
 
+// signatureTolerance is the Standard Webhooks library's own window around
+// webhook-timestamp; checking it before the body is read refuses a replayed
+// or stale request without reading it.
+const signatureTolerance = 5 * time.Minute
+
 func newAuthenticator(c Config) (*authenticator, error) {
 	a := &authenticator{insecure: c.Insecure}
 	for _, t := range c.Tokens {
-		a.tokens = append(a.tokens, sha256.Sum256([]byte(t)))
+		a.tokens = append(a.tokens, sha256.Sum256([]byte(t.Reveal())))
 	}
 	for i, s := range c.WebhookSecrets {
-		wh, err := standardwebhooks.NewWebhook(s)
+		wh, err := standardwebhooks.NewWebhook(s.Reveal())
 		if err != nil {
 			return nil, fmt.Errorf("ingest: webhook secret %d: %w", i, err)
 		}
@@ -50,6 +58,34 @@ func (a *authenticator) bearer(r *http.Request) bool {
 		match |= subtle.ConstantTimeCompare(sum[:], t[:])
 	}
 	return match == 1
+}
+
+// mightBeSigned reports whether h carries what a valid Standard Webhooks
+// signature needs, checked without the body: webhook secrets are configured,
+// webhook-id is present, webhook-timestamp is an integer within the
+// library's tolerance of now, and webhook-signature holds at least one
+// well-formed v1 signature (base64 of 32 bytes). A request failing this is
+// refused before its body is read.
+func (a *authenticator) mightBeSigned(h http.Header, now time.Time) bool {
+	if len(a.webhooks) == 0 || h.Get(standardwebhooks.HeaderWebhookID) == "" {
+		return false
+	}
+	ts, err := strconv.ParseInt(h.Get(standardwebhooks.HeaderWebhookTimestamp), 10, 64)
+	if err != nil {
+		return false
+	}
+	if d := now.Sub(time.Unix(ts, 0)); d > signatureTolerance || d < -signatureTolerance {
+		return false
+	}
+	for _, sig := range strings.Fields(h.Get(standardwebhooks.HeaderWebhookSignature)) {
+		v, b64, ok := strings.Cut(sig, ",")
+		if ok && v == "v1" && base64.StdEncoding.DecodedLen(len(b64)) >= sha256.Size && len(b64) <= 64 {
+			if raw, err := base64.StdEncoding.DecodeString(b64); err == nil && len(raw) == sha256.Size {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // signed reports whether a Standard Webhooks signature over body verifies

@@ -7,11 +7,13 @@ import (
 	"time"
 
 	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+
+	"github.com/patchbay/patchbay/redact"
 )
 
 func BenchmarkVerifySignature(b *testing.B) {
 	secret := "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-	a, err := newAuthenticator(Config{WebhookSecrets: []string{secret}})
+	a, err := newAuthenticator(Config{WebhookSecrets: []redact.Secret{redact.Secret(secret)}})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -38,7 +40,7 @@ func BenchmarkVerifySignature(b *testing.B) {
 }
 
 func BenchmarkBearer(b *testing.B) {
-	a, _ := newAuthenticator(Config{Tokens: []string{"token-0123456789abcdef"}})
+	a, _ := newAuthenticator(Config{Tokens: []redact.Secret{"token-0123456789abcdef"}})
 	r, _ := http.NewRequest(http.MethodPost, "/v1/events", nil)
 	r.Header.Set("Authorization", "Bearer token-0123456789abcdef")
 	b.ReportAllocs()

@@ -34,8 +34,11 @@ type Handler struct {
 	auth   *authenticator
 	log    *slog.Logger
 	slots  chan struct{}
-	mux    *http.ServeMux
-	m      *metrics
+	// unverified bounds the signed requests being read before their
+	// signature is checked; they never hold one of slots meanwhile.
+	unverified chan struct{}
+	mux        *http.ServeMux
+	m          *metrics
 }
 
 // New returns the ingest Handler publishing to the events stream named
@@ -53,9 +56,10 @@ func New(cfg Config, js Publisher, stream, prefix string, log *slog.Logger, reg 
 	}
 	h := &Handler{
 		cfg: cfg, js: js, stream: stream, prefix: prefix, auth: a, log: log,
-		slots: make(chan struct{}, cfg.MaxInFlight),
-		mux:   http.NewServeMux(),
-		m:     newMetrics(reg),
+		slots:      make(chan struct{}, cfg.MaxInFlight),
+		unverified: make(chan struct{}, max(cfg.MaxUnverified, 1)),
+		mux:        http.NewServeMux(),
+		m:          newMetrics(reg),
 	}
 	h.mux.HandleFunc("POST /v1/events", h.postEvents)
 	h.mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
@@ -103,38 +107,14 @@ func (h *Handler) postEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if r.ContentLength > h.cfg.MaxBodyBytes {
-		h.tooLarge(w)
+		h.tooLarge(w, h.cfg.MaxBodyBytes)
 		return
 	}
-	bearerOK := h.auth.insecure || h.auth.bearer(r)
-	if !bearerOK && len(h.auth.webhooks) == 0 {
-		writeProblem(w, Problem{Type: ProblemAuth, Title: "Unauthorized", Status: http.StatusUnauthorized, Detail: errUnauthenticated.Error()}, 0)
+	body, release, ok := h.admit(w, r)
+	if !ok {
 		return
 	}
-	// Shed load before reading the body: a full house answers at once.
-	select {
-	case h.slots <- struct{}{}:
-		defer func() { <-h.slots }()
-	default:
-		h.m.shed.Inc()
-		writeProblem(w, Problem{Type: ProblemUnavailable, Title: "Overloaded", Status: http.StatusServiceUnavailable,
-			Detail: "too many requests in flight; retry"}, 1)
-		return
-	}
-	body, err := readBody(http.MaxBytesReader(w, r.Body, h.cfg.MaxBodyBytes), r.ContentLength)
-	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			h.tooLarge(w)
-			return
-		}
-		writeProblem(w, Problem{Type: ProblemMalformed, Title: "Unreadable body", Status: http.StatusBadRequest, Detail: err.Error()}, 0)
-		return
-	}
-	if !bearerOK && !h.auth.signed(r.Header, body) {
-		writeProblem(w, Problem{Type: ProblemAuth, Title: "Unauthorized", Status: http.StatusUnauthorized, Detail: errUnauthenticated.Error()}, 0)
-		return
-	}
+	defer release()
 	headerID := r.Header.Get("webhook-id")
 	if headerID == "" {
 		headerID = r.Header.Get("Idempotency-Key")
@@ -222,10 +202,10 @@ func (h *Handler) publish(ctx context.Context, evs []events.Event) (Accepted, er
 	return acc, firstErr
 }
 
-// readBody reads r to the end like io.ReadAll, into a buffer sized for the
+// readAll reads r to the end like io.ReadAll, into a buffer sized for the
 // declared length n (< 0: unknown; at most MaxBodyBytes, checked before), so
 // a 100 KiB batch is read without the doubling copies of io.ReadAll.
-func readBody(r io.Reader, n int64) ([]byte, error) {
+func readAll(r io.Reader, n int64) ([]byte, error) {
 	if n < 0 {
 		return io.ReadAll(r)
 	}
@@ -245,22 +225,33 @@ func readBody(r io.Reader, n int64) ([]byte, error) {
 	}
 }
 
-func (h *Handler) ready(w http.ResponseWriter, r *http.Request) {
-	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+// Ready reports whether the events stream is reachable, with the reason
+// when it is not. The public /readyz answers only the status; the admin
+// listener serves the reason.
+func (h *Handler) Ready(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
 	if _, err := h.js.Stream(ctx, h.stream); err != nil {
-		writeProblem(w, Problem{Type: ProblemUnavailable, Title: "Not ready", Status: http.StatusServiceUnavailable,
-			Detail: "JetStream stream " + h.stream + " unavailable: " + err.Error()}, 1)
+		return fmt.Errorf("JetStream stream %s unavailable: %w", h.stream, err)
+	}
+	return nil
+}
+
+// ready is the public readiness probe: a status and nothing about why.
+func (h *Handler) ready(w http.ResponseWriter, r *http.Request) {
+	if err := h.Ready(r.Context()); err != nil {
+		h.log.Debug("not ready", "err", err)
+		writeProblem(w, Problem{Type: ProblemUnavailable, Title: "Not ready", Status: http.StatusServiceUnavailable}, 1)
 		return
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	_, _ = io.WriteString(w, "ready\n")
 }
 
-func (h *Handler) tooLarge(w http.ResponseWriter) {
+func (h *Handler) tooLarge(w http.ResponseWriter, limit int64) {
 	h.m.rejected.Inc()
 	writeProblem(w, Problem{Type: ProblemTooLarge, Title: "Body too large", Status: http.StatusRequestEntityTooLarge,
-		Detail: fmt.Sprintf("request body exceeds %d bytes; split the batch", h.cfg.MaxBodyBytes)}, 0)
+		Detail: fmt.Sprintf("request body exceeds %d bytes; split the batch", limit)}, 0)
 }
 
 func mediaTypeJSON(ct string) bool {
@@ -272,6 +263,10 @@ type statusRecorder struct {
 	http.ResponseWriter
 	status int
 }
+
+// Unwrap lets http.ResponseController reach the connection (per-request
+// read deadlines).
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
 
 func (s *statusRecorder) WriteHeader(code int) {
 	s.status = code

@@ -13,6 +13,7 @@ import (
 
 	"github.com/patchbay/patchbay/ingest"
 	"github.com/patchbay/patchbay/internal/pbtest"
+	"github.com/patchbay/patchbay/redact"
 )
 
 const skipID = "3f1c2a9e-8b7d-4c6e-9a5f-1b2c3d4e5f60"
@@ -175,7 +176,7 @@ func TestIngestProblemContentType(t *testing.T) {
 
 func TestIngestAuth(t *testing.T) {
 	secret := "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-	s := pbtest.Start(t, pbtest.Options{Ingest: func(c *ingest.Config) { c.WebhookSecrets = []string{secret} }})
+	s := pbtest.Start(t, pbtest.Options{Ingest: func(c *ingest.Config) { c.WebhookSecrets = []redact.Secret{redact.Secret(secret)} }})
 	body := mustJSON(t, skipEvent("signed-1"))
 	post := func(h http.Header) int {
 		req, _ := http.NewRequest(http.MethodPost, s.Ingest.URL+"/v1/events", bytes.NewReader(body))
@@ -188,21 +189,7 @@ func TestIngestAuth(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode
 	}
-	wh, err := standardwebhooks.NewWebhook(secret)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sign := func(id string, ts time.Time, payload []byte) http.Header {
-		sig, err := wh.Sign(id, ts, payload)
-		if err != nil {
-			t.Fatal(err)
-		}
-		h := http.Header{}
-		h.Set("webhook-id", id)
-		h.Set("webhook-timestamp", fmt.Sprint(ts.Unix()))
-		h.Set("webhook-signature", sig)
-		return h
-	}
+	sign := func(id string, ts time.Time, payload []byte) http.Header { return sign(t, secret, id, ts, payload) }
 	if c := post(http.Header{}); c != 401 {
 		t.Fatalf("no credentials: %d", c)
 	}
@@ -245,4 +232,22 @@ func TestIngestNATSDown(t *testing.T) {
 	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("readyz %d with NATS down", resp.StatusCode)
 	}
+}
+
+// sign returns Standard Webhooks headers signing payload with secret.
+func sign(t *testing.T, secret, id string, ts time.Time, payload []byte) http.Header {
+	t.Helper()
+	wh, err := standardwebhooks.NewWebhook(secret)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sig, err := wh.Sign(id, ts, payload)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := http.Header{}
+	h.Set("webhook-id", id)
+	h.Set("webhook-timestamp", fmt.Sprint(ts.Unix()))
+	h.Set("webhook-signature", sig)
+	return h
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/patchbay/patchbay/events"
 	"github.com/patchbay/patchbay/processor/ratelimit"
 	"github.com/patchbay/patchbay/stream"
+	"github.com/patchbay/patchbay/stream/embedded"
 )
 
 type unusedProvider struct{}
@@ -23,7 +24,7 @@ func (unusedProvider) Patch(context.Context, *events.Event) (Result, error) {
 // operator might, lets JetStream give up on a message, and checks that the
 // worker's advisory listener dead-letters it instead of leaving it stranded.
 func TestMaxDeliveriesAdvisoryDeadLetters(t *testing.T) {
-	emb, err := stream.RunEmbedded(stream.EmbeddedConfig{StoreDir: t.TempDir()})
+	emb, err := embedded.Run(embedded.Config{StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

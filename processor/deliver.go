@@ -105,7 +105,7 @@ func (l *lane) apply(ctx context.Context, j job, msgs []pending, evs []events.Ev
 	grant, hold, err := l.pace(ctx)
 	switch {
 	case err != nil:
-		return l.abandon(r, msgs)
+		return l.interrupted(r, msgs)
 	case hold > 0:
 		return l.hold(r, msgs, l.w.now().Add(hold), "rate_limit")
 	}
@@ -152,7 +152,7 @@ func (l *lane) apply(ctx context.Context, j job, msgs []pending, evs []events.Ev
 		return r
 	}
 	if ctx.Err() != nil {
-		return l.abandon(r, msgs)
+		return l.interrupted(r, msgs)
 	}
 	switch class {
 	case ClassRateLimited:
@@ -263,7 +263,9 @@ func (l *lane) pace(ctx context.Context) (ratelimit.Grant, time.Duration, error)
 			return g, time.Second, nil
 		}
 		d := we.Until.Sub(l.w.now())
-		if d > l.w.cfg.HoldLimit {
+		if dl, ok := ctx.Deadline(); d > l.w.cfg.HoldLimit || ok && we.Until.After(dl) {
+			// Too long to wait here, or past the contact lease: the events
+			// wait in the worker's queue instead.
 			return g, d, nil
 		}
 		changed := l.budget.Changed()
@@ -303,6 +305,16 @@ func (l *lane) hold(r result, msgs []pending, until time.Time, why string) resul
 	l.w.m.deliveries.WithLabelValues(l.name, "held").Add(float64(len(msgs)))
 	l.w.m.retryDelay.WithLabelValues(l.name, why).Observe(max(until.Sub(l.w.now()), 0).Seconds())
 	return r
+}
+
+// interrupted settles msgs after their delivery's context ended: handed
+// back to JetStream when the worker is stopping, held in the worker for a
+// new try when only the contact's lease ran out.
+func (l *lane) interrupted(r result, msgs []pending) result {
+	if l.stopping.Load() {
+		return l.abandon(r, msgs)
+	}
+	return l.hold(r, msgs, l.w.now().Add(leaseRetry), "lease_expired")
 }
 
 // abandon hands msgs back to JetStream for redelivery at once: the worker is

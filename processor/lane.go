@@ -3,6 +3,7 @@ package processor
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -21,6 +22,7 @@ type lane struct {
 	provider Provider
 	budget   *ratelimit.Budget
 	cons     jetstream.Consumer
+	stopping atomic.Bool // the delivery goroutines' context is cancelled: shutdown past the drain timeout
 }
 
 func newLane(w *Worker, t events.Target, tg Target) *lane {
@@ -133,6 +135,7 @@ func (l *lane) run(ctx context.Context) {
 			stopFetching()
 			drainTimer = time.After(w.cfg.DrainTimeout)
 		case <-drainTimer:
+			l.stopping.Store(true)
 			cancelWork() // in-flight calls see cancellation and leave their messages
 		}
 	}

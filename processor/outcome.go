@@ -11,8 +11,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
-	"net/http"
 	"time"
 
 	"github.com/patchbay/patchbay/events"
@@ -135,36 +133,3 @@ func TransportError(ctx context.Context, err error) error {
 	}
 	return &Error{Class: ClassTransient, Err: err}
 }
-
-// RetryAfter reads a Retry-After header (seconds or HTTP date) relative to now.
-func RetryAfter(h http.Header, now time.Time) time.Time {
-	v := h.Get("Retry-After")
-	if v == "" {
-		return time.Time{}
-	}
-	var secs int
-	if _, err := fmt.Sscanf(v, "%d", &secs); err == nil && secs >= 0 {
-		return now.Add(time.Duration(secs) * time.Second)
-	}
-	if t, err := http.ParseTime(v); err == nil {
-		return t
-	}
-	return time.Time{}
-}
-
-// Secret is a credential read from the environment. It never prints itself.
-type Secret string
-
-// String redacts the secret.
-func (s Secret) String() string {
-	if s == "" {
-		return ""
-	}
-	return "[redacted]"
-}
-
-// LogValue redacts the secret in structured logs.
-func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
-
-// Reveal returns the secret's value, for the one place that sends it.
-func (s Secret) Reveal() string { return string(s) }

@@ -1,11 +1,15 @@
-// Package stream declares patchbay's JetStream streams and consumers, connects
-// to NATS, and can run an embedded JetStream server for dev mode and tests.
+// Package stream declares patchbay's JetStream streams and consumers and
+// connects to NATS. The in-process server for dev mode and tests is in
+// stream/embedded, so that production binaries do not link nats-server.
 package stream
 
 import (
 	"fmt"
+	"log/slog"
 	"strings"
 	"time"
+
+	"github.com/patchbay/patchbay/redact"
 )
 
 // Config names the NATS connection and the streams patchbay uses. It is filled
@@ -14,6 +18,9 @@ type Config struct {
 	// URL is the NATS server URL list (comma separated). Empty means: run an
 	// embedded JetStream server (dev mode only).
 	URL string `envconfig:"NATS_URL" desc:"NATS server URLs, comma separated (empty in dev mode: embedded server)"`
+	// ConnectWait is how long a service retries its first connection to
+	// NATS before it gives up and exits.
+	ConnectWait time.Duration `envconfig:"NATS_CONNECT_WAIT" default:"1m" desc:"how long a service retries its first connection to NATS before exiting"`
 	// CredsFile is an optional NATS credentials file.
 	CredsFile string `envconfig:"NATS_CREDS" desc:"NATS credentials file (optional)"`
 	// SubjectPrefix is the first subject token: events go to
@@ -36,6 +43,13 @@ type Config struct {
 	Consumer string `envconfig:"CONSUMER" default:"patchbay-worker" desc:"durable consumer name shared by all workers"`
 	// MaxBytes caps the events stream's size; publishes beyond it fail (ingest answers 503).
 	MaxBytes int64 `envconfig:"EVENTS_MAX_BYTES" default:"-1" desc:"events stream size cap in bytes (-1: none); ingest answers 503 when full"`
+}
+
+// LogValue shows c in logs with the passwords and tokens of its URLs
+// replaced by "xxxxx".
+func (c Config) LogValue() slog.Value {
+	return slog.GroupValue(slog.String("url", redact.URLs(c.URL)), slog.String("events_stream", c.EventsStream),
+		slog.String("dlq_stream", c.DLQStream), slog.Int("replicas", c.Replicas))
 }
 
 // Validate reports the first problem with c.

@@ -7,11 +7,14 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/patchbay/patchbay/redact"
 )
 
 // Connect dials NATS at url with patchbay's reconnect policy: reconnect
 // forever, buffer nothing while disconnected (a publish during an outage fails
-// at once instead of being held in memory and lost on a crash).
+// at once instead of being held in memory and lost on a crash). Its errors
+// never contain a password or token from url.
 func Connect(ctx context.Context, url, creds, name string, opts ...nats.Option) (*nats.Conn, error) {
 	o := []nats.Option{
 		nats.Name(name),
@@ -37,7 +40,10 @@ func Connect(ctx context.Context, url, creds, name string, opts ...nats.Option) 
 	select {
 	case r := <-ch:
 		if r.err != nil {
-			return nil, fmt.Errorf("stream: connect %s: %w", url, r.err)
+			// The URLs may carry a password or a token, and nats.go's own
+			// errors can quote them (a URL that does not parse): neither
+			// reaches a log line.
+			return nil, fmt.Errorf("stream: connect %s: %w", redact.URLs(url), redact.URLError(r.err, url))
 		}
 		return r.nc, nil
 	case <-ctx.Done():

@@ -1,6 +1,8 @@
-// Package app wires patchbay's parts into runnable services: ingest, worker,
-// and the all-in-one dev mode. The cmd packages only load configuration and
-// handle signals; tests reuse these functions.
+// Package app wires patchbay's production parts into runnable services
+// (ingest, worker) and operator commands (dlq, env). The cmd packages only
+// call Main; dev mode and the load harness are added by the patchbay binary
+// from package internal/dev, so that cmd/ingest and cmd/worker link neither
+// an embedded NATS server nor the sandboxes.
 package app
 
 import (
@@ -13,14 +15,21 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/patchbay/patchbay/redact"
 	"github.com/patchbay/patchbay/stream"
 )
 
-// connect dials NATS and ensures the streams, retrying with backoff for up
-// to a minute so that a service started before NATS does not crash-loop.
-func connect(ctx context.Context, log *slog.Logger, scfg stream.Config, name string) (*nats.Conn, jetstream.JetStream, error) {
+// Connect dials NATS and ensures the streams, retrying with backoff for up
+// to scfg.ConnectWait (a minute if unset) so that a service started before
+// NATS does not crash-loop. Neither its log lines nor its error contain a
+// password or token from scfg.URL.
+func Connect(ctx context.Context, log *slog.Logger, scfg stream.Config, name string) (*nats.Conn, jetstream.JetStream, error) {
 	if scfg.URL == "" {
 		return nil, nil, fmt.Errorf("PATCHBAY_NATS_URL is not set (use 'patchbay dev' for an embedded server)")
+	}
+	wait := scfg.ConnectWait
+	if wait <= 0 {
+		wait = time.Minute
 	}
 	var nc *nats.Conn
 	var js jetstream.JetStream
@@ -28,10 +37,13 @@ func connect(ctx context.Context, log *slog.Logger, scfg stream.Config, name str
 		var err error
 		if nc == nil {
 			nc, err = stream.Connect(ctx, scfg.URL, scfg.CredsFile, name,
-				nats.DisconnectErrHandler(func(_ *nats.Conn, err error) { log.Warn("NATS disconnected", "err", err) }),
-				nats.ReconnectHandler(func(c *nats.Conn) { log.Info("NATS reconnected", "url", c.ConnectedUrlRedacted()) }))
+				nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+					log.Warn("NATS disconnected", "err", redact.URLError(err, scfg.URL))
+				}),
+				// ConnectedUrlRedacted masks a password but keeps a token.
+				nats.ReconnectHandler(func(c *nats.Conn) { log.Info("NATS reconnected", "url", redact.URLs(c.ConnectedUrl())) }))
 			if err != nil {
-				log.Warn("NATS not reachable yet", "err", err)
+				log.Warn("NATS not reachable yet", "url", redact.URLs(scfg.URL), "err", err)
 				return err
 			}
 		}
@@ -47,7 +59,7 @@ func connect(ctx context.Context, log *slog.Logger, scfg stream.Config, name str
 		}
 		return nil
 	}
-	b := backoff.WithContext(backoff.NewExponentialBackOff(backoff.WithMaxElapsedTime(time.Minute)), ctx)
+	b := backoff.WithContext(backoff.NewExponentialBackOff(backoff.WithMaxElapsedTime(wait)), ctx)
 	if err := backoff.Retry(op, b); err != nil {
 		if nc != nil {
 			nc.Close()

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -15,6 +16,7 @@ import (
 	"github.com/patchbay/patchbay/events"
 	"github.com/patchbay/patchbay/ingest"
 	"github.com/patchbay/patchbay/processor"
+	"github.com/patchbay/patchbay/processor/httpcall"
 	"github.com/patchbay/patchbay/processor/ratelimit"
 	"github.com/patchbay/patchbay/processor/revyops"
 	"github.com/patchbay/patchbay/processor/skipcall"
@@ -25,6 +27,7 @@ import (
 type IngestConfig struct {
 	Stream stream.Config
 	Ingest ingest.Config
+	Admin  AdminConfig
 }
 
 // WorkerConfig is everything the worker service reads from the environment.
@@ -34,49 +37,59 @@ type WorkerConfig struct {
 	RevyOps   revyops.Config
 	Skipcall  skipcall.Config
 	AdminAddr string
+	Admin     AdminConfig
 }
 
 // RunIngest runs the ingest service until ctx is done, then stops accepting
 // connections, lets in-flight requests finish their publishes, and drains
 // the NATS connection. ln may be nil to listen on cfg.Ingest.Addr.
 func RunIngest(ctx context.Context, log *slog.Logger, cfg IngestConfig, ln net.Listener) error {
-	nc, js, err := connect(ctx, log, cfg.Stream, "patchbay-ingest")
+	if err := errors.Join(cfg.Admin.Validate(cfg.Ingest.AdminAddr), cfg.Ingest.Validate()); err != nil {
+		return err
+	}
+	nc, js, err := Connect(ctx, log, cfg.Stream, "patchbay-ingest")
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	reg := newRegistry()
-	return runIngestOn(ctx, log, cfg, js, ln, reg, true, nc)
-}
-
-func runIngestOn(ctx context.Context, log *slog.Logger, cfg IngestConfig, js jetstream.JetStream, ln net.Listener, reg *prometheus.Registry, admin bool, nc *nats.Conn) error {
+	reg := NewRegistry()
 	h, err := ingest.New(cfg.Ingest, js, cfg.Stream.EventsStream, cfg.Stream.SubjectPrefix, log, reg)
 	if err != nil {
 		return err
 	}
+	if err := MountSources(ctx, log, h, cfg, js, reg); err != nil {
+		return err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return ServeIngest(gctx, log, cfg, h, ln, nc) })
+	g.Go(func() error {
+		return Admin{Addr: cfg.Ingest.AdminAddr, Config: cfg.Admin, Registry: reg, Ready: h.Ready}.Serve(gctx, log)
+	})
+	return g.Wait()
+}
+
+// ServeIngest serves h on ln (nil: listen on cfg.Ingest.Addr) until ctx is
+// done, then shuts the server down within the shutdown timeout and, when nc
+// is not nil, drains it.
+func ServeIngest(ctx context.Context, log *slog.Logger, cfg IngestConfig, h *ingest.Handler, ln net.Listener, nc *nats.Conn) error {
 	if ln == nil {
+		var err error
 		if ln, err = net.Listen("tcp", cfg.Ingest.Addr); err != nil {
 			return fmt.Errorf("ingest: listen: %w", err)
 		}
 	}
-	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error {
-		err := serve(gctx, log, "ingest", h.Server(), ln, cfg.Ingest.ShutdownTimeout)
-		if nc != nil {
-			// Every request has returned: flush what is left on the wire.
-			_ = nc.Drain()
-		}
-		return err
-	})
-	if admin {
-		g.Go(func() error { return serveAdmin(gctx, log, cfg.Ingest.AdminAddr, reg) })
+	err := Serve(ctx, log, "ingest", h.Server(), ln, cfg.Ingest.ShutdownTimeout)
+	if nc != nil {
+		// Every request has returned: flush what is left on the wire.
+		_ = nc.Drain()
 	}
-	return g.Wait()
+	return err
 }
 
 // NewProviders builds the provider clients for the worker, each sending
 // through its key's rate budget, shared with every other replica through
-// js. Call the returned close when the worker has stopped.
+// js; reg (may be nil) receives their metrics and log their implausible
+// rate-limit headers. Call the returned close when the worker has stopped.
 func NewProviders(ctx context.Context, js jetstream.JetStream, log *slog.Logger, reg prometheus.Registerer, cfg WorkerConfig) (map[events.Target]processor.Target, func(), error) {
 	conns := cfg.Worker.Concurrency
 	var budgets []*ratelimit.Budget
@@ -85,8 +98,8 @@ func NewProviders(ctx context.Context, js jetstream.JetStream, log *slog.Logger,
 			b.Close()
 		}
 	}
-	budget := func(t events.Target, key string, perMinute int) (*ratelimit.Budget, error) {
-		bc := cfg.Worker.BudgetConfig(cfg.Stream, t, key, perMinute, 0)
+	budget := func(t events.Target, key string, perMinute int, window time.Duration) (*ratelimit.Budget, error) {
+		bc := cfg.Worker.BudgetConfig(cfg.Stream, t, key, perMinute, window)
 		bc.Registerer = reg
 		b, err := ratelimit.New(ctx, js, bc, log.With("provider", string(t)))
 		if err != nil {
@@ -95,21 +108,22 @@ func NewProviders(ctx context.Context, js jetstream.JetStream, log *slog.Logger,
 		budgets = append(budgets, b)
 		return b, nil
 	}
-	rb, err := budget(events.TargetRevyOps, cfg.RevyOps.APIKey.Reveal(), cfg.RevyOps.RatePerMinute)
+	rb, err := budget(events.TargetRevyOps, cfg.RevyOps.APIKey.Reveal(), cfg.RevyOps.RatePerMinute, 0)
 	if err != nil {
 		return nil, nil, err
 	}
-	sb, err := budget(events.TargetSkipcall, cfg.Skipcall.APIKey.Reveal(), cfg.Skipcall.RatePerMinute)
-	if err != nil {
-		closeAll()
-		return nil, nil, err
-	}
-	rc, err := revyops.New(cfg.RevyOps, processor.WithBudget(nil, rb, cfg.RevyOps.Timeout, conns), conns)
+	sb, err := budget(events.TargetSkipcall, cfg.Skipcall.APIKey.Reveal(), cfg.Skipcall.RatePerMinute, cfg.Skipcall.RateWindow)
 	if err != nil {
 		closeAll()
 		return nil, nil, err
 	}
-	sc, err := skipcall.New(cfg.Skipcall, processor.WithBudget(nil, sb, cfg.Skipcall.Timeout, conns), conns)
+	report := []httpcall.Option{httpcall.WithLogger(log), httpcall.WithRegisterer(reg)}
+	rc, err := revyops.New(cfg.RevyOps, processor.WithBudget(nil, rb, cfg.RevyOps.Timeout, conns), conns, report...)
+	if err != nil {
+		closeAll()
+		return nil, nil, err
+	}
+	sc, err := skipcall.New(cfg.Skipcall, processor.WithBudget(nil, sb, cfg.Skipcall.Timeout, conns), conns, report...)
 	if err != nil {
 		closeAll()
 		return nil, nil, err
@@ -120,27 +134,40 @@ func NewProviders(ctx context.Context, js jetstream.JetStream, log *slog.Logger,
 	}, closeAll, nil
 }
 
+// NewWorker builds the provider clients and the worker on js and nc,
+// registering metrics with reg. Call the returned close when the worker has
+// stopped.
+func NewWorker(ctx context.Context, log *slog.Logger, cfg WorkerConfig, js jetstream.JetStream, nc *nats.Conn, reg prometheus.Registerer) (*processor.Worker, func(), error) {
+	targets, closeBudgets, err := NewProviders(ctx, js, log, reg, cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	w, err := processor.New(cfg.Worker, processor.Deps{JS: js, Conn: nc, Stream: cfg.Stream, Targets: targets, Logger: log, Registerer: reg})
+	if err != nil {
+		closeBudgets()
+		return nil, nil, err
+	}
+	return w, closeBudgets, nil
+}
+
 // RunWorker runs the worker until ctx is done, then drains in-flight
 // deliveries (bounded by the drain timeout) and the NATS connection.
 func RunWorker(ctx context.Context, log *slog.Logger, cfg WorkerConfig) error {
-	if err := validateProviders(cfg); err != nil {
+	// Refuse bad settings before waiting for NATS.
+	if err := errors.Join(cfg.Admin.Validate(cfg.AdminAddr), cfg.Worker.Validate(), validateProviders(cfg)); err != nil {
 		return err
 	}
-	nc, js, err := connect(ctx, log, cfg.Stream, "patchbay-worker")
+	nc, js, err := Connect(ctx, log, cfg.Stream, "patchbay-worker")
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	reg := newRegistry()
-	targets, closeBudgets, err := NewProviders(ctx, js, log, reg, cfg)
+	reg := NewRegistry()
+	w, closeBudgets, err := NewWorker(ctx, log, cfg, js, nc, reg)
 	if err != nil {
 		return err
 	}
 	defer closeBudgets()
-	w, err := processor.New(cfg.Worker, processor.Deps{JS: js, Conn: nc, Stream: cfg.Stream, Targets: targets, Logger: log, Registerer: reg})
-	if err != nil {
-		return err
-	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		err := w.Run(gctx)
@@ -149,7 +176,10 @@ func RunWorker(ctx context.Context, log *slog.Logger, cfg WorkerConfig) error {
 		drainConn(dctx, nc)
 		return err
 	})
-	g.Go(func() error { return serveAdmin(gctx, log, cfg.AdminAddr, reg) })
+	detail := func() any { return map[string]any{"targets": w.States()} }
+	g.Go(func() error {
+		return Admin{Addr: cfg.AdminAddr, Config: cfg.Admin, Registry: reg, Detail: detail}.Serve(gctx, log)
+	})
 	return g.Wait()
 }
 

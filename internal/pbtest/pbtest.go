@@ -25,8 +25,10 @@ import (
 	"github.com/patchbay/patchbay/processor/ratelimit"
 	"github.com/patchbay/patchbay/processor/revyops"
 	"github.com/patchbay/patchbay/processor/skipcall"
+	"github.com/patchbay/patchbay/redact"
 	"github.com/patchbay/patchbay/sandbox"
 	"github.com/patchbay/patchbay/stream"
+	"github.com/patchbay/patchbay/stream/embedded"
 )
 
 // Token is the bearer token the test ingest accepts.
@@ -41,7 +43,7 @@ const (
 // Stack is a running patchbay in one test process.
 type Stack struct {
 	T        testing.TB
-	NATS     *stream.Embedded
+	NATS     *embedded.Server
 	NC       *nats.Conn
 	JS       jetstream.JetStream
 	Stream   stream.Config
@@ -92,7 +94,7 @@ func StreamConfig(url string) stream.Config {
 // Start runs NATS, both sandboxes and ingest; workers are started with StartWorker.
 func Start(t testing.TB, o Options) *Stack {
 	t.Helper()
-	emb, err := stream.RunEmbedded(stream.EmbeddedConfig{StoreDir: t.TempDir()})
+	emb, err := embedded.Run(embedded.Config{StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -140,7 +142,8 @@ func Start(t testing.TB, o Options) *Stack {
 func IngestConfig() ingest.Config {
 	return ingest.Config{
 		MaxBodyBytes: 1 << 20, MaxBatch: 1000, PublishTimeout: 2 * time.Second, MaxInFlight: 1024,
-		Tokens: []string{Token}, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		Tokens: []redact.Secret{Token}, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
+		SignedMaxBodyBytes: 256 << 10, SignedReadTimeout: 5 * time.Second, MaxUnverified: 64,
 		WriteTimeout: 10 * time.Second, IdleTimeout: 30 * time.Second, MaxHeaderBytes: 1 << 16, ShutdownTimeout: 5 * time.Second,
 	}
 }

@@ -28,10 +28,13 @@ import (
 	"github.com/patchbay/patchbay/events"
 	"github.com/patchbay/patchbay/ingest"
 	"github.com/patchbay/patchbay/processor"
+	"github.com/patchbay/patchbay/processor/ratelimit"
 	"github.com/patchbay/patchbay/processor/revyops"
 	"github.com/patchbay/patchbay/processor/skipcall"
+	"github.com/patchbay/patchbay/redact"
 	"github.com/patchbay/patchbay/sandbox"
 	"github.com/patchbay/patchbay/stream"
+	"github.com/patchbay/patchbay/stream/embedded"
 )
 
 // Config sizes a run. Every phase is bounded in time or count.
@@ -76,6 +79,10 @@ func Run(ctx context.Context, cfg Config, log io.Writer) ([]Row, error) {
 		Row{"ingest single", "p99.9", ms(ing.p(0.999)), ms(floor.p(0.999)), "ms"},
 		Row{"ingest single", "allocs/request", ing.allocs, floor.allocs, "allocs"},
 	)
+	say("ingest: mapped HubSpot source, one signed item per request, contact lookup")
+	if err := addSourceRows(ctx, cfg, ing, &rows); err != nil {
+		return nil, err
+	}
 	say("ingest: batches of 100")
 	batch, err := ingestPhase(ctx, cfg, false, 100)
 	if err != nil {
@@ -155,7 +162,7 @@ func Markdown(rows []Row) string {
 // --- shared parts ---
 
 type natsEnv struct {
-	emb  *stream.Embedded
+	emb  *embedded.Server
 	nc   *nats.Conn
 	js   jetstream.JetStream
 	scfg stream.Config
@@ -166,7 +173,7 @@ func startNATS(ctx context.Context, dir string) (*natsEnv, error) {
 	if err != nil {
 		return nil, err
 	}
-	emb, err := stream.RunEmbedded(stream.EmbeddedConfig{StoreDir: sd})
+	emb, err := embedded.Run(embedded.Config{StoreDir: sd})
 	if err != nil {
 		return nil, err
 	}
@@ -241,20 +248,45 @@ func (r loadResult) p(q float64) time.Duration { return r.lat.p(q) }
 
 // ingestConfig is ingest as it runs by default, with the bench's token.
 func ingestConfig() ingest.Config {
-	return ingest.Config{MaxBodyBytes: 4 << 20, MaxBatch: 1000, PublishTimeout: 5 * time.Second, MaxInFlight: 4096, Tokens: []string{token},
+	return ingest.Config{MaxBodyBytes: 4 << 20, MaxBatch: 1000, PublishTimeout: 5 * time.Second, MaxInFlight: 4096, Tokens: []redact.Secret{token},
 		ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 30 * time.Second, WriteTimeout: 30 * time.Second, IdleTimeout: time.Minute, MaxHeaderBytes: 1 << 16}
 }
 
 // newWorker is the worker with default settings, delivering through sc to
-// the sandbox at url.
-func newWorker(env *natsEnv, cfg Config, sc *skipcall.Client, url string) (*processor.Worker, error) {
+// the sandbox at url, each target with a rate budget of no limit of ours
+// (shared through NATS, as in the service). Call closeAll when it has stopped.
+func newWorker(ctx context.Context, env *natsEnv, cfg Config, sc *skipcall.Client, url string) (w *processor.Worker, closeAll func(), err error) {
+	pcfg := processor.Config{Concurrency: cfg.Concurrency, AckWait: 30 * time.Second, MaxAttempts: 12, MaxRetryAge: time.Hour,
+		BackoffInitial: time.Second, BackoffMax: 10 * time.Minute, CredentialsPause: time.Minute, HoldLimit: 5 * time.Second, DrainTimeout: time.Second, Coalesce: 50}
+	var budgets []*ratelimit.Budget
+	closeAll = func() {
+		for _, b := range budgets {
+			b.Close()
+		}
+	}
+	targets := map[events.Target]processor.Target{}
+	for t, key := range map[events.Target]string{events.TargetSkipcall: skKey, events.TargetRevyOps: "unused"} {
+		b, err := ratelimit.New(ctx, env.js, pcfg.BudgetConfig(env.scfg, t, key, 0, 0), slog.New(slog.DiscardHandler))
+		if err != nil {
+			closeAll()
+			return nil, nil, err
+		}
+		budgets = append(budgets, b)
+		targets[t] = processor.Target{Budget: b}
+	}
 	rc, err := revyops.New(revyops.Config{BaseURL: url, APIKey: "unused", AuthHeader: "X-API-Key", AuthFormat: "%s", Timeout: time.Second}, nil, 1)
 	if err != nil {
-		return nil, err
+		closeAll()
+		return nil, nil, err
 	}
-	return processor.New(processor.Config{Concurrency: cfg.Concurrency, AckWait: 30 * time.Second, MaxAttempts: 12, MaxRetryAge: time.Hour,
-		BackoffInitial: time.Second, BackoffMax: 10 * time.Minute, CredentialsPause: time.Minute, HoldLimit: 5 * time.Second, DrainTimeout: time.Second, Coalesce: 50},
-		processor.Deps{JS: env.js, Stream: env.scfg, Targets: map[events.Target]processor.Target{events.TargetSkipcall: {Provider: sc}, events.TargetRevyOps: {Provider: rc}}})
+	targets[events.TargetSkipcall] = processor.Target{Provider: sc, Budget: targets[events.TargetSkipcall].Budget}
+	targets[events.TargetRevyOps] = processor.Target{Provider: rc, Budget: targets[events.TargetRevyOps].Budget}
+	w, err = processor.New(pcfg, processor.Deps{JS: env.js, Stream: env.scfg, Targets: targets})
+	if err != nil {
+		closeAll()
+		return nil, nil, err
+	}
+	return w, closeAll, nil
 }
 
 // --- phase 1: ingest vs floor ---
@@ -401,7 +433,7 @@ func publishCeiling(ctx context.Context, cfg Config, n int) (float64, error) {
 	runtime.GC()
 	start := time.Now()
 	for i := range n {
-		if _, err := env.js.PublishAsync(subjects[i], data[i], jetstream.WithMsgID(run+"-"+strconv.Itoa(i))); err != nil {
+		if err := publishAsync(ctx, env.js, subjects[i], data[i], run+"-"+strconv.Itoa(i)); err != nil {
 			return 0, err
 		}
 	}
@@ -468,7 +500,7 @@ func prefill(ctx context.Context, js jetstream.JetStream, n int) error {
 			return err
 		}
 		data, _ := ev.Marshal()
-		if _, err := js.PublishAsync(ev.Subject("contacts"), data, jetstream.WithMsgID(ev.ID)); err != nil {
+		if err := publishAsync(ctx, js, ev.Subject("contacts"), data, ev.ID); err != nil {
 			return err
 		}
 	}
@@ -511,10 +543,11 @@ func workerPhase(ctx context.Context, cfg Config, floor bool, latency time.Durat
 			return 0, err
 		}
 	} else {
-		w, err := newWorker(env, cfg, sc, url)
+		w, closeBudgets, err := newWorker(ctx, env, cfg, sc, url)
 		if err != nil {
 			return 0, err
 		}
+		defer closeBudgets()
 		done = make(chan error, 1)
 		go func() { done <- w.Run(wctx) }()
 	}
@@ -611,10 +644,11 @@ func endToEnd(ctx context.Context, cfg Config) (loadResult, error) {
 	if err != nil {
 		return loadResult{}, err
 	}
-	w, err := newWorker(env, cfg, sc, url)
+	w, closeBudgets, err := newWorker(ctx, env, cfg, sc, url)
 	if err != nil {
 		return loadResult{}, err
 	}
+	defer closeBudgets()
 	wctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan error, 1)

@@ -1,7 +1,6 @@
 package perf
 
 import (
-	"context"
 	"io"
 	"strings"
 	"testing"
@@ -15,14 +14,13 @@ func TestHarnessSmoke(t *testing.T) {
 		t.Skip("load harness skipped with -short")
 	}
 	cfg := Config{Duration: 300 * time.Millisecond, Conns: 4, Events: 200, Concurrency: 8, Latency: 20 * time.Millisecond, Rate: 50, Dir: t.TempDir()}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
+	ctx, _ := testContext(t)
 	rows, err := Run(ctx, cfg, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rows) != 12 {
-		t.Fatalf("%d rows, want 12", len(rows))
+	if len(rows) != 15 {
+		t.Fatalf("%d rows, want 15", len(rows))
 	}
 	for _, r := range rows {
 		if r.Value <= 0 {
@@ -30,6 +28,9 @@ func TestHarnessSmoke(t *testing.T) {
 		}
 	}
 	md := Markdown(rows)
+	if !strings.Contains(md, "| ingest HubSpot source (1 item, v3 signature, contact lookup) | events/s (floor: ingest single) |") {
+		t.Fatalf("table lacks the HubSpot source row:\n%s", md)
+	}
 	if !strings.Contains(md, "| worker | events/s |") {
 		t.Fatalf("table lacks the worker row:\n%s", md)
 	}

@@ -20,11 +20,12 @@ import (
 	"time"
 )
 
-// Build compiles ./cmd/patchbay of the module at root into dir and returns
-// the binary's path.
-func Build(ctx context.Context, root, dir string) (string, error) {
+// Build compiles ./cmd/patchbay of the module at root into dir, passing
+// flags (such as -race) to go build, and returns the binary's path.
+func Build(ctx context.Context, root, dir string, flags ...string) (string, error) {
 	bin := filepath.Join(dir, "patchbay")
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", bin, "./cmd/patchbay")
+	args := append(append([]string{"build"}, flags...), "-o", bin, "./cmd/patchbay")
+	cmd := exec.CommandContext(ctx, "go", args...)
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("proc: build: %w\n%s", err, out)

@@ -14,14 +14,14 @@ import (
 
 	"github.com/patchbay/patchbay/events"
 	"github.com/patchbay/patchbay/processor/lww"
-	"github.com/patchbay/patchbay/stream"
+	"github.com/patchbay/patchbay/stream/embedded"
 )
 
 // startJS runs an embedded JetStream server for the test and returns a
 // client on it.
 func startJS(t testing.TB) jetstream.JetStream {
 	t.Helper()
-	emb, err := stream.RunEmbedded(stream.EmbeddedConfig{StoreDir: t.TempDir()})
+	emb, err := embedded.Run(embedded.Config{StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}

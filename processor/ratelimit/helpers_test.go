@@ -17,15 +17,16 @@ import (
 
 	"github.com/patchbay/patchbay/sandbox"
 	"github.com/patchbay/patchbay/stream"
+	"github.com/patchbay/patchbay/stream/embedded"
 )
 
 // testKey is the Skipcall key the sandbox accepts in these tests.
 const testKey = "sk_test_Zq9xSecretKeyMaterial"
 
 // runNATS starts an embedded JetStream server for the test.
-func runNATS(t testing.TB) *stream.Embedded {
+func runNATS(t testing.TB) *embedded.Server {
 	t.Helper()
-	emb, err := stream.RunEmbedded(stream.EmbeddedConfig{StoreDir: t.TempDir()})
+	emb, err := embedded.Run(embedded.Config{StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -34,7 +35,7 @@ func runNATS(t testing.TB) *stream.Embedded {
 }
 
 // connect opens a NATS connection of its own, as a worker replica would.
-func connect(t testing.TB, emb *stream.Embedded, name string) jetstream.JetStream {
+func connect(t testing.TB, emb *embedded.Server, name string) jetstream.JetStream {
 	t.Helper()
 	nc, err := stream.Connect(context.Background(), emb.ClientURL(), "", name)
 	if err != nil {
@@ -57,7 +58,7 @@ func testConfig(limit int, window time.Duration) Config {
 }
 
 // replicas starts n Budgets, each on its own NATS connection.
-func replicas(t testing.TB, emb *stream.Embedded, n int, cfg Config) []*Budget {
+func replicas(t testing.TB, emb *embedded.Server, n int, cfg Config) []*Budget {
 	t.Helper()
 	out := make([]*Budget, n)
 	for i := range out {

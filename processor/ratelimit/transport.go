@@ -3,6 +3,7 @@ package ratelimit
 import (
 	"context"
 	"net/http"
+	"time"
 )
 
 type grantKey struct{}
@@ -21,6 +22,8 @@ func WithGrant(ctx context.Context, g Grant) context.Context {
 //     a pause began since the grant, nothing is sent and RoundTrip returns
 //     the *WaitError (errors.Is ErrPaused; http.Client wraps it in a
 //     *url.Error);
+//   - a request whose context deadline has passed is not sent, even before
+//     the context's own timer fires;
 //   - every response's X-RateLimit-* headers are passed to Observe (an
 //     Observe failure is logged; the response is returned unchanged).
 //
@@ -40,6 +43,15 @@ type transport struct {
 
 // RoundTrip implements http.RoundTripper.
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
+	// A deadline already past is not sent, even if the context's timer has
+	// not fired yet (a process resumed after SIGSTOP runs goroutines before
+	// timers): the worker's deadline is the end of its contact lease.
+	if dl, ok := req.Context().Deadline(); ok && !time.Now().Before(dl) {
+		if req.Body != nil {
+			_ = req.Body.Close()
+		}
+		return nil, context.DeadlineExceeded
+	}
 	if g, ok := req.Context().Value(grantKey{}).(Grant); ok && g.b == t.b {
 		if err := g.Valid(); err != nil {
 			if req.Body != nil {

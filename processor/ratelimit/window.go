@@ -39,9 +39,15 @@ type Observation struct {
 }
 
 // ParseHeaders reads X-RateLimit-Limit, X-RateLimit-Remaining and
-// X-RateLimit-Reset (unix seconds) as Skipcall sends them. ok is false when
-// none is present or readable.
+// X-RateLimit-Reset as Skipcall sends them. Each must be digits only ("10abc"
+// is not read). The size of the reset gives its unit, as in the provider
+// clients: below 1e9 seconds from now, below 1e11 unix seconds, above that
+// unix milliseconds. ok is false when none is present or readable.
 func ParseHeaders(h http.Header) (o Observation, ok bool) {
+	return parseHeaders(h, time.Now())
+}
+
+func parseHeaders(h http.Header, now time.Time) (o Observation, ok bool) {
 	o.Remaining = -1
 	if v, err := strconv.Atoi(h.Get("X-RateLimit-Limit")); err == nil && v > 0 {
 		o.Limit, ok = v, true
@@ -49,8 +55,16 @@ func ParseHeaders(h http.Header) (o Observation, ok bool) {
 	if v, err := strconv.Atoi(h.Get("X-RateLimit-Remaining")); err == nil && v >= 0 {
 		o.Remaining, ok = v, true
 	}
-	if v, err := strconv.ParseInt(h.Get("X-RateLimit-Reset"), 10, 64); err == nil && v > 0 {
-		o.Reset, ok = time.Unix(v, 0), true
+	if v, err := strconv.ParseUint(h.Get("X-RateLimit-Reset"), 10, 63); err == nil && v > 0 {
+		switch {
+		case v < 1e9:
+			o.Reset = now.Add(time.Duration(v) * time.Second)
+		case v < 1e11:
+			o.Reset = time.Unix(int64(v), 0)
+		default:
+			o.Reset = time.UnixMilli(int64(v))
+		}
+		ok = true
 	}
 	return o, ok
 }
@@ -78,6 +92,14 @@ func (b *Budget) Observe(ctx context.Context, o Observation) error {
 	now := b.now()
 	end := o.Reset.Add(b.cfg.ResetMargin).UnixMilli()
 	if end <= now.UnixMilli() {
+		return nil
+	}
+	if o.Reset.After(now.Add(2 * b.cfg.Window)) {
+		// A window ends at most one window length after now: a reset
+		// further ahead is a wrong unit or a broken header, and following
+		// it would pause every replica for as long. The clients log and
+		// count the header (httpcall.Pauses); here it is only ignored.
+		b.log.Warn("ignoring an implausible X-RateLimit-Reset", "reset", o.Reset, "window", b.cfg.Window)
 		return nil
 	}
 	cur, err := b.align(ctx, now, end, o.Limit)

@@ -12,33 +12,39 @@ import (
 
 	"github.com/patchbay/patchbay/events"
 	"github.com/patchbay/patchbay/processor"
+	"github.com/patchbay/patchbay/processor/httpcall"
+	"github.com/patchbay/patchbay/redact"
 )
 
 // Config configures the RevyOps client (environment prefix PATCHBAY_REVYOPS_).
 // The seed documentation does not state RevyOps' auth scheme, so the header
 // name and value format are configurable.
 type Config struct {
-	BaseURL       string           `envconfig:"BASE_URL" desc:"RevyOps API base URL (required outside dev mode)"`
-	APIKey        processor.Secret `envconfig:"API_KEY" desc:"RevyOps API key"`
-	AuthHeader    string           `envconfig:"AUTH_HEADER" default:"X-API-Key" desc:"header that carries the RevyOps key"`
-	AuthFormat    string           `envconfig:"AUTH_FORMAT" default:"%s" desc:"format of that header's value, %s is the key (e.g. 'Token %s')"`
-	RatePerMinute int              `envconfig:"RATE_PER_MINUTE" default:"0" desc:"client-side request limit per minute (0: none)"`
-	Timeout       time.Duration    `envconfig:"TIMEOUT" default:"10s" desc:"timeout of one PATCH"`
+	BaseURL       string        `envconfig:"BASE_URL" desc:"RevyOps API base URL (required outside dev mode)"`
+	APIKey        redact.Secret `envconfig:"API_KEY" desc:"RevyOps API key"`
+	AuthHeader    string        `envconfig:"AUTH_HEADER" default:"X-API-Key" desc:"header that carries the RevyOps key"`
+	AuthFormat    string        `envconfig:"AUTH_FORMAT" default:"%s" desc:"format of that header's value, %s is the key (e.g. 'Token %s')"`
+	RatePerMinute int           `envconfig:"RATE_PER_MINUTE" default:"0" desc:"client-side request limit per minute (0: none)"`
+	Timeout       time.Duration `envconfig:"TIMEOUT" default:"10s" desc:"timeout of one PATCH"`
+	MaxPause      time.Duration `envconfig:"MAX_PAUSE" default:"1h" desc:"longest pause a rate-limit header may impose; longer ones are capped, logged and counted"`
 }
 
 // Validate reports a missing or malformed setting.
 func (c Config) Validate() error {
-	if !processor.ValidBaseURL(c.BaseURL) {
+	if !httpcall.ValidBaseURL(c.BaseURL) {
 		return fmt.Errorf("revyops: base URL %q is not an http(s) URL", c.BaseURL)
 	}
 	if c.APIKey == "" {
 		return fmt.Errorf("revyops: API key is empty")
 	}
+	if c.APIKey.Placeholder() {
+		return fmt.Errorf("revyops: API key is a sample value from the documentation")
+	}
 	if c.AuthHeader == "" || strings.Count(c.AuthFormat, "%s") != 1 {
 		return fmt.Errorf("revyops: auth header must be set and auth format must contain %%s once")
 	}
-	if c.Timeout <= 0 {
-		return fmt.Errorf("revyops: timeout must be positive")
+	if c.Timeout <= 0 || c.MaxPause < 0 {
+		return fmt.Errorf("revyops: timeout must be positive and max pause not negative (0: 1h)")
 	}
 	return nil
 }
@@ -50,11 +56,13 @@ type Client struct {
 	authValue string
 	http      *http.Client
 	now       func() time.Time
+	pauses    *httpcall.Pauses
 }
 
 // New returns a Client; hc may be nil for a default client sized for conns
-// concurrent requests.
-func New(cfg Config, hc *http.Client, conns int) (*Client, error) {
+// concurrent requests. opts (httpcall.WithLogger, httpcall.WithRegisterer)
+// report implausible rate-limit headers.
+func New(cfg Config, hc *http.Client, conns int, opts ...httpcall.Option) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -67,6 +75,7 @@ func New(cfg Config, hc *http.Client, conns int) (*Client, error) {
 		authValue: fmt.Sprintf(cfg.AuthFormat, cfg.APIKey.Reveal()),
 		http:      hc,
 		now:       time.Now,
+		pauses:    httpcall.NewPauses("revyops", cfg.MaxPause, opts...),
 	}, nil
 }
 
@@ -80,19 +89,20 @@ func (c *Client) Patch(ctx context.Context, ev *events.Event) (processor.Result,
 	if ev.Structure != "" {
 		u += "?structure=" + ev.Structure
 	}
-	resp, err := processor.PatchJSON(ctx, c.http, u, ev.Patch, c.header, c.authValue)
+	resp, err := httpcall.PatchJSON(ctx, c.http, u, ev.Patch, c.header, c.authValue)
 	if err != nil {
 		return processor.Result{}, err
 	}
-	return Classify(resp, c.now())
+	return Classify(resp, c.now(), c.pauses)
 }
 
-// Classify maps a RevyOps response to a Result or a classified error.
-func Classify(resp processor.Response, now time.Time) (processor.Result, error) {
+// Classify maps a RevyOps response to a Result or a classified error;
+// pauses reads Retry-After (nil: default cap, not reported).
+func Classify(resp httpcall.Response, now time.Time, pauses *httpcall.Pauses) (processor.Result, error) {
 	if resp.Status >= 200 && resp.Status < 300 {
 		return processor.Result{Status: resp.Status}, nil
 	}
-	e := &processor.Error{Status: resp.Status, Excerpt: processor.Excerpt(resp.Body, 1024)}
+	e := &processor.Error{Status: resp.Status, Excerpt: httpcall.Excerpt(resp.Body, 1024)}
 	var body struct {
 		Detail string `json:"detail"`
 		Code   string `json:"code"`
@@ -103,7 +113,7 @@ func Classify(resp processor.Response, now time.Time) (processor.Result, error) 
 	switch {
 	case resp.Status == http.StatusTooManyRequests:
 		e.Class = processor.ClassRateLimited
-		e.RetryAt = processor.RetryAfter(resp.Header, now)
+		e.RetryAt = pauses.RetryAfter(resp.Header, now)
 	case resp.Status == http.StatusForbidden:
 		e.Class = processor.ClassCredentials
 	case resp.Status == http.StatusRequestTimeout, resp.Status >= 500:

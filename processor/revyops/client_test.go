@@ -6,7 +6,9 @@ import (
 	"time"
 
 	"github.com/patchbay/patchbay/processor"
+	"github.com/patchbay/patchbay/processor/httpcall"
 	"github.com/patchbay/patchbay/processor/revyops"
+	"github.com/patchbay/patchbay/redact"
 )
 
 func TestClassify(t *testing.T) {
@@ -39,7 +41,7 @@ func TestClassify(t *testing.T) {
 			if h == nil {
 				h = http.Header{}
 			}
-			_, err := revyops.Classify(processor.Response{Status: tc.status, Header: h, Body: []byte(`{"detail":"why"}`)}, now)
+			_, err := revyops.Classify(httpcall.Response{Status: tc.status, Header: h, Body: []byte(`{"detail":"why"}`)}, now, nil)
 			if tc.class == 0 {
 				if err != nil {
 					t.Fatal(err)
@@ -57,5 +59,41 @@ func TestClassify(t *testing.T) {
 				t.Fatalf("retry at %v", pe.RetryAt)
 			}
 		})
+	}
+}
+
+func TestClassifyRetryAfter(t *testing.T) {
+	now := time.Unix(1_800_000_000, 0)
+	for _, tc := range []struct {
+		value string
+		want  time.Time
+	}{
+		{"7", now.Add(7 * time.Second)},
+		{"10abc", time.Time{}},
+		{"-5", time.Time{}},
+		{"1.5", time.Time{}},
+		{"1800000060", now.Add(time.Minute)},
+		{"1800000060000", now.Add(time.Minute)},
+		{"86400", now.Add(time.Hour)},
+		{now.Add(90 * time.Second).UTC().Format(http.TimeFormat), now.Add(90 * time.Second)},
+	} {
+		_, err := revyops.Classify(httpcall.Response{Status: 429, Header: http.Header{"Retry-After": {tc.value}}}, now, nil)
+		pe := err.(*processor.Error)
+		if !pe.RetryAt.Equal(tc.want) {
+			t.Errorf("Retry-After %q: retry at %v, want %v", tc.value, pe.RetryAt, tc.want)
+		}
+	}
+}
+
+func TestConfigRefusesSampleKey(t *testing.T) {
+	c := revyops.Config{BaseURL: "https://api.revyops.example", APIKey: "9f2c4e1a7b3d5f60", AuthHeader: "X-API-Key", AuthFormat: "%s", Timeout: time.Second}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for _, key := range []redact.Secret{"replace-me", "changeme", "your-api-key"} {
+		c.APIKey = key
+		if c.Validate() == nil {
+			t.Errorf("sample key %q accepted", key)
+		}
 	}
 }

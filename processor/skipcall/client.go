@@ -8,48 +8,59 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/patchbay/patchbay/events"
 	"github.com/patchbay/patchbay/processor"
+	"github.com/patchbay/patchbay/processor/httpcall"
+	"github.com/patchbay/patchbay/redact"
 )
 
 // Config configures the Skipcall client (environment prefix PATCHBAY_SKIPCALL_).
 type Config struct {
-	BaseURL       string           `envconfig:"BASE_URL" default:"https://api-public.skipcall.app" desc:"Skipcall API base URL"`
-	APIKey        processor.Secret `envconfig:"API_KEY" desc:"Skipcall API key (sk_live_… or sk_test_…)"`
-	RatePerMinute int              `envconfig:"RATE_PER_MINUTE" default:"100" desc:"requests per minute allowed by the plan (100 STARTER/INTERMÉDIAIRE, 1000 EXPERT; 0: no client-side limit)"`
-	Timeout       time.Duration    `envconfig:"TIMEOUT" default:"10s" desc:"timeout of one PATCH"`
+	BaseURL       string        `envconfig:"BASE_URL" default:"https://api-public.skipcall.app" desc:"Skipcall API base URL"`
+	APIKey        redact.Secret `envconfig:"API_KEY" desc:"Skipcall API key (sk_live_… or sk_test_…)"`
+	RatePerMinute int           `envconfig:"RATE_PER_MINUTE" default:"100" desc:"requests per minute allowed by the plan (100 STARTER/INTERMÉDIAIRE, 1000 EXPERT; 0: no client-side limit)"`
+	RateWindow    time.Duration `envconfig:"RATE_WINDOW" default:"1m" desc:"length of the plan's rate-limit window (Skipcall's is a minute; tests against a sandbox with a shorter window set it)"`
+	Timeout       time.Duration `envconfig:"TIMEOUT" default:"10s" desc:"timeout of one PATCH"`
+	MaxPause      time.Duration `envconfig:"MAX_PAUSE" default:"1h" desc:"longest pause a rate-limit header may impose; longer ones are capped, logged and counted"`
 }
 
 // Validate reports a missing or malformed setting.
 func (c Config) Validate() error {
-	if !processor.ValidBaseURL(c.BaseURL) {
+	if !httpcall.ValidBaseURL(c.BaseURL) {
 		return fmt.Errorf("skipcall: base URL %q is not an http(s) URL", c.BaseURL)
 	}
 	k := c.APIKey.Reveal()
 	if !strings.HasPrefix(k, "sk_live_") && !strings.HasPrefix(k, "sk_test_") {
 		return fmt.Errorf("skipcall: API key must start with sk_live_ or sk_test_")
 	}
-	if c.Timeout <= 0 {
-		return fmt.Errorf("skipcall: timeout must be positive")
+	if c.APIKey.Placeholder() {
+		return fmt.Errorf("skipcall: API key is a sample value from the documentation")
+	}
+	if c.Timeout <= 0 || c.MaxPause < 0 {
+		return fmt.Errorf("skipcall: timeout must be positive and max pause not negative (0: 1h)")
+	}
+	if c.RateWindow < 0 {
+		return fmt.Errorf("skipcall: rate window must not be negative")
 	}
 	return nil
 }
 
 // Client sends contact patches to Skipcall.
 type Client struct {
-	base string
-	auth string
-	http *http.Client
-	now  func() time.Time
+	base   string
+	auth   string
+	http   *http.Client
+	now    func() time.Time
+	pauses *httpcall.Pauses
 }
 
 // New returns a Client; hc may be nil for a default client sized for conns
-// concurrent requests.
-func New(cfg Config, hc *http.Client, conns int) (*Client, error) {
+// concurrent requests. opts (httpcall.WithLogger, httpcall.WithRegisterer)
+// report implausible rate-limit headers.
+func New(cfg Config, hc *http.Client, conns int, opts ...httpcall.Option) (*Client, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -57,10 +68,11 @@ func New(cfg Config, hc *http.Client, conns int) (*Client, error) {
 		hc = processor.NewHTTPClient(cfg.Timeout, conns)
 	}
 	return &Client{
-		base: strings.TrimRight(cfg.BaseURL, "/"),
-		auth: "Bearer " + cfg.APIKey.Reveal(),
-		http: hc,
-		now:  time.Now,
+		base:   strings.TrimRight(cfg.BaseURL, "/"),
+		auth:   "Bearer " + cfg.APIKey.Reveal(),
+		http:   hc,
+		now:    time.Now,
+		pauses: httpcall.NewPauses("skipcall", cfg.MaxPause, opts...),
 	}, nil
 }
 
@@ -69,16 +81,18 @@ func New(cfg Config, hc *http.Client, conns int) (*Client, error) {
 // 403 (subscription or plan) are credential failures; 429 is rate limited
 // until X-RateLimit-Reset; 5xx and transport errors are transient.
 func (c *Client) Patch(ctx context.Context, ev *events.Event) (processor.Result, error) {
-	resp, err := processor.PatchJSON(ctx, c.http, c.base+"/v1/contacts/"+url.PathEscape(ev.ContactID), ev.Patch, "Authorization", c.auth)
+	resp, err := httpcall.PatchJSON(ctx, c.http, c.base+"/v1/contacts/"+url.PathEscape(ev.ContactID), ev.Patch, "Authorization", c.auth)
 	if err != nil {
 		return processor.Result{}, err
 	}
-	return Classify(resp, c.now())
+	return Classify(resp, c.now(), c.pauses)
 }
 
-// Classify maps a Skipcall response to a Result or a classified error.
-func Classify(resp processor.Response, now time.Time) (processor.Result, error) {
-	reset := resetTime(resp.Header)
+// Classify maps a Skipcall response to a Result or a classified error;
+// pauses reads X-RateLimit-Reset and Retry-After (nil: default cap, not
+// reported).
+func Classify(resp httpcall.Response, now time.Time, pauses *httpcall.Pauses) (processor.Result, error) {
+	reset := pauses.Reset(resp.Header, now)
 	if resp.Status >= 200 && resp.Status < 300 {
 		r := processor.Result{Status: resp.Status}
 		if rem := resp.Header.Get("X-RateLimit-Remaining"); rem == "0" && !reset.IsZero() {
@@ -86,7 +100,7 @@ func Classify(resp processor.Response, now time.Time) (processor.Result, error) 
 		}
 		return r, nil
 	}
-	e := &processor.Error{Status: resp.Status, Excerpt: processor.Excerpt(resp.Body, 1024)}
+	e := &processor.Error{Status: resp.Status, Excerpt: httpcall.Excerpt(resp.Body, 1024)}
 	var body struct {
 		Error struct {
 			Code    string `json:"code"`
@@ -100,7 +114,7 @@ func Classify(resp processor.Response, now time.Time) (processor.Result, error) 
 	case resp.Status == http.StatusTooManyRequests:
 		e.Class = processor.ClassRateLimited
 		e.RetryAt = reset
-		if ra := processor.RetryAfter(resp.Header, now); ra.After(e.RetryAt) {
+		if ra := pauses.RetryAfter(resp.Header, now); ra.After(e.RetryAt) {
 			e.RetryAt = ra
 		}
 	case resp.Status == http.StatusUnauthorized, resp.Status == http.StatusForbidden:
@@ -111,16 +125,4 @@ func Classify(resp processor.Response, now time.Time) (processor.Result, error) 
 		e.Class = processor.ClassPermanent
 	}
 	return processor.Result{}, e
-}
-
-func resetTime(h http.Header) time.Time {
-	v := h.Get("X-RateLimit-Reset")
-	if v == "" {
-		return time.Time{}
-	}
-	n, err := strconv.ParseInt(v, 10, 64)
-	if err != nil || n <= 0 {
-		return time.Time{}
-	}
-	return time.Unix(n, 0)
 }

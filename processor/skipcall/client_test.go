@@ -6,7 +6,9 @@ import (
 	"time"
 
 	"github.com/patchbay/patchbay/processor"
+	"github.com/patchbay/patchbay/processor/httpcall"
 	"github.com/patchbay/patchbay/processor/skipcall"
+	"github.com/patchbay/patchbay/redact"
 )
 
 func TestClassify(t *testing.T) {
@@ -37,6 +39,15 @@ func TestClassify(t *testing.T) {
 		{"404 permanent", 404, nil, ``, processor.ClassPermanent, "", time.Time{}, time.Time{}},
 		{"429 waits for reset", 429, hdr("X-RateLimit-Reset", "1800000042"), `{"error":{"code":"RATE_LIMIT_EXCEEDED"}}`, processor.ClassRateLimited, "RATE_LIMIT_EXCEEDED", reset, time.Time{}},
 		{"429 later Retry-After wins", 429, hdr("X-RateLimit-Reset", "1800000042", "Retry-After", "60"), ``, processor.ClassRateLimited, "", now.Add(time.Minute), time.Time{}},
+		{"429 reset in milliseconds", 429, hdr("X-RateLimit-Reset", "1800000042000"), ``, processor.ClassRateLimited, "", reset, time.Time{}},
+		{"429 reset in seconds from now", 429, hdr("X-RateLimit-Reset", "42"), ``, processor.ClassRateLimited, "", reset, time.Time{}},
+		{"429 reset a year away is capped at 1h", 429, hdr("X-RateLimit-Reset", "1831536000"), ``, processor.ClassRateLimited, "", now.Add(time.Hour), time.Time{}},
+		{"429 malformed reset is ignored", 429, hdr("X-RateLimit-Reset", "10abc"), ``, processor.ClassRateLimited, "", time.Time{}, time.Time{}},
+		{"429 malformed reset, valid Retry-After", 429, hdr("X-RateLimit-Reset", "1800000042.5", "Retry-After", "42"), ``, processor.ClassRateLimited, "", reset, time.Time{}},
+		{"429 Retry-After 10abc is not 10 s", 429, hdr("Retry-After", "10abc"), ``, processor.ClassRateLimited, "", time.Time{}, time.Time{}},
+		{"200 window used up, reset in ms", 200, hdr("X-RateLimit-Remaining", "0", "X-RateLimit-Reset", "1800000042000"), `{}`, 0, "", time.Time{}, reset},
+		{"200 window used up, reset capped", 200, hdr("X-RateLimit-Remaining", "0", "X-RateLimit-Reset", "99999999999999999999"), `{}`, 0, "", time.Time{}, now.Add(time.Hour)},
+		{"200 remaining 00 is not 0", 200, hdr("X-RateLimit-Remaining", "00x", "X-RateLimit-Reset", "1800000042"), `{}`, 0, "", time.Time{}, time.Time{}},
 		{"500 transient", 500, nil, `not json`, processor.ClassTransient, "", time.Time{}, time.Time{}},
 		{"503 transient", 503, nil, ``, processor.ClassTransient, "", time.Time{}, time.Time{}},
 		{"408 transient", 408, nil, ``, processor.ClassTransient, "", time.Time{}, time.Time{}},
@@ -55,7 +66,7 @@ func TestClassify(t *testing.T) {
 			if h == nil {
 				h = http.Header{}
 			}
-			res, err := skipcall.Classify(processor.Response{Status: tc.status, Header: h, Body: []byte(tc.body)}, now)
+			res, err := skipcall.Classify(httpcall.Response{Status: tc.status, Header: h, Body: []byte(tc.body)}, now, nil)
 			if tc.class == 0 {
 				if err != nil {
 					t.Fatalf("error %v", err)
@@ -85,6 +96,13 @@ func TestConfigValidate(t *testing.T) {
 	bad.APIKey = "pk_live_abc"
 	if bad.Validate() == nil {
 		t.Fatal("a key without sk_live_/sk_test_ must be refused")
+	}
+	for _, key := range []string{"sk_live_replace_me", "sk_live_changeme", "sk_test_xxxxxxxx"} {
+		bad = ok
+		bad.APIKey = redact.Secret(key)
+		if bad.Validate() == nil {
+			t.Fatalf("the sample key %q must be refused", key)
+		}
 	}
 	bad = ok
 	bad.BaseURL = "ftp://x"

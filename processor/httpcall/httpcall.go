@@ -1,13 +1,17 @@
-package processor
+// Package httpcall is the HTTP side of a provider client: a client sized for
+// the worker's concurrency, a PATCH with a bounded answer, and the strict
+// reading of the pauses a provider imposes (Retry-After, X-RateLimit-Reset),
+// capped. The provider clients import it; the worker does not.
+package httpcall
 
 import (
 	"bytes"
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
-	"time"
+
+	"github.com/patchbay/patchbay/processor"
 )
 
 // MaxResponseBody bounds how much of a provider response is read.
@@ -26,12 +30,12 @@ type Response struct {
 func Send(ctx context.Context, c *http.Client, req *http.Request) (Response, error) {
 	resp, err := c.Do(req.WithContext(ctx))
 	if err != nil {
-		return Response{}, TransportError(ctx, err)
+		return Response{}, processor.TransportError(ctx, err)
 	}
 	defer resp.Body.Close()
 	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBody))
 	if err != nil {
-		return Response{}, TransportError(ctx, err)
+		return Response{}, processor.TransportError(ctx, err)
 	}
 	_, _ = io.CopyN(io.Discard, resp.Body, 4*MaxResponseBody)
 	return Response{Status: resp.StatusCode, Header: resp.Header, Body: body}, nil
@@ -45,26 +49,6 @@ func Excerpt(b []byte, n int) string {
 	return string(b)
 }
 
-// NewHTTPClient returns an HTTP client for one provider: a per-request
-// timeout and enough idle connections for the worker's concurrency.
-func NewHTTPClient(timeout time.Duration, conns int) *http.Client {
-	if conns < 2 {
-		conns = 2
-	}
-	tr := &http.Transport{
-		Proxy:                 http.ProxyFromEnvironment,
-		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		ForceAttemptHTTP2:     true,
-		MaxIdleConns:          conns * 2,
-		MaxIdleConnsPerHost:   conns,
-		IdleConnTimeout:       90 * time.Second,
-		TLSHandshakeTimeout:   5 * time.Second,
-		ExpectContinueTimeout: time.Second,
-		ResponseHeaderTimeout: timeout,
-	}
-	return &http.Client{Transport: tr, Timeout: timeout}
-}
-
 // ValidBaseURL reports whether raw is an absolute http(s) URL.
 func ValidBaseURL(raw string) bool {
 	u, err := url.Parse(raw)
@@ -76,7 +60,7 @@ func ValidBaseURL(raw string) bool {
 func PatchJSON(ctx context.Context, c *http.Client, u string, body []byte, authHeader, authValue string) (Response, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPatch, u, bytes.NewReader(body))
 	if err != nil {
-		return Response{}, &Error{Class: ClassPermanent, Err: err}
+		return Response{}, &processor.Error{Class: processor.ClassPermanent, Err: err}
 	}
 	req.Header.Set(authHeader, authValue)
 	req.Header.Set("Content-Type", "application/json")

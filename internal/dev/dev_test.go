@@ -1,4 +1,4 @@
-package app
+package dev
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/kelseyhightower/envconfig"
 
+	"github.com/patchbay/patchbay/internal/app"
 	"github.com/patchbay/patchbay/internal/pbtest"
 	"github.com/patchbay/patchbay/internal/proc"
 )
@@ -21,13 +22,14 @@ func TestDevModeAppliesAnEvent(t *testing.T) {
 	for _, k := range []string{"PATCHBAY_NATS_URL", "PATCHBAY_INGEST_TOKENS"} {
 		t.Setenv(k, "")
 	}
-	cfg := &allConfig{}
-	for _, s := range cfg.specs() {
-		if err := envconfig.Process(s.prefix, s.spec); err != nil {
-			t.Fatal(err)
-		}
+	dev := DevConfig{}
+	if err := envconfig.Process("patchbay_dev", &dev); err != nil {
+		t.Fatal(err)
 	}
-	cfg.worker.Stream = cfg.ingest.Stream
+	cfg, err := app.LoadConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
 	free := func() string {
 		a, err := proc.FreeAddr()
 		if err != nil {
@@ -35,13 +37,13 @@ func TestDevModeAppliesAnEvent(t *testing.T) {
 		}
 		return a
 	}
-	cfg.dev.DataDir = t.TempDir()
-	cfg.dev.NATSPort = -1
-	cfg.dev.IngestAddr, cfg.dev.RevyOpsAddr, cfg.dev.SkipcallAddr, cfg.dev.AdminAddr = free(), free(), free(), free()
+	dev.DataDir = t.TempDir()
+	dev.NATSPort = -1
+	dev.IngestAddr, dev.RevyOpsAddr, dev.SkipcallAddr, dev.AdminAddr = free(), free(), free(), free()
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- RunDev(ctx, pbtest.Logger(t), cfg.dev, cfg.worker, cfg.ingest) }()
+	go func() { done <- RunDev(ctx, pbtest.Logger(t), dev, cfg.Worker, cfg.Ingest) }()
 	t.Cleanup(func() {
 		cancel()
 		select {
@@ -55,13 +57,27 @@ func TestDevModeAppliesAnEvent(t *testing.T) {
 	})
 	wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
 	defer wcancel()
-	if err := proc.WaitHTTP(wctx, "http://"+cfg.dev.IngestAddr+"/readyz", 200); err != nil {
+	if err := proc.WaitHTTP(wctx, "http://"+dev.IngestAddr+"/readyz", 200); err != nil {
 		t.Fatal(err)
+	}
+	if err := proc.WaitHTTP(wctx, "http://"+dev.AdminAddr+"/metrics", 200); err != nil {
+		t.Fatalf("dev admin listener: %v", err)
+	}
+	// Dev mode keeps pprof on its loopback admin listener.
+	for _, path := range []string{"/debug/pprof/", "/readyz", "/metrics"} {
+		resp, err := http.Get("http://" + dev.AdminAddr + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			t.Fatalf("dev admin %s: %d", path, resp.StatusCode)
+		}
 	}
 	body := `{"id":"evt-0001","target":"skipcall","contact_id":"0b7e4c6a-1f2d-4e3a-9b8c-7d6e5f4a3b2c",
 	  "occurred_at":"2026-11-25T10:00:00Z","patch":{"firstName":"Ada","city":"Paris"}}`
-	req, _ := http.NewRequest(http.MethodPost, "http://"+cfg.dev.IngestAddr+"/v1/events", strings.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+cfg.dev.Token)
+	req, _ := http.NewRequest(http.MethodPost, "http://"+dev.IngestAddr+"/v1/events", strings.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+dev.Token)
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -72,7 +88,7 @@ func TestDevModeAppliesAnEvent(t *testing.T) {
 		t.Fatalf("POST: %d", resp.StatusCode)
 	}
 	pbtest.Eventually(t, 15*time.Second, "contact visible at the sandbox", func() bool {
-		req, _ := http.NewRequest(http.MethodGet, "http://"+cfg.dev.SkipcallAddr+"/v1/contacts/0b7e4c6a-1f2d-4e3a-9b8c-7d6e5f4a3b2c", nil)
+		req, _ := http.NewRequest(http.MethodGet, "http://"+dev.SkipcallAddr+"/v1/contacts/0b7e4c6a-1f2d-4e3a-9b8c-7d6e5f4a3b2c", nil)
 		req.Header.Set("Authorization", "Bearer "+DevSkipcallKey)
 		resp, err := http.DefaultClient.Do(req)
 		if err != nil {

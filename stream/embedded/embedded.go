@@ -1,4 +1,7 @@
-package stream
+// Package embedded runs a JetStream-enabled NATS server inside the process,
+// for dev mode, tests and benchmarks. Production binaries never import it:
+// they connect to a NATS cluster with package stream.
+package embedded
 
 import (
 	"fmt"
@@ -7,14 +10,13 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 )
 
-// Embedded is a JetStream-enabled NATS server running in this process, for dev
-// mode, tests and benchmarks.
-type Embedded struct {
+// Server is a JetStream-enabled NATS server running in this process.
+type Server struct {
 	srv *server.Server
 }
 
-// EmbeddedConfig configures RunEmbedded.
-type EmbeddedConfig struct {
+// Config configures Run.
+type Config struct {
 	// StoreDir is where JetStream keeps its files. Required.
 	StoreDir string
 	// Host and Port to listen on; Port 0 picks a free port, -1 also.
@@ -22,11 +24,11 @@ type EmbeddedConfig struct {
 	Port int
 }
 
-// RunEmbedded starts an embedded JetStream server listening on loopback and
-// waits until it accepts connections.
-func RunEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
+// Run starts a JetStream server listening on loopback and waits until it
+// accepts connections.
+func Run(cfg Config) (*Server, error) {
 	if cfg.StoreDir == "" {
-		return nil, fmt.Errorf("stream: embedded server needs a store directory")
+		return nil, fmt.Errorf("embedded: server needs a store directory")
 	}
 	if cfg.Host == "" {
 		cfg.Host = "127.0.0.1"
@@ -46,24 +48,24 @@ func RunEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
-		return nil, fmt.Errorf("stream: embedded server: %w", err)
+		return nil, fmt.Errorf("embedded: server: %w", err)
 	}
 	go srv.Start()
 	if !srv.ReadyForConnections(10 * time.Second) {
 		srv.Shutdown()
-		return nil, fmt.Errorf("stream: embedded server not ready after 10s")
+		return nil, fmt.Errorf("embedded: server not ready after 10s")
 	}
-	return &Embedded{srv: srv}, nil
+	return &Server{srv: srv}, nil
 }
 
 // ClientURL is the URL clients connect to.
-func (e *Embedded) ClientURL() string { return e.srv.ClientURL() }
+func (e *Server) ClientURL() string { return e.srv.ClientURL() }
 
 // Server exposes the underlying server (tests stop and restart it).
-func (e *Embedded) Server() *server.Server { return e.srv }
+func (e *Server) Server() *server.Server { return e.srv }
 
 // Shutdown stops the server and waits until it has stopped.
-func (e *Embedded) Shutdown() {
+func (e *Server) Shutdown() {
 	e.srv.Shutdown()
 	e.srv.WaitForShutdown()
 }

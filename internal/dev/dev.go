@@ -1,4 +1,8 @@
-package app
+// Package dev holds the commands only the all-in-one patchbay binary
+// offers: dev mode (an embedded JetStream server and both sandbox providers
+// in one process) and the load harness. cmd/ingest and cmd/worker do not
+// import it, so production binaries link neither.
+package dev
 
 import (
 	"context"
@@ -13,9 +17,11 @@ import (
 
 	"golang.org/x/sync/errgroup"
 
-	"github.com/patchbay/patchbay/processor"
+	"github.com/patchbay/patchbay/ingest"
+	"github.com/patchbay/patchbay/internal/app"
+	"github.com/patchbay/patchbay/redact"
 	"github.com/patchbay/patchbay/sandbox"
-	"github.com/patchbay/patchbay/stream"
+	"github.com/patchbay/patchbay/stream/embedded"
 )
 
 // DevConfig configures dev mode (environment prefix PATCHBAY_DEV_): an
@@ -27,7 +33,7 @@ type DevConfig struct {
 	IngestAddr   string `envconfig:"INGEST_ADDR" default:"127.0.0.1:8080" desc:"ingest listen address"`
 	RevyOpsAddr  string `envconfig:"REVYOPS_ADDR" default:"127.0.0.1:8081" desc:"sandbox RevyOps listen address"`
 	SkipcallAddr string `envconfig:"SKIPCALL_ADDR" default:"127.0.0.1:8082" desc:"sandbox Skipcall listen address"`
-	AdminAddr    string `envconfig:"ADMIN_ADDR" default:"127.0.0.1:9090" desc:"metrics and pprof listen address"`
+	AdminAddr    string `envconfig:"ADMIN_ADDR" default:"127.0.0.1:9090" desc:"metrics and pprof listen address (pprof is on in dev mode, on loopback)"`
 	Token        string `envconfig:"TOKEN" default:"dev-token-not-a-secret" desc:"bearer token ingest accepts in dev mode"`
 	SkipcallRate int    `envconfig:"SKIPCALL_RATE_PER_MINUTE" default:"1000" desc:"sandbox Skipcall rate limit per key (EXPERT plan)"`
 }
@@ -40,7 +46,7 @@ const (
 
 // RunDev runs the whole pipeline in this process until ctx is done. It is
 // the README's first command.
-func RunDev(ctx context.Context, log *slog.Logger, dev DevConfig, wcfg WorkerConfig, icfg IngestConfig) error {
+func RunDev(ctx context.Context, log *slog.Logger, dev DevConfig, wcfg app.WorkerConfig, icfg app.IngestConfig) error {
 	dir, err := filepath.Abs(filepath.Join(dev.DataDir, "nats"))
 	if err != nil {
 		return err
@@ -48,7 +54,7 @@ func RunDev(ctx context.Context, log *slog.Logger, dev DevConfig, wcfg WorkerCon
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	emb, err := stream.RunEmbedded(stream.EmbeddedConfig{StoreDir: dir, Port: dev.NATSPort})
+	emb, err := embedded.Run(embedded.Config{StoreDir: dir, Port: dev.NATSPort})
 	if err != nil {
 		return err
 	}
@@ -80,39 +86,41 @@ func RunDev(ctx context.Context, log *slog.Logger, dev DevConfig, wcfg WorkerCon
 	scfg.URL = emb.ClientURL()
 	wcfg.Stream, icfg.Stream = scfg, scfg
 	wcfg.RevyOps.BaseURL = "http://" + rvLn.Addr().String()
-	wcfg.RevyOps.APIKey = processor.Secret(DevRevyOpsKey)
+	wcfg.RevyOps.APIKey = redact.Secret(DevRevyOpsKey)
 	wcfg.Skipcall.BaseURL = "http://" + skLn.Addr().String()
-	wcfg.Skipcall.APIKey = processor.Secret(DevSkipcallKey)
+	wcfg.Skipcall.APIKey = redact.Secret(DevSkipcallKey)
 	wcfg.Skipcall.RatePerMinute = dev.SkipcallRate
-	icfg.Ingest.Tokens = append(icfg.Ingest.Tokens, dev.Token)
+	icfg.Ingest.Tokens = append(icfg.Ingest.Tokens, redact.Secret(dev.Token))
 
-	nc, js, err := connect(ctx, log, scfg, "patchbay-dev")
+	nc, js, err := app.Connect(ctx, log, scfg, "patchbay-dev")
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	reg := newRegistry()
-	targets, closeBudgets, err := NewProviders(ctx, js, log.With("service", "worker"), reg, wcfg)
+	reg := app.NewRegistry()
+	w, closeBudgets, err := app.NewWorker(ctx, log.With("service", "worker"), wcfg, js, nc, reg)
 	if err != nil {
 		return err
 	}
 	defer closeBudgets()
-	w, err := processor.New(wcfg.Worker, processor.Deps{JS: js, Conn: nc, Stream: scfg, Targets: targets, Logger: log.With("service", "worker"), Registerer: reg})
+	h, err := ingest.New(icfg.Ingest, js, scfg.EventsStream, scfg.SubjectPrefix, log.With("service", "ingest"), reg)
 	if err != nil {
 		return err
 	}
+	if err := app.MountSources(ctx, log.With("service", "ingest"), h, icfg, js, reg); err != nil {
+		return err
+	}
+	admin := app.Admin{Addr: dev.AdminAddr, Config: app.AdminConfig{PProf: true}, Registry: reg, Ready: h.Ready}
 
 	g, gctx := errgroup.WithContext(ctx)
 	sandboxServer := func(h http.Handler) *http.Server {
 		return &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	}
-	g.Go(func() error { return serve(gctx, log, "sandbox-revyops", sandboxServer(rv), rvLn, time.Second) })
-	g.Go(func() error { return serve(gctx, log, "sandbox-skipcall", sandboxServer(sk), skLn, time.Second) })
-	g.Go(func() error {
-		return runIngestOn(gctx, log.With("service", "ingest"), icfg, js, ingLn, reg, false, nil)
-	})
+	g.Go(func() error { return app.Serve(gctx, log, "sandbox-revyops", sandboxServer(rv), rvLn, time.Second) })
+	g.Go(func() error { return app.Serve(gctx, log, "sandbox-skipcall", sandboxServer(sk), skLn, time.Second) })
+	g.Go(func() error { return app.ServeIngest(gctx, log.With("service", "ingest"), icfg, h, ingLn, nil) })
 	g.Go(func() error { return w.Run(gctx) })
-	g.Go(func() error { return serveAdmin(gctx, log, dev.AdminAddr, reg) })
+	g.Go(func() error { return admin.Serve(gctx, log) })
 
 	fmt.Fprintf(os.Stderr, `
 patchbay dev is running (Ctrl-C to stop)

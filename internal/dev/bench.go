@@ -1,0 +1,135 @@
+package dev
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/patchbay/patchbay/internal/perf"
+	"github.com/patchbay/patchbay/internal/proc"
+)
+
+// runBench runs the load harness and prints, and optionally writes, its
+// table: by default the process mode (every part its own process, as users
+// run it); with -micro the in-process phases. 'bench role NAME' runs one of
+// the process mode's helper processes.
+func runBench(ctx context.Context, args []string, out, log io.Writer) error {
+	if len(args) >= 2 && args[0] == "role" {
+		return perf.Role(ctx, args[1], args[2:], out)
+	}
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	micro := fs.Bool("micro", false, "run the in-process micro-benchmarks instead of the process mode")
+	pcfg := perf.ProcessConfig{}
+	fs.IntVar(&pcfg.Runs, "runs", 3, "process mode: runs of each row, alternating with its floor")
+	fs.IntVar(&pcfg.Single, "single", 20000, "process mode: events per single-event ingest run")
+	fs.IntVar(&pcfg.Batch, "batch", 100000, "process mode: events per batch-of-100 ingest run")
+	fs.IntVar(&pcfg.Events, "queue", 100000, "process mode: events queued for each worker run")
+	sweep := fs.String("sweep", "8,16,64,128", "process mode: worker concurrencies of the sweep (empty: none)")
+	fs.IntVar(&pcfg.SweepRuns, "sweep-runs", 1, "process mode: runs of each sweep concurrency")
+	fs.BoolVar(&pcfg.Peer, "peer", true, "process mode: build and run the Watermill peer (bench/watermill)")
+	fs.DurationVar(&pcfg.Timeout, "timeout", 3*time.Minute, "process mode: longest one run may take")
+	cfg := perf.Config{}
+	fs.DurationVar(&cfg.Duration, "duration", 5*time.Second, "length of each closed-loop and fixed-rate phase")
+	fs.IntVar(&cfg.Conns, "conns", 64, "HTTP connections of the ingest load")
+	fs.IntVar(&cfg.Events, "events", 20000, "micro: events pre-filled for the worker phase")
+	fs.IntVar(&cfg.Concurrency, "concurrency", 64, "worker and floor consumer concurrency")
+	fs.DurationVar(&cfg.Latency, "latency", 50*time.Millisecond, "provider latency of the slow-provider phase")
+	fs.IntVar(&cfg.Rate, "rate", 500, "offered events/s of the end-to-end phase")
+	outFile := fs.String("out", "", "also write the table with date, commit and machine to this file")
+	memLoad := fs.Int("memory-events", 20000, "events sent through separate ingest and worker processes before measuring their RSS (0: skip)")
+	queued := fs.Int("queued", 100000, "events queued in JetStream behind a stalled provider while the worker's RSS is measured (0: skip)")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (server, floors and load) to this file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	dir, err := os.MkdirTemp("", "patchbay-bench")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	cfg.Dir = dir
+	var table, settings string
+	if *micro {
+		table, err = runMicro(ctx, cfg, *memLoad, *queued, log)
+		settings = fmt.Sprintf("micro, duration %s, %d connections, %d worker events, concurrency %d, provider latency %s, end-to-end rate %d/s",
+			cfg.Duration, cfg.Conns, cfg.Events, cfg.Concurrency, cfg.Latency, cfg.Rate)
+	} else {
+		pcfg.Dir, pcfg.Conns = dir, cfg.Conns
+		if pcfg.Root, err = proc.ModuleRoot(); err != nil {
+			return err
+		}
+		for _, f := range strings.Split(*sweep, ",") {
+			if f = strings.TrimSpace(f); f == "" {
+				continue
+			}
+			c, err := strconv.Atoi(f)
+			if err != nil || c < 1 {
+				return fmt.Errorf("bench: -sweep: %q is not a concurrency", f)
+			}
+			pcfg.Sweep = append(pcfg.Sweep, c)
+		}
+		var rep perf.ProcessReport
+		rep, err = perf.RunProcesses(ctx, pcfg, log)
+		table = perf.ProcessMarkdown(rep)
+		settings = fmt.Sprintf("processes, %d runs, %d single events and %d in batches of 100 per ingest run, %d connections, %d events queued per worker run, sweep %v",
+			pcfg.Runs, pcfg.Single, pcfg.Batch, pcfg.Conns, pcfg.Events, pcfg.Sweep)
+	}
+	if err != nil {
+		return err
+	}
+	commit := "unknown"
+	if b, err := exec.Command("git", "rev-parse", "--short", "HEAD").Output(); err == nil {
+		commit = strings.TrimSpace(string(b))
+		if st, err := exec.Command("git", "status", "--porcelain").Output(); err == nil && len(st) > 0 {
+			commit += " (with uncommitted changes)"
+		}
+	}
+	report := fmt.Sprintf("patchbay bench %s\n\n- date: %s\n- commit: %s\n- machine: %d cores, %s, %s/%s\n- settings: %s\n\n%s",
+		strings.Join(args, " "), time.Now().UTC().Format(time.RFC3339), commit, runtime.NumCPU(), runtime.Version(), runtime.GOOS, runtime.GOARCH,
+		settings, table)
+	fmt.Fprint(out, report)
+	if *outFile != "" {
+		return os.WriteFile(*outFile, []byte(report), 0o644)
+	}
+	return nil
+}
+
+// runMicro runs the in-process phases and, with memLoad, the RSS phase.
+func runMicro(ctx context.Context, cfg perf.Config, memLoad, queued int, log io.Writer) (string, error) {
+	rows, err := perf.Run(ctx, cfg, log)
+	if err != nil {
+		return "", err
+	}
+	table := perf.Markdown(rows)
+	if memLoad > 0 {
+		root, err := proc.ModuleRoot()
+		if err != nil {
+			return "", err
+		}
+		m, err := perf.Memory(ctx, cfg, root, memLoad, queued, log)
+		if err != nil {
+			return "", err
+		}
+		table += "\n" + perf.MemoryMarkdown(m)
+	}
+	return table, nil
+}

@@ -1,0 +1,669 @@
+package perf
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/patchbay/patchbay/internal/proc"
+	"github.com/patchbay/patchbay/stream"
+)
+
+// ProcessConfig sizes a process-mode run: every part of the pipeline is its
+// own process, as users run it. Every phase is bounded in count and time.
+type ProcessConfig struct {
+	Root      string        // module root: patchbay, nats-server and the peer are built from it
+	Dir       string        // scratch directory: binaries and the JetStream store
+	Runs      int           // runs of each row, alternating the measured process and its floor
+	Single    int           // events per single-event ingest run
+	Batch     int           // events per batch-of-100 ingest run
+	Conns     int           // connections of the load generator
+	Events    int           // events queued for each worker run
+	Sweep     []int         // worker concurrencies of the sweep (empty: none)
+	SweepRuns int           // runs of each sweep concurrency
+	Peer      bool          // build and run the Watermill peer (bench/watermill)
+	Timeout   time.Duration // longest one worker run may take to drain its queue
+}
+
+// Sample is one run of one process.
+type Sample struct {
+	Rate    float64       // events per second
+	P99     time.Duration // per request (ingest rows)
+	Stall   time.Duration // longest span without progress (ack floor, or answered requests)
+	RSS     int64         // peak resident memory of the measured process (VmHWM)
+	Partial bool          // the queue was not drained within the timeout: Rate counts what was
+	Retried int           // requests answered 503 (or not at all) and sent again
+}
+
+// ProcessRow is one line of the process-mode table: a measured process and
+// its floor, over the same runs.
+type ProcessRow struct {
+	Name, Process, Floor string
+	Samples, Floors      []Sample
+	// SharedFloor marks a row whose floor runs are another row's (the
+	// ratio is then against the floor's median, not run by run).
+	SharedFloor bool
+}
+
+// ProcessReport is the outcome of a process-mode run.
+type ProcessReport struct {
+	Rows []ProcessRow
+	// HelperRSS is the peak RSS of the processes around the measured ones
+	// (nats-server, target, load generator), by name.
+	HelperRSS map[string]int64
+}
+
+type procBench struct {
+	cfg                   ProcessConfig
+	log                   io.Writer
+	bin, natsBin, peerBin string
+	srv                   *proc.NATSServer
+	nc                    *nats.Conn
+	js                    jetstream.JetStream
+	scfg                  stream.Config
+	target                *proc.Process
+	targetURL             string
+	helperRSS             map[string]int64
+	runSeq                int
+}
+
+// RunProcesses builds patchbay, nats-server and (with cfg.Peer) the
+// Watermill peer, runs them as separate processes on loopback with the load
+// generator and the PATCH target as processes too, and measures each row
+// against its floor in the same run. Every process it starts is stopped
+// before it returns.
+func RunProcesses(ctx context.Context, cfg ProcessConfig, log io.Writer) (ProcessReport, error) {
+	b := &procBench{cfg: cfg, log: log, helperRSS: map[string]int64{}}
+	defer b.close()
+	if err := b.setup(ctx); err != nil {
+		return ProcessReport{}, err
+	}
+	single := ProcessRow{Name: "ingest, single events", Process: "patchbay ingest", Floor: "floor: HTTP handler, publish with Nats-Msg-Id, wait for PubAck"}
+	peerSingle := ProcessRow{Name: "ingest, single events", Process: "Watermill peer ingest", Floor: "same floor"}
+	batch := ProcessRow{Name: "ingest, batches of 100", Process: "patchbay ingest", Floor: "ceiling: async publish straight to JetStream"}
+	worker := ProcessRow{Name: "worker, default concurrency", Process: "patchbay worker", Floor: "floor: bare consumer (Fetch, PATCH, ack)"}
+	peerWorker := ProcessRow{Name: "worker", Process: "Watermill peer worker", Floor: "same floor"}
+	for r := range cfg.Runs {
+		fmt.Fprintf(b.log, "run %d of %d\n", r+1, cfg.Runs)
+		// Rotate the order each run so no process always goes first.
+		ingests := rotate([]string{"patchbay", "floor", "watermill"}, r)
+		for _, kind := range ingests {
+			if kind == "watermill" && !cfg.Peer {
+				continue
+			}
+			s, err := b.ingestRun(ctx, kind, 1, cfg.Single)
+			if err != nil {
+				return ProcessReport{}, err
+			}
+			switch kind {
+			case "patchbay":
+				single.Samples = append(single.Samples, s)
+			case "floor":
+				single.Floors = append(single.Floors, s)
+				peerSingle.Floors = append(peerSingle.Floors, s)
+			default:
+				peerSingle.Samples = append(peerSingle.Samples, s)
+			}
+		}
+		for _, kind := range rotate([]string{"patchbay", "ceiling"}, r) {
+			if kind == "ceiling" {
+				s, err := b.ceilingRun(ctx, cfg.Batch)
+				if err != nil {
+					return ProcessReport{}, err
+				}
+				batch.Floors = append(batch.Floors, s)
+				continue
+			}
+			s, err := b.ingestRun(ctx, kind, 100, cfg.Batch)
+			if err != nil {
+				return ProcessReport{}, err
+			}
+			batch.Samples = append(batch.Samples, s)
+		}
+		for _, kind := range rotate([]string{"patchbay", "bare", "watermill"}, r) {
+			if kind == "watermill" && !cfg.Peer {
+				continue
+			}
+			s, err := b.workerRun(ctx, kind, 0)
+			if err != nil {
+				return ProcessReport{}, err
+			}
+			switch kind {
+			case "patchbay":
+				worker.Samples = append(worker.Samples, s)
+			case "bare":
+				worker.Floors = append(worker.Floors, s)
+				peerWorker.Floors = append(peerWorker.Floors, s)
+			default:
+				peerWorker.Samples = append(peerWorker.Samples, s)
+			}
+		}
+	}
+	rows := []ProcessRow{single}
+	if cfg.Peer {
+		rows = append(rows, peerSingle)
+	}
+	rows = append(rows, batch, worker)
+	if cfg.Peer {
+		rows = append(rows, peerWorker)
+	}
+	for _, c := range cfg.Sweep {
+		row := ProcessRow{Name: fmt.Sprintf("worker, concurrency %d", c), Process: "patchbay worker", Floor: "bare consumer runs above", Floors: worker.Floors, SharedFloor: true}
+		for range cfg.SweepRuns {
+			s, err := b.workerRun(ctx, "patchbay", c)
+			if err != nil {
+				return ProcessReport{}, err
+			}
+			row.Samples = append(row.Samples, s)
+		}
+		rows = append(rows, row)
+	}
+	b.helperPeak(b.srv.Process)
+	b.helperPeak(b.target)
+	return ProcessReport{Rows: rows, HelperRSS: b.helperRSS}, nil
+}
+
+func rotate(s []string, r int) []string {
+	r %= len(s)
+	return append(slices.Clone(s[r:]), s[:r]...)
+}
+
+func (b *procBench) setup(ctx context.Context) error {
+	fmt.Fprintln(b.log, "building patchbay and nats-server")
+	var err error
+	if b.bin, err = proc.Build(ctx, b.cfg.Root, b.cfg.Dir); err != nil {
+		return err
+	}
+	if b.natsBin, err = proc.BuildNATSServer(ctx, b.cfg.Root, b.cfg.Dir); err != nil {
+		return err
+	}
+	if b.cfg.Peer {
+		fmt.Fprintln(b.log, "building the Watermill peer (bench/watermill)")
+		b.peerBin = filepath.Join(b.cfg.Dir, "watermill")
+		cmd := exec.CommandContext(ctx, "go", "build", "-o", b.peerBin, ".")
+		cmd.Dir = filepath.Join(b.cfg.Root, "bench", "watermill")
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("perf: build the Watermill peer: %w\n%s", err, out)
+		}
+	}
+	store, err := os.MkdirTemp(b.cfg.Dir, "js")
+	if err != nil {
+		return err
+	}
+	if b.srv, err = proc.StartNATSServer(ctx, b.natsBin, store); err != nil {
+		return err
+	}
+	if b.nc, err = stream.Connect(ctx, b.srv.URL, "", "bench"); err != nil {
+		return err
+	}
+	if b.js, err = jetstream.New(b.nc); err != nil {
+		return err
+	}
+	b.scfg = benchStream(b.srv.URL)
+	addr, err := proc.FreeAddr()
+	if err != nil {
+		return err
+	}
+	if b.target, err = b.role("target", "-addr", addr); err != nil {
+		return err
+	}
+	b.targetURL = "http://" + addr
+	return waitTCP(ctx, addr, b.target)
+}
+
+func (b *procBench) close() {
+	if b.target != nil {
+		b.target.Kill()
+	}
+	if b.nc != nil {
+		b.nc.Close()
+	}
+	if b.srv != nil {
+		b.srv.Kill()
+	}
+}
+
+// role starts 'patchbay bench role NAME args...'.
+func (b *procBench) role(name string, args ...string) (*proc.Process, error) {
+	return proc.Start(b.bin, name, append([]string{"bench", "role", name}, args...), nil)
+}
+
+func (b *procBench) helperPeak(p *proc.Process) {
+	if _, peak, err := p.RSS(); err == nil {
+		b.helperRSS[p.Name] = max(b.helperRSS[p.Name], peak)
+	}
+}
+
+// stop reads p's peak RSS, then kills it.
+func stop(p *proc.Process) int64 {
+	_, peak, _ := p.RSS()
+	p.Kill()
+	return peak
+}
+
+// reset starts every run from an empty server: every stream, key-value
+// buckets included (the worker's per-contact state would otherwise let a
+// later run skip PATCHes as superseded), is deleted, and the two streams
+// are created as at service start.
+func (b *procBench) reset(ctx context.Context) error {
+	names := b.js.StreamNames(ctx)
+	var all []string
+	for n := range names.Name() {
+		all = append(all, n)
+	}
+	if err := names.Err(); err != nil {
+		return err
+	}
+	for _, name := range all {
+		if err := b.js.DeleteStream(ctx, name); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return err
+		}
+	}
+	return stream.Ensure(ctx, b.js, b.scfg)
+}
+
+// patched is how many PATCHes the target has answered.
+func (b *procBench) patched(ctx context.Context) (int, error) {
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, b.targetURL+"/count", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return 0, err
+	}
+	return strconv.Atoi(strings.TrimSpace(string(body)))
+}
+
+// stored is how many messages the events stream holds, and its last sequence.
+func (b *procBench) stored(ctx context.Context) (uint64, uint64, error) {
+	s, err := b.js.Stream(ctx, b.scfg.EventsStream)
+	if err != nil {
+		return 0, 0, err
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	return info.State.Msgs, info.State.LastSeq, nil
+}
+
+func (b *procBench) nextRun() string {
+	b.runSeq++
+	return fmt.Sprintf("p%d-%d", time.Now().Unix(), b.runSeq)
+}
+
+// ingestRun sends n events in requests of batch through kind (patchbay,
+// floor or watermill) with the load generator, and checks that the stream
+// holds every accepted event.
+func (b *procBench) ingestRun(ctx context.Context, kind string, batch, n int) (Sample, error) {
+	if err := b.reset(ctx); err != nil {
+		return Sample{}, err
+	}
+	addr, err := proc.FreeAddr()
+	if err != nil {
+		return Sample{}, err
+	}
+	var p *proc.Process
+	switch kind {
+	case "patchbay":
+		p, err = proc.Start(b.bin, "patchbay ingest", []string{"ingest"}, map[string]string{
+			"PATCHBAY_NATS_URL": b.srv.URL, "PATCHBAY_INGEST_ADDR": addr, "PATCHBAY_INGEST_ADMIN_ADDR": "",
+			"PATCHBAY_INGEST_TOKENS": token, "PATCHBAY_LOG_LEVEL": "warn",
+		})
+	case "floor":
+		p, err = b.role("floor-ingest", "-nats", b.srv.URL, "-addr", addr)
+	case "watermill":
+		p, err = proc.Start(b.peerBin, "Watermill ingest", []string{"ingest", "-nats", b.srv.URL, "-addr", addr}, nil)
+	}
+	if err != nil {
+		return Sample{}, err
+	}
+	defer p.Kill()
+	if err := waitTCP(ctx, addr, p); err != nil {
+		return Sample{}, err
+	}
+	fmt.Fprintf(b.log, "  ingest %s: %d events in requests of %d\n", kind, n, batch)
+	var res LoadResult
+	if _, err := b.runToResult(&res, "load", "-url", "http://"+addr+"/v1/events", "-n", strconv.Itoa(n),
+		"-batch", strconv.Itoa(batch), "-conns", strconv.Itoa(b.cfg.Conns), "-run", b.nextRun()); err != nil {
+		return Sample{}, err
+	}
+	rss := stop(p)
+	msgs, _, err := b.stored(ctx)
+	if err != nil {
+		return Sample{}, err
+	}
+	if msgs != uint64(res.Events) {
+		return Sample{}, fmt.Errorf("perf: %s ingest answered 202 for %d events, the stream holds %d", kind, res.Events, msgs)
+	}
+	if res.Retried > 0 {
+		fmt.Fprintf(b.log, "  ingest %s: %d requests retried after a 503 or no answer\n%s\n", kind, res.Retried, tail(p.Output()))
+	}
+	return Sample{Rate: res.Rate(), P99: res.P99, Stall: res.LongestGap, RSS: rss, Retried: res.Retried}, nil
+}
+
+// runToResult runs a role to its end (bounded by the worker timeout)
+// and decodes its result; it returns the role's peak RSS.
+func (b *procBench) runToResult(v any, name string, args ...string) (int64, error) {
+	p, err := b.role(name, args...)
+	if err != nil {
+		return 0, err
+	}
+	defer p.Kill()
+	var peak int64
+	// Read the peak while the process runs: once it has exited, /proc no
+	// longer has it.
+	werr := errors.New("running")
+	for deadline := time.Now().Add(b.cfg.Timeout); werr != nil && time.Now().Before(deadline); {
+		if _, pk, err := p.RSS(); err == nil {
+			peak = max(peak, pk)
+		}
+		werr = p.Wait(50 * time.Millisecond)
+		if werr != nil && p.Exited() {
+			break
+		}
+	}
+	b.helperRSS[p.Name] = max(b.helperRSS[p.Name], peak)
+	if werr != nil {
+		return peak, fmt.Errorf("perf: %s: %w\n%s", name, werr, tail(p.Output()))
+	}
+	return peak, parseResult(p.Output(), v)
+}
+
+func (b *procBench) ceilingRun(ctx context.Context, n int) (Sample, error) {
+	if err := b.reset(ctx); err != nil {
+		return Sample{}, err
+	}
+	fmt.Fprintf(b.log, "  ceiling: %d events, async publish\n", n)
+	var res CeilingResult
+	rss, err := b.runToResult(&res, "ceiling", "-nats", b.srv.URL, "-n", strconv.Itoa(n), "-run", b.nextRun())
+	if err != nil {
+		return Sample{}, err
+	}
+	msgs, _, err := b.stored(ctx)
+	if err != nil {
+		return Sample{}, err
+	}
+	if msgs != uint64(n) {
+		return Sample{}, fmt.Errorf("perf: ceiling published %d events, the stream holds %d", n, msgs)
+	}
+	return Sample{Rate: float64(n) / res.Elapsed.Seconds(), RSS: rss}, nil
+}
+
+// workerRun queues cfg.Events events, starts kind (patchbay, bare or
+// watermill; concurrency 0: the default) and observes its consumer until
+// the queue is drained.
+func (b *procBench) workerRun(ctx context.Context, kind string, concurrency int) (Sample, error) {
+	if err := b.reset(ctx); err != nil {
+		return Sample{}, err
+	}
+	if err := prefill(ctx, b.js, b.cfg.Events); err != nil {
+		return Sample{}, err
+	}
+	msgs, _, err := b.stored(ctx)
+	if err != nil {
+		return Sample{}, err
+	}
+	if msgs != uint64(b.cfg.Events) {
+		return Sample{}, fmt.Errorf("perf: queued %d events, the stream holds %d", b.cfg.Events, msgs)
+	}
+	before, err := b.patched(ctx)
+	if err != nil {
+		return Sample{}, err
+	}
+	var p *proc.Process
+	switch kind {
+	case "patchbay":
+		env := map[string]string{
+			"PATCHBAY_NATS_URL": b.srv.URL, "PATCHBAY_WORKER_ADMIN_ADDR": "",
+			"PATCHBAY_REVYOPS_BASE_URL": b.targetURL, "PATCHBAY_REVYOPS_API_KEY": "unused",
+			"PATCHBAY_SKIPCALL_BASE_URL": b.targetURL, "PATCHBAY_SKIPCALL_API_KEY": skKey,
+			"PATCHBAY_SKIPCALL_RATE_PER_MINUTE": "0", "PATCHBAY_LOG_LEVEL": "warn",
+		}
+		if concurrency > 0 {
+			env["PATCHBAY_WORKER_CONCURRENCY"] = strconv.Itoa(concurrency)
+		}
+		p, err = proc.Start(b.bin, "patchbay worker", []string{"worker"}, env)
+	case "bare":
+		p, err = b.role("consumer", "-nats", b.srv.URL, "-url", b.targetURL, "-concurrency", strconv.Itoa(defaultConcurrency))
+	case "watermill":
+		p, err = proc.Start(b.peerBin, "Watermill worker", []string{"worker", "-nats", b.srv.URL, "-target", b.targetURL,
+			"-subscribers", strconv.Itoa(defaultConcurrency), "-skipcall-key", skKey}, nil)
+	}
+	if err != nil {
+		return Sample{}, err
+	}
+	defer p.Kill()
+	label := kind
+	if concurrency > 0 {
+		label += " c=" + strconv.Itoa(concurrency)
+	}
+	fmt.Fprintf(b.log, "  worker %s: %d queued events\n", label, b.cfg.Events)
+	s, err := b.observe(ctx, p)
+	if err != nil {
+		return Sample{}, err
+	}
+	s.RSS = stop(p)
+	after, err := b.patched(ctx)
+	if err != nil {
+		return Sample{}, err
+	}
+	if n := after - before; !s.Partial && n < b.cfg.Events {
+		return Sample{}, fmt.Errorf("perf: %s acknowledged %d events but the target answered only %d PATCHes", label, b.cfg.Events, n)
+	}
+	if s.Partial {
+		fmt.Fprintf(b.log, "  worker %s: queue not drained in %s (%.0f events/s, longest stall %s); its output:\n%s\n", label, b.cfg.Timeout, s.Rate, s.Stall, tail(p.Output()))
+	}
+	return s, nil
+}
+
+// defaultConcurrency is the worker's default PATCHBAY_WORKER_CONCURRENCY,
+// given to the bare consumer and the peer so all three have as many
+// PATCHes in flight.
+const defaultConcurrency = 32
+
+// observe polls the events stream and its consumers every 100 ms from p's
+// start until the stream is empty (a work-queue stream drops each event
+// when it is acknowledged) or the timeout, and reports the rate and the
+// longest stall: the longest span in which no consumer's ack floor moved
+// while events were stored. It looks at every consumer of the stream, so it
+// needs no consumer names (the worker keeps one per target).
+func (b *procBench) observe(ctx context.Context, p *proc.Process) (Sample, error) {
+	start := time.Now()
+	floors := map[string]uint64{}
+	lastMove := start
+	var stall time.Duration
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return Sample{}, ctx.Err()
+		case <-tick.C:
+		}
+		if p.Exited() {
+			return Sample{}, fmt.Errorf("perf: %s exited\n%s", p.Name, tail(p.Output()))
+		}
+		if b.floorsMoved(ctx, floors) {
+			lastMove = time.Now()
+		}
+		msgs, _, err := b.stored(ctx)
+		if err != nil {
+			return Sample{}, err
+		}
+		now := time.Now()
+		elapsed := now.Sub(start)
+		if msgs == 0 {
+			return Sample{Rate: float64(b.cfg.Events) / elapsed.Seconds(), Stall: max(stall, now.Sub(lastMove))}, nil
+		}
+		stall = max(stall, now.Sub(lastMove))
+		if elapsed > b.cfg.Timeout {
+			done := b.cfg.Events - int(msgs)
+			return Sample{Rate: float64(max(done, 0)) / elapsed.Seconds(), Stall: stall, Partial: true}, nil
+		}
+	}
+}
+
+// floorsMoved reads the ack floor of every consumer of the events stream
+// into floors and reports whether any moved.
+func (b *procBench) floorsMoved(ctx context.Context, floors map[string]uint64) bool {
+	s, err := b.js.Stream(ctx, b.scfg.EventsStream)
+	if err != nil {
+		return false
+	}
+	moved := false
+	for c := range s.ListConsumers(ctx).Info() {
+		if f, ok := floors[c.Name]; !ok || f != c.AckFloor.Stream {
+			moved = moved || c.AckFloor.Stream > 0
+			floors[c.Name] = c.AckFloor.Stream
+		}
+	}
+	return moved
+}
+
+// waitTCP waits until addr accepts connections, p exits, or ctx ends.
+func waitTCP(ctx context.Context, addr string, p *proc.Process) error {
+	deadline := time.Now().Add(time.Minute)
+	for {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		if p.Exited() {
+			return fmt.Errorf("perf: %s exited\n%s", p.Name, tail(p.Output()))
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("perf: %s did not listen on %s in a minute", p.Name, addr)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// --- report ---
+
+func median(v []float64) float64 {
+	if len(v) == 0 {
+		return 0
+	}
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// spread renders the median with the min and max of v.
+func spread(v []float64, format string) string {
+	if len(v) == 0 {
+		return "—"
+	}
+	m := median(v)
+	if len(v) == 1 {
+		return fmt.Sprintf(format, m)
+	}
+	return fmt.Sprintf(format+" ("+format+"–"+format+")", m, slices.Min(v), slices.Max(v))
+}
+
+func rates(s []Sample) []float64 {
+	out := make([]float64, len(s))
+	for i, x := range s {
+		out[i] = x.Rate
+	}
+	return out
+}
+
+func p99s(s []Sample) []float64 {
+	var out []float64
+	for _, x := range s {
+		if x.P99 > 0 {
+			out = append(out, ms(x.P99))
+		}
+	}
+	return out
+}
+
+// Ratios are each run's rate over its floor's in the same run; a row with
+// a shared floor is divided by the floor's median.
+func (r ProcessRow) Ratios() []float64 {
+	var out []float64
+	for i, s := range r.Samples {
+		switch {
+		case r.SharedFloor && len(r.Floors) > 0:
+			out = append(out, s.Rate/median(rates(r.Floors)))
+		case i < len(r.Floors) && r.Floors[i].Rate > 0:
+			out = append(out, s.Rate/r.Floors[i].Rate)
+		}
+	}
+	return out
+}
+
+func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
+
+func summary(s []Sample) (stall time.Duration, rss int64, partial, retried int) {
+	for _, x := range s {
+		stall, rss, retried = max(stall, x.Stall), max(rss, x.RSS), retried+x.Retried
+		if x.Partial {
+			partial++
+		}
+	}
+	return
+}
+
+// ProcessMarkdown renders the report: per row, the measured process and, on
+// the next line, its floor; rates as median (min–max) over the runs.
+func ProcessMarkdown(rep ProcessReport) string {
+	var b strings.Builder
+	b.WriteString("| row | process | runs | events/s, median (min–max) | ratio to floor, median (min–max) | p99 per request, ms | longest stall | peak RSS |\n|---|---|---|---|---|---|---|---|\n")
+	line := func(name, process string, s []Sample, ratio string) {
+		stall, rss, partial, retried := summary(s)
+		runs := strconv.Itoa(len(s))
+		if partial > 0 {
+			runs += fmt.Sprintf(" (%d not drained in time)", partial)
+		}
+		if retried > 0 {
+			runs += fmt.Sprintf(" (%d requests retried after 503)", retried)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", name, process, runs, spread(rates(s), "%.0f"), ratio,
+			spread(p99s(s), "%.1f"), stall.Round(time.Millisecond), mib(rss))
+	}
+	for _, r := range rep.Rows {
+		line(r.Name, r.Process, r.Samples, spread(r.Ratios(), "%.2f"))
+		if !r.SharedFloor && r.Floor != "same floor" {
+			line("", r.Floor, r.Floors, "1")
+		}
+	}
+	if len(rep.HelperRSS) > 0 {
+		b.WriteString("\n| helper process | peak RSS |\n|---|---|\n")
+		names := make([]string, 0, len(rep.HelperRSS))
+		for n := range rep.HelperRSS {
+			names = append(names, n)
+		}
+		slices.Sort(names)
+		for _, n := range names {
+			fmt.Fprintf(&b, "| %s | %s |\n", n, mib(rep.HelperRSS[n]))
+		}
+	}
+	return b.String()
+}

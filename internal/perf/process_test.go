@@ -1,0 +1,165 @@
+package perf
+
+import (
+	"context"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/patchbay/patchbay/internal/proc"
+)
+
+// testContext ends a little before the test's own deadline, so a slow,
+// busy machine gets all the time the test command allows, and no fixed
+// timeout shorter than it.
+func testContext(t *testing.T) (context.Context, time.Duration) {
+	ctx := t.Context()
+	left := 30 * time.Minute
+	if d, ok := t.Deadline(); ok {
+		left = time.Until(d) - 10*time.Second
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, d.Add(-5*time.Second))
+		t.Cleanup(cancel)
+	}
+	return ctx, left
+}
+
+// TestProcessSmoke runs the process mode at a tiny size, without the
+// Watermill peer (its module is not part of patchbay's): every row gets a
+// figure from processes that really ran, every floor too, and no process
+// outlives the run.
+func TestProcessSmoke(t *testing.T) {
+	if testing.Short() {
+		t.Skip("process-mode bench skipped with -short")
+	}
+	root, err := proc.ModuleRoot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, left := testContext(t)
+	cfg := ProcessConfig{Root: root, Dir: t.TempDir(), Runs: 1, Single: 200, Batch: 1000, Conns: 8, Events: 500,
+		Sweep: []int{8}, SweepRuns: 1, Timeout: left}
+	rep, err := RunProcesses(ctx, cfg, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := []string{"ingest, single events", "ingest, batches of 100", "worker, default concurrency", "worker, concurrency 8"}
+	if len(rep.Rows) != len(names) {
+		t.Fatalf("%d rows, want %d: %+v", len(rep.Rows), len(names), rep.Rows)
+	}
+	for i, r := range rep.Rows {
+		if r.Name != names[i] {
+			t.Errorf("row %d is %q, want %q", i, r.Name, names[i])
+		}
+		if len(r.Samples) != 1 || len(r.Floors) != 1 {
+			t.Fatalf("%s: %d samples and %d floors, want 1 and 1", r.Name, len(r.Samples), len(r.Floors))
+		}
+		for _, s := range append(r.Samples, r.Floors...) {
+			if s.Rate <= 0 || s.Partial {
+				t.Errorf("%s: sample %+v: no figure, or the queue was not drained", r.Name, s)
+			}
+			if s.RSS <= 0 {
+				t.Errorf("%s: sample %+v: no peak RSS read from the process", r.Name, s)
+			}
+		}
+		if got := r.Ratios(); len(got) != 1 || got[0] <= 0 {
+			t.Errorf("%s: ratios %v", r.Name, got)
+		}
+	}
+	for _, h := range []string{"nats-server", "target", "load", "ceiling"} {
+		if rep.HelperRSS[h] <= 0 {
+			t.Errorf("no peak RSS for %s: %v", h, rep.HelperRSS)
+		}
+	}
+	if kids := children(t); len(kids) > 0 {
+		t.Fatalf("processes still running after the bench: %v", kids)
+	}
+	md := ProcessMarkdown(rep)
+	for _, want := range []string{"| worker, default concurrency | patchbay worker | 1 |", "| nats-server |"} {
+		if !strings.Contains(md, want) {
+			t.Errorf("table lacks %q:\n%s", want, md)
+		}
+	}
+}
+
+// children lists the pids of this process's live child processes.
+func children(t *testing.T) []string {
+	t.Helper()
+	files, err := filepath.Glob("/proc/self/task/*/children")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var pids []string
+	for _, f := range files {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			continue // the thread ended
+		}
+		pids = append(pids, strings.Fields(string(b))...)
+	}
+	return pids
+}
+
+func TestLongestGap(t *testing.T) {
+	ms := time.Millisecond
+	for _, tc := range []struct {
+		name string
+		in   []time.Duration
+		want time.Duration
+	}{
+		{"none", nil, 0},
+		{"first answer counts from the start", []time.Duration{40 * ms, 50 * ms}, 40 * ms},
+		{"gap in the middle", []time.Duration{1 * ms, 2 * ms, 900 * ms, 901 * ms}, 898 * ms},
+		{"even", []time.Duration{10 * ms, 20 * ms, 30 * ms}, 10 * ms},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := longestGap(tc.in); got != tc.want {
+				t.Fatalf("longestGap(%v) = %s, want %s", tc.in, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestRatios(t *testing.T) {
+	paired := ProcessRow{Samples: []Sample{{Rate: 90}, {Rate: 50}}, Floors: []Sample{{Rate: 100}, {Rate: 25}}}
+	if got := paired.Ratios(); len(got) != 2 || got[0] != 0.9 || got[1] != 2 {
+		t.Fatalf("run-by-run ratios %v, want [0.9 2]", got)
+	}
+	shared := ProcessRow{SharedFloor: true, Samples: []Sample{{Rate: 50}}, Floors: []Sample{{Rate: 100}, {Rate: 25}, {Rate: 200}}}
+	if got := shared.Ratios(); len(got) != 1 || got[0] != 0.5 {
+		t.Fatalf("shared-floor ratios %v, want [0.5] (against the floor's median, 100)", got)
+	}
+}
+
+func TestSpread(t *testing.T) {
+	if got := spread([]float64{3, 1, 2}, "%.0f"); got != "2 (1–3)" {
+		t.Fatalf("spread = %q", got)
+	}
+	if got := spread([]float64{4, 1, 3, 2}, "%.1f"); got != "2.5 (1.0–4.0)" {
+		t.Fatalf("spread of an even count = %q", got)
+	}
+	if got := spread([]float64{7}, "%.0f"); got != "7" {
+		t.Fatalf("spread of one = %q", got)
+	}
+}
+
+func TestParseResult(t *testing.T) {
+	var sb strings.Builder
+	want := LoadResult{Events: 10, Requests: 10, Elapsed: time.Second, P99: 3 * time.Millisecond, Retried: 2}
+	if err := printResult(&sb, want); err != nil {
+		t.Fatal(err)
+	}
+	var got LoadResult
+	if err := parseResult("some log line\n"+sb.String(), &got); err != nil {
+		t.Fatal(err)
+	}
+	if got != want {
+		t.Fatalf("got %+v, want %+v", got, want)
+	}
+	if err := parseResult("no result here", &got); err == nil {
+		t.Fatal("parseResult accepted output without a result line")
+	}
+}

@@ -1,0 +1,27 @@
+package processor
+
+import (
+	"net"
+	"net/http"
+	"time"
+)
+
+// NewHTTPClient returns an HTTP client for one provider: a per-request
+// timeout and enough idle connections for the worker's concurrency.
+func NewHTTPClient(timeout time.Duration, conns int) *http.Client {
+	if conns < 2 {
+		conns = 2
+	}
+	tr := &http.Transport{
+		Proxy:                 http.ProxyFromEnvironment,
+		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		ForceAttemptHTTP2:     true,
+		MaxIdleConns:          conns * 2,
+		MaxIdleConnsPerHost:   conns,
+		IdleConnTimeout:       90 * time.Second,
+		TLSHandshakeTimeout:   5 * time.Second,
+		ExpectContinueTimeout: time.Second,
+		ResponseHeaderTimeout: timeout,
+	}
+	return &http.Client{Transport: tr, Timeout: timeout}
+}
