@@ -17,9 +17,8 @@ type pending struct {
 // job is what one delivery works on: one contact's messages, in stream
 // order, sent as one PATCH when there are several (coalescing).
 type job struct {
-	key   string // the contact: the message subject
-	msgs  []pending
-	probe bool // the one job that tests the target's credentials after a rejection
+	key  string // the contact: the message subject
+	msgs []pending
 }
 
 // contactQueue is one contact's messages waiting in the worker, in stream
