@@ -38,6 +38,21 @@ type Config struct {
 	ContactsBucket     string        `envconfig:"CONTACTS_BUCKET" default:"PATCHBAY_CONTACTS" desc:"NATS KV bucket of the contact map (source contact id -> provider contact id)"`
 }
 
+// setDefaults fills the bounds of requests read before their credentials
+// can be checked (signed requests, webhook sources) when a Config built in
+// code leaves them zero; from the environment they have their defaults.
+func (c *Config) setDefaults() {
+	if c.SignedMaxBodyBytes == 0 {
+		c.SignedMaxBodyBytes = min(256<<10, c.MaxBodyBytes)
+	}
+	if c.SignedReadTimeout == 0 {
+		c.SignedReadTimeout = 5 * time.Second
+	}
+	if c.MaxUnverified == 0 {
+		c.MaxUnverified = 128
+	}
+}
+
 // Validate reports the first problem with c.
 func (c Config) Validate() error {
 	switch {

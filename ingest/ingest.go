@@ -44,6 +44,7 @@ type Handler struct {
 // New returns the ingest Handler publishing to the events stream named
 // stream under subject prefix prefix.
 func New(cfg Config, js Publisher, stream, prefix string, log *slog.Logger, reg prometheus.Registerer) (*Handler, error) {
+	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
