@@ -106,8 +106,14 @@ func TestOverload(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("overload: %d events from 128 senders in %s, %d shed with 503, ingest peak RSS %.1f MiB", n, took.Round(time.Millisecond), r.got503.Load(), float64(peak)/(1<<20))
-	if peak > 100<<20 {
-		t.Fatalf("ingest peak RSS %d MiB under overload", peak>>20)
+	// The race detector's shadow memory multiplies a process's RSS (5–10×
+	// per the Go documentation), so a race-built ingest gets that margin.
+	limit := uint64(100 << 20)
+	if raceEnabled {
+		limit *= 8
+	}
+	if uint64(peak) > limit {
+		t.Fatalf("ingest peak RSS %d MiB under overload, limit %d MiB", peak>>20, limit>>20)
 	}
 	if r.ingest.Exited() {
 		t.Fatalf("ingest died under overload:\n%s", r.ingest.Output())
