@@ -194,11 +194,24 @@ func New(cfg Config, d Deps) (*Worker, error) {
 
 // Run consumes until ctx is cancelled, then stops taking messages, lets
 // in-flight deliveries finish for up to DrainTimeout, hands everything else
-// back to JetStream, and returns. It returns an error only if it could not
-// start.
+// back to JetStream, and returns. It returns an error only if it cannot
+// watch for MAX_DELIVERIES advisories; declaring its consumers and buckets
+// is retried until NATS answers.
 func (w *Worker) Run(ctx context.Context) error {
-	if err := w.setup(ctx); err != nil {
-		return err
+	// NATS may be unreachable or electing leaders while the worker starts:
+	// declaring the consumers and buckets is retried until it succeeds.
+	for try := 0; ; try++ {
+		err := w.setup(ctx)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return nil // stopped before it started: nothing was taken
+		}
+		w.log.Warn("could not declare the consumers and buckets; retrying", "err", err, "try", try+1)
+		if Wait(ctx, min(time.Duration(try+1)*500*time.Millisecond, 5*time.Second)) != nil {
+			return nil
+		}
 	}
 	if w.nc != nil {
 		sub, err := w.watchMaxDeliveries(ctx)

@@ -101,7 +101,7 @@ func NewProviders(ctx context.Context, js jetstream.JetStream, log *slog.Logger,
 	budget := func(t events.Target, key string, perMinute int, window time.Duration) (*ratelimit.Budget, error) {
 		bc := cfg.Worker.BudgetConfig(cfg.Stream, t, key, perMinute, window)
 		bc.Registerer = reg
-		b, err := ratelimit.New(ctx, js, bc, log.With("provider", string(t)))
+		b, err := ratelimit.New(ctx, js, bc, log)
 		if err != nil {
 			return nil, fmt.Errorf("worker: %s rate budget: %w", t, err)
 		}
@@ -163,9 +163,22 @@ func RunWorker(ctx context.Context, log *slog.Logger, cfg WorkerConfig) error {
 	}
 	defer nc.Close()
 	reg := NewRegistry()
-	w, closeBudgets, err := NewWorker(ctx, log, cfg, js, nc, reg)
-	if err != nil {
-		return err
+	// The rate budgets read their records from NATS at start: while NATS is
+	// unreachable or electing leaders, keep trying rather than exit.
+	var w *processor.Worker
+	var closeBudgets func()
+	for try := 1; ; try++ {
+		w, closeBudgets, err = NewWorker(ctx, log, cfg, js, nc, reg)
+		if err == nil {
+			break
+		}
+		if errors.Is(err, ratelimit.ErrConfig) || ctx.Err() != nil {
+			return err
+		}
+		log.Warn("worker: could not set up the rate budgets; retrying", "err", err, "try", try)
+		if processor.Wait(ctx, min(time.Duration(try)*500*time.Millisecond, 5*time.Second)) != nil {
+			return nil
+		}
 	}
 	defer closeBudgets()
 	g, gctx := errgroup.WithContext(ctx)

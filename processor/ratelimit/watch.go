@@ -57,22 +57,50 @@ func (b *Budget) startWatch(ctx context.Context) error {
 	}
 }
 
-// follow applies watch updates until ctx ends.
+// follow applies watch updates until ctx ends. When the watch closes (its
+// consumer lost in a NATS outage), it watches again, every second until it
+// succeeds: the initial values it then receives bring the records up to
+// date, and older revisions are ignored.
 func (b *Budget) follow(ctx context.Context) {
 	defer close(b.done)
-	defer func() { _ = b.watch.Stop() }()
+	w := b.watch
+	defer func() { _ = w.Stop() }()
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case e, ok := <-b.watch.Updates():
+		case e, ok := <-w.Updates():
 			if !ok {
-				b.log.Error("rate-limit watch closed; pauses from other replicas are no longer seen")
-				return
+				b.log.Warn("rate-limit watch closed; watching again")
+				nw, err := b.rewatch(ctx)
+				if err != nil {
+					return // ctx ended
+				}
+				w = nw
+				continue
 			}
 			if e != nil {
 				b.applyEntry(e)
 			}
+		}
+	}
+}
+
+// rewatch opens the records' watch again, retrying every second until it
+// succeeds or ctx ends.
+func (b *Budget) rewatch(ctx context.Context) (jetstream.KeyWatcher, error) {
+	for {
+		w, err := b.st.kv.Watch(ctx, b.id+".*")
+		if err == nil {
+			return w, nil
+		}
+		b.log.Warn("rate-limit watch unavailable; pauses from other replicas are not seen until it is back", "err", err)
+		t := time.NewTimer(time.Second)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil, ctx.Err()
+		case <-t.C:
 		}
 	}
 }
