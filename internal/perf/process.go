@@ -376,6 +376,8 @@ func (b *procBench) runToResult(v any, name string, args ...string) (int64, erro
 		}
 		werr = p.Wait(50 * time.Millisecond)
 		if werr != nil && p.Exited() {
+			// It exited just after the wait gave up: take its real exit.
+			werr = p.Wait(time.Second)
 			break
 		}
 	}
