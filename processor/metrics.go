@@ -18,7 +18,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "patchbay_worker_deliveries_total",
-			Help: "Deliveries handled, by target and outcome (applied, retry, deferred, dead_lettered, abandoned).",
+			Help: "Events handled, by target and outcome: applied, superseded (every field older than the value at the provider), held (waiting in the worker: pause, busy contact), retry, dead_lettered, abandoned (shutdown).",
 		}, []string{"target", "outcome"}),
 		requests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "patchbay_worker_provider_request_duration_seconds",
