@@ -36,6 +36,9 @@ func runBench(ctx context.Context, args []string, out, log io.Writer) error {
 	fs.IntVar(&pcfg.SweepRuns, "sweep-runs", 1, "process mode: runs of each sweep concurrency")
 	fs.BoolVar(&pcfg.Peer, "peer", true, "process mode: build and run the Watermill peer (bench/watermill)")
 	fs.DurationVar(&pcfg.Timeout, "timeout", 3*time.Minute, "process mode: longest one run may take")
+	rows := fs.String("rows", "", "process mode: rows to run, of single,batch,worker (empty: all; the sweep runs with worker)")
+	fs.StringVar(&pcfg.ProfileDir, "profile", "", "process mode: write CPU profiles of patchbay's processes and nats-server, from the first run of each patchbay row, to this directory")
+	fs.IntVar(&pcfg.ProfileSeconds, "profile-seconds", 10, "process mode: length of each profile")
 	cfg := perf.Config{}
 	fs.DurationVar(&cfg.Duration, "duration", 5*time.Second, "length of each closed-loop and fixed-rate phase")
 	fs.IntVar(&cfg.Conns, "conns", 64, "HTTP connections of the ingest load")
@@ -76,6 +79,20 @@ func runBench(ctx context.Context, args []string, out, log io.Writer) error {
 		pcfg.Dir, pcfg.Conns = dir, cfg.Conns
 		if pcfg.Root, err = proc.ModuleRoot(); err != nil {
 			return err
+		}
+		for _, r := range strings.Split(*rows, ",") {
+			switch r = strings.TrimSpace(r); r {
+			case "":
+			case "single", "batch", "worker":
+				pcfg.Rows = append(pcfg.Rows, r)
+			default:
+				return fmt.Errorf("bench: -rows: %q is not one of single, batch, worker", r)
+			}
+		}
+		if pcfg.ProfileDir != "" {
+			if err := os.MkdirAll(pcfg.ProfileDir, 0o755); err != nil {
+				return err
+			}
 		}
 		for _, f := range strings.Split(*sweep, ",") {
 			if f = strings.TrimSpace(f); f == "" {

@@ -36,6 +36,19 @@ type ProcessConfig struct {
 	SweepRuns int           // runs of each sweep concurrency
 	Peer      bool          // build and run the Watermill peer (bench/watermill)
 	Timeout   time.Duration // longest one worker run may take to drain its queue
+	// Rows selects the rows to run: "single", "batch", "worker" (empty:
+	// all). The sweep runs with "worker".
+	Rows []string
+	// ProfileDir, if set, receives CPU profiles of patchbay's processes
+	// and of nats-server, taken during the first run of each patchbay row
+	// (ProfileSeconds long, from a second after the process starts).
+	ProfileDir     string
+	ProfileSeconds int
+}
+
+// runs reports whether row is selected.
+func (c ProcessConfig) runs(row string) bool {
+	return len(c.Rows) == 0 || slices.Contains(c.Rows, row)
 }
 
 // Sample is one run of one process.
@@ -46,6 +59,11 @@ type Sample struct {
 	RSS     int64         // peak resident memory of the measured process (VmHWM)
 	Partial bool          // the queue was not drained within the timeout: Rate counts what was
 	Retried int           // requests answered 503 (or not at all) and sent again
+	CPU     time.Duration // CPU time of the measured process over the run
+	// ServerCPU is nats-server's CPU time over the run: the share of the
+	// pipeline's work that the measured process puts on JetStream.
+	ServerCPU time.Duration
+	Events    int // events the run moved, for CPU per event
 }
 
 // ProcessRow is one line of the process-mode table: a measured process and
@@ -78,6 +96,8 @@ type procBench struct {
 	targetURL             string
 	helperRSS             map[string]int64
 	runSeq                int
+	srvProfile            string          // nats-server's pprof address (with ProfileDir)
+	profiled              map[string]bool // labels already profiled
 }
 
 // RunProcesses builds patchbay, nats-server and (with cfg.Peer) the
@@ -86,7 +106,7 @@ type procBench struct {
 // against its floor in the same run. Every process it starts is stopped
 // before it returns.
 func RunProcesses(ctx context.Context, cfg ProcessConfig, log io.Writer) (ProcessReport, error) {
-	b := &procBench{cfg: cfg, log: log, helperRSS: map[string]int64{}}
+	b := &procBench{cfg: cfg, log: log, helperRSS: map[string]int64{}, profiled: map[string]bool{}}
 	defer b.close()
 	if err := b.setup(ctx); err != nil {
 		return ProcessReport{}, err
@@ -101,7 +121,7 @@ func RunProcesses(ctx context.Context, cfg ProcessConfig, log io.Writer) (Proces
 		// Rotate the order each run so no process always goes first.
 		ingests := rotate([]string{"patchbay", "floor", "watermill"}, r)
 		for _, kind := range ingests {
-			if kind == "watermill" && !cfg.Peer {
+			if !cfg.runs("single") || kind == "watermill" && !cfg.Peer {
 				continue
 			}
 			s, err := b.ingestRun(ctx, kind, 1, cfg.Single)
@@ -119,6 +139,9 @@ func RunProcesses(ctx context.Context, cfg ProcessConfig, log io.Writer) (Proces
 			}
 		}
 		for _, kind := range rotate([]string{"patchbay", "ceiling"}, r) {
+			if !cfg.runs("batch") {
+				break
+			}
 			if kind == "ceiling" {
 				s, err := b.ceilingRun(ctx, cfg.Batch)
 				if err != nil {
@@ -134,7 +157,7 @@ func RunProcesses(ctx context.Context, cfg ProcessConfig, log io.Writer) (Proces
 			batch.Samples = append(batch.Samples, s)
 		}
 		for _, kind := range rotate([]string{"patchbay", "bare", "watermill"}, r) {
-			if kind == "watermill" && !cfg.Peer {
+			if !cfg.runs("worker") || kind == "watermill" && !cfg.Peer {
 				continue
 			}
 			s, err := b.workerRun(ctx, kind, 0)
@@ -152,15 +175,26 @@ func RunProcesses(ctx context.Context, cfg ProcessConfig, log io.Writer) (Proces
 			}
 		}
 	}
-	rows := []ProcessRow{single}
-	if cfg.Peer {
-		rows = append(rows, peerSingle)
+	var rows []ProcessRow
+	if cfg.runs("single") {
+		rows = append(rows, single)
+		if cfg.Peer {
+			rows = append(rows, peerSingle)
+		}
 	}
-	rows = append(rows, batch, worker)
-	if cfg.Peer {
-		rows = append(rows, peerWorker)
+	if cfg.runs("batch") {
+		rows = append(rows, batch)
+	}
+	if cfg.runs("worker") {
+		rows = append(rows, worker)
+		if cfg.Peer {
+			rows = append(rows, peerWorker)
+		}
 	}
 	for _, c := range cfg.Sweep {
+		if !cfg.runs("worker") {
+			break
+		}
 		row := ProcessRow{Name: fmt.Sprintf("worker, concurrency %d", c), Process: "patchbay worker", Floor: "bare consumer runs above", Floors: worker.Floors, SharedFloor: true}
 		for range cfg.SweepRuns {
 			s, err := b.workerRun(ctx, "patchbay", c)
@@ -203,7 +237,15 @@ func (b *procBench) setup(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if b.srv, err = proc.StartNATSServer(ctx, b.natsBin, store); err != nil {
+	var srvArgs []string
+	if b.cfg.ProfileDir != "" {
+		if b.srvProfile, err = proc.FreeAddr(); err != nil {
+			return err
+		}
+		_, port, _ := net.SplitHostPort(b.srvProfile)
+		srvArgs = append(srvArgs, "--profile", port)
+	}
+	if b.srv, err = proc.StartNATSServer(ctx, b.natsBin, store, srvArgs...); err != nil {
 		return err
 	}
 	if b.nc, err = stream.Connect(ctx, b.srv.URL, "", "bench"); err != nil {
@@ -234,6 +276,65 @@ func (b *procBench) close() {
 	if b.srv != nil {
 		b.srv.Kill()
 	}
+}
+
+// profileEnv, with ProfileDir set and name not yet profiled, gives the
+// patchbay process of env an admin listener with pprof under the variable
+// addrVar and returns its address; otherwise it returns "".
+func (b *procBench) profileEnv(env map[string]string, addrVar, name string) string {
+	if b.cfg.ProfileDir == "" || b.profiled[name] {
+		return ""
+	}
+	addr, err := proc.FreeAddr()
+	if err != nil {
+		return ""
+	}
+	b.profiled[name] = true
+	env[addrVar], env["PATCHBAY_ADMIN_PPROF"] = addr, "true"
+	return addr
+}
+
+// profile takes CPU profiles of the patchbay process at admin and of
+// nats-server at once, a second after the process started, into
+// ProfileDir as NAME.pprof and NAME-nats-server.pprof. It returns a
+// function that waits for both; a profile that fails is reported in the
+// log, not as the run's error.
+func (b *procBench) profile(ctx context.Context, name, admin string) (wait func()) {
+	secs := max(b.cfg.ProfileSeconds, 1)
+	get := func(url, file string) {
+		t := time.NewTimer(time.Second)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		req, err := http.NewRequestWithContext(ctx, http.MethodGet, fmt.Sprintf("%s?seconds=%d", url, secs), nil)
+		if err == nil {
+			var resp *http.Response
+			if resp, err = http.DefaultClient.Do(req); err == nil {
+				var body []byte
+				body, err = io.ReadAll(resp.Body)
+				resp.Body.Close()
+				if err == nil && resp.StatusCode != http.StatusOK {
+					err = fmt.Errorf("%s: %s", resp.Status, body)
+				}
+				if err == nil {
+					err = os.WriteFile(filepath.Join(b.cfg.ProfileDir, file), body, 0o644)
+				}
+			}
+		}
+		if err != nil {
+			fmt.Fprintf(b.log, "  profile %s: %v\n", file, err)
+		}
+	}
+	done := make(chan struct{}, 2)
+	go func() { get("http://"+admin+"/debug/pprof/profile", name+".pprof"); done <- struct{}{} }()
+	go func() {
+		get("http://"+b.srvProfile+"/debug/pprof/profile", name+"-nats-server.pprof")
+		done <- struct{}{}
+	}()
+	return func() { <-done; <-done }
 }
 
 // role starts 'patchbay bench role NAME args...'.
@@ -320,12 +421,18 @@ func (b *procBench) ingestRun(ctx context.Context, kind string, batch, n int) (S
 		return Sample{}, err
 	}
 	var p *proc.Process
+	var profile func()
 	switch kind {
 	case "patchbay":
-		p, err = proc.Start(b.bin, "patchbay ingest", []string{"ingest"}, map[string]string{
+		env := map[string]string{
 			"PATCHBAY_NATS_URL": b.srv.URL, "PATCHBAY_INGEST_ADDR": addr, "PATCHBAY_INGEST_ADMIN_ADDR": "",
 			"PATCHBAY_INGEST_TOKENS": token, "PATCHBAY_LOG_LEVEL": "warn",
-		})
+		}
+		admin := b.profileEnv(env, "PATCHBAY_INGEST_ADMIN_ADDR", fmt.Sprintf("ingest-%d", batch))
+		p, err = proc.Start(b.bin, "patchbay ingest", []string{"ingest"}, env)
+		if err == nil && admin != "" {
+			profile = b.profile(ctx, fmt.Sprintf("ingest-%d", batch), admin)
+		}
 	case "floor":
 		p, err = b.role("floor-ingest", "-nats", b.srv.URL, "-addr", addr)
 	case "watermill":
@@ -339,10 +446,16 @@ func (b *procBench) ingestRun(ctx context.Context, kind string, batch, n int) (S
 		return Sample{}, err
 	}
 	fmt.Fprintf(b.log, "  ingest %s: %d events in requests of %d\n", kind, n, batch)
+	srv0, _ := b.srv.CPU()
 	var res LoadResult
 	if _, err := b.runToResult(&res, "load", "-url", "http://"+addr+"/v1/events", "-n", strconv.Itoa(n),
 		"-batch", strconv.Itoa(batch), "-conns", strconv.Itoa(b.cfg.Conns), "-run", b.nextRun()); err != nil {
 		return Sample{}, err
+	}
+	cpu, _ := p.CPU()
+	srv1, _ := b.srv.CPU()
+	if profile != nil {
+		profile()
 	}
 	rss := stop(p)
 	msgs, _, err := b.stored(ctx)
@@ -355,7 +468,8 @@ func (b *procBench) ingestRun(ctx context.Context, kind string, batch, n int) (S
 	if res.Retried > 0 {
 		fmt.Fprintf(b.log, "  ingest %s: %d requests retried after a 503 or no answer\n%s\n", kind, res.Retried, tail(p.Output()))
 	}
-	return Sample{Rate: res.Rate(), P99: res.P99, Stall: res.LongestGap, RSS: rss, Retried: res.Retried}, nil
+	return Sample{Rate: res.Rate(), P99: res.P99, Stall: res.LongestGap, RSS: rss, Retried: res.Retried,
+		CPU: cpu, ServerCPU: srv1 - srv0, Events: res.Events}, nil
 }
 
 // runToResult runs a role to its end (bounded by the worker timeout)
@@ -394,6 +508,7 @@ func (b *procBench) ceilingRun(ctx context.Context, n int) (Sample, error) {
 	}
 	fmt.Fprintf(b.log, "  ceiling: %d events, async publish\n", n)
 	var res CeilingResult
+	srv0, _ := b.srv.CPU()
 	rss, err := b.runToResult(&res, "ceiling", "-nats", b.srv.URL, "-n", strconv.Itoa(n), "-run", b.nextRun())
 	if err != nil {
 		return Sample{}, err
@@ -405,7 +520,8 @@ func (b *procBench) ceilingRun(ctx context.Context, n int) (Sample, error) {
 	if msgs != uint64(n) {
 		return Sample{}, fmt.Errorf("perf: ceiling published %d events, the stream holds %d", n, msgs)
 	}
-	return Sample{Rate: float64(n) / res.Elapsed.Seconds(), RSS: rss}, nil
+	srv1, _ := b.srv.CPU()
+	return Sample{Rate: float64(n) / res.Elapsed.Seconds(), RSS: rss, ServerCPU: srv1 - srv0, Events: n}, nil
 }
 
 // workerRun queues cfg.Events events, starts kind (patchbay, bare or
@@ -430,6 +546,12 @@ func (b *procBench) workerRun(ctx context.Context, kind string, concurrency int)
 		return Sample{}, err
 	}
 	var p *proc.Process
+	var profile func()
+	label := kind
+	if concurrency > 0 {
+		label += " c=" + strconv.Itoa(concurrency)
+	}
+	srv0, _ := b.srv.CPU()
 	switch kind {
 	case "patchbay":
 		env := map[string]string{
@@ -441,7 +563,12 @@ func (b *procBench) workerRun(ctx context.Context, kind string, concurrency int)
 		if concurrency > 0 {
 			env["PATCHBAY_WORKER_CONCURRENCY"] = strconv.Itoa(concurrency)
 		}
+		name := fmt.Sprintf("worker-c%d", concurrency)
+		admin := b.profileEnv(env, "PATCHBAY_WORKER_ADMIN_ADDR", name)
 		p, err = proc.Start(b.bin, "patchbay worker", []string{"worker"}, env)
+		if err == nil && admin != "" {
+			profile = b.profile(ctx, name, admin)
+		}
 	case "bare":
 		p, err = b.role("consumer", "-nats", b.srv.URL, "-url", b.targetURL, "-concurrency", strconv.Itoa(defaultConcurrency))
 	case "watermill":
@@ -452,14 +579,19 @@ func (b *procBench) workerRun(ctx context.Context, kind string, concurrency int)
 		return Sample{}, err
 	}
 	defer p.Kill()
-	label := kind
-	if concurrency > 0 {
-		label += " c=" + strconv.Itoa(concurrency)
-	}
 	fmt.Fprintf(b.log, "  worker %s: %d queued events\n", label, b.cfg.Events)
 	s, err := b.observe(ctx, p)
 	if err != nil {
 		return Sample{}, err
+	}
+	s.CPU, _ = p.CPU()
+	srv1, _ := b.srv.CPU()
+	s.ServerCPU = srv1 - srv0
+	if !s.Partial {
+		s.Events = b.cfg.Events
+	}
+	if profile != nil {
+		profile()
 	}
 	s.RSS = stop(p)
 	after, err := b.patched(ctx)
@@ -621,6 +753,26 @@ func (r ProcessRow) Ratios() []float64 {
 	return out
 }
 
+// cpuPerEvent renders the median CPU time per event of the measured
+// process and of nats-server over the runs that moved every event.
+func cpuPerEvent(s []Sample) string {
+	var own, srv []float64
+	for _, x := range s {
+		if x.Events > 0 {
+			own = append(own, float64(x.CPU.Microseconds())/float64(x.Events))
+			srv = append(srv, float64(x.ServerCPU.Microseconds())/float64(x.Events))
+		}
+	}
+	if len(srv) == 0 {
+		return "—"
+	}
+	o := "—"
+	if median(own) > 0 {
+		o = fmt.Sprintf("%.0f", median(own))
+	}
+	return fmt.Sprintf("%s / %.0f", o, median(srv))
+}
+
 func mib(b int64) string { return fmt.Sprintf("%.1f MiB", float64(b)/(1<<20)) }
 
 func summary(s []Sample) (stall time.Duration, rss int64, partial, retried int) {
@@ -637,7 +789,7 @@ func summary(s []Sample) (stall time.Duration, rss int64, partial, retried int) 
 // the next line, its floor; rates as median (min–max) over the runs.
 func ProcessMarkdown(rep ProcessReport) string {
 	var b strings.Builder
-	b.WriteString("| row | process | runs | events/s, median (min–max) | ratio to floor, median (min–max) | p99 per request, ms | longest stall | peak RSS |\n|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| row | process | runs | events/s, median (min–max) | ratio to floor, median (min–max) | p99 per request, ms | longest stall | peak RSS | CPU µs per event: process / nats-server |\n|---|---|---|---|---|---|---|---|---|\n")
 	line := func(name, process string, s []Sample, ratio string) {
 		stall, rss, partial, retried := summary(s)
 		runs := strconv.Itoa(len(s))
@@ -647,8 +799,8 @@ func ProcessMarkdown(rep ProcessReport) string {
 		if retried > 0 {
 			runs += fmt.Sprintf(" (%d requests retried after 503)", retried)
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", name, process, runs, spread(rates(s), "%.0f"), ratio,
-			spread(p99s(s), "%.1f"), stall.Round(time.Millisecond), mib(rss))
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", name, process, runs, spread(rates(s), "%.0f"), ratio,
+			spread(p99s(s), "%.1f"), stall.Round(time.Millisecond), mib(rss), cpuPerEvent(s))
 	}
 	for _, r := range rep.Rows {
 		line(r.Name, r.Process, r.Samples, spread(r.Ratios(), "%.2f"))

@@ -29,9 +29,9 @@ type NATSServer struct {
 }
 
 // StartNATSServer runs the nats-server binary bin with JetStream, storing
-// in storeDir, on free loopback ports, and waits until it reports healthy
-// with JetStream enabled or ctx ends.
-func StartNATSServer(ctx context.Context, bin, storeDir string) (*NATSServer, error) {
+// in storeDir, on free loopback ports, and further command-line args, and
+// waits until it reports healthy with JetStream enabled or ctx ends.
+func StartNATSServer(ctx context.Context, bin, storeDir string, args ...string) (*NATSServer, error) {
 	client, err := FreeAddr()
 	if err != nil {
 		return nil, err
@@ -45,7 +45,7 @@ func StartNATSServer(ctx context.Context, bin, storeDir string) (*NATSServer, er
 	if _, err := strconv.Atoi(cport); err != nil {
 		return nil, fmt.Errorf("proc: port %q: %w", cport, err)
 	}
-	p, err := Start(bin, "nats-server", []string{"-a", "127.0.0.1", "-p", cport, "-m", mport, "-js", "-sd", storeDir}, nil)
+	p, err := Start(bin, "nats-server", append([]string{"-a", "127.0.0.1", "-p", cport, "-m", mport, "-js", "-sd", storeDir}, args...), nil)
 	if err != nil {
 		return nil, err
 	}

@@ -140,6 +140,31 @@ func (p *Process) RSS() (now, peak int64, err error) {
 	return now, peak, nil
 }
 
+// CPU returns the CPU time (user and system) the process has used so far,
+// from /proc/PID/stat in clock ticks of 10 ms (USER_HZ is 100 on Linux).
+func (p *Process) CPU() (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.Pid()))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) may hold spaces; the fields after its
+	// closing parenthesis start at field 3 (state).
+	i := strings.LastIndexByte(string(b), ')')
+	if i < 0 {
+		return 0, fmt.Errorf("proc: %d: malformed stat", p.Pid())
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 13 {
+		return 0, fmt.Errorf("proc: %d: short stat", p.Pid())
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64) // field 14
+	stime, err2 := strconv.ParseInt(f[12], 10, 64) // field 15
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, fmt.Errorf("proc: %d: stat: %w", p.Pid(), err)
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
+}
+
 // FreeAddr returns a free loopback address "127.0.0.1:port".
 func FreeAddr() (string, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
