@@ -1,0 +1,55 @@
+package ingest_test
+
+import (
+	"bytes"
+	"io"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/patchbay/patchbay/ingest"
+	"github.com/patchbay/patchbay/internal/pbtest"
+	"github.com/patchbay/patchbay/redact"
+)
+
+// TestSignedBodyAtTheLimitIsAccepted: SIGNED_MAX_BODY_BYTES is the largest
+// signed body accepted, not the first refused. A correctly signed body of
+// exactly that size, announced in Content-Length, is accepted (202); one
+// byte more is refused with 413.
+func TestSignedBodyAtTheLimitIsAccepted(t *testing.T) {
+	// Padded with JSON whitespace to a size the configuration accepts.
+	body := mustJSON(t, skipEvent("signed-at-limit"))
+	body = append(append([]byte("{"), bytes.Repeat([]byte(" "), 2048-len(body))...), body[1:]...)
+	s := pbtest.Start(t, pbtest.Options{Ingest: func(c *ingest.Config) {
+		c.WebhookSecrets = []redact.Secret{testSecret}
+		c.SignedMaxBodyBytes = int64(len(body))
+	}})
+	post := func(id string, body []byte) int {
+		t.Helper()
+		h := sign(t, testSecret, id, time.Now(), body)
+		h.Set("Content-Type", "application/json")
+		req, err := http.NewRequest(http.MethodPost, s.Ingest.URL+"/v1/events", bytes.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header = h
+		req.ContentLength = int64(len(body))
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusAccepted {
+			b, _ := io.ReadAll(resp.Body)
+			t.Logf("%s: %d %s", id, resp.StatusCode, b)
+		}
+		return resp.StatusCode
+	}
+	if code := post("signed-at-limit", body); code != http.StatusAccepted {
+		t.Fatalf("signed body of exactly SignedMaxBodyBytes (%d bytes): %d, want 202", len(body), code)
+	}
+	over := append(bytes.Clone(body), ' ')
+	if code := post("signed-at-limit", over); code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("signed body one byte over SignedMaxBodyBytes: %d, want 413", code)
+	}
+}
