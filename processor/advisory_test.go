@@ -24,6 +24,7 @@ func (unusedProvider) Patch(context.Context, *events.Event) (Result, error) {
 // operator might, lets JetStream give up on a message, and checks that the
 // worker's advisory listener dead-letters it instead of leaving it stranded.
 func TestMaxDeliveriesAdvisoryDeadLetters(t *testing.T) {
+	t.Parallel()
 	emb, err := embedded.Run(embedded.Config{StoreDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)

@@ -35,6 +35,7 @@ func setDLQSubjects(t *testing.T, s *pbtest.Stack, subjects ...string) {
 // must stay in the events stream and be tried again, and be dead-lettered
 // exactly once when the DLQ is back.
 func TestDeadLetterStreamUnavailableKeepsTheEvent(t *testing.T) {
+	t.Parallel()
 	s := pbtest.Start(t, pbtest.Options{})
 	setDLQSubjects(t, s, "nowhere.dlq.>")
 	uuid := "dddddddd-2222-4333-8444-555555555555" // unknown at the sandbox: 404, rejected

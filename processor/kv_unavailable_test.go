@@ -14,6 +14,7 @@ import (
 // dead-lettered nor acknowledged; a worker that finds the bucket again
 // applies it.
 func TestStateUnavailableSendsNothing(t *testing.T) {
+	t.Parallel()
 	s := pbtest.Start(t, pbtest.Options{})
 	ctx := context.Background()
 	a, b := "f0f0f0f0-2222-4333-8444-00000000000a", "f0f0f0f0-2222-4333-8444-00000000000b"

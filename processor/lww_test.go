@@ -30,6 +30,7 @@ func skipAt(id, contact string, at time.Time, patch map[string]any) map[string]a
 // made at 10:00 is applied, then a change made at 09:00 arrives late. The
 // provider keeps the 10:00 value and the late event is not sent at all.
 func TestOlderEventNeverOverwritesNewer(t *testing.T) {
+	t.Parallel()
 	s := pbtest.Start(t, pbtest.Options{})
 	uuid := "aaaaaaaa-2222-4333-8444-000000000001"
 	s.Skipcall.PutContact(uuid, map[string]any{"firstName": "A", "lastName": "B"})
@@ -65,6 +66,7 @@ func TestOlderEventNeverOverwritesNewer(t *testing.T) {
 // with one PATCH in three failing: the final state holds the newest value
 // of every field.
 func TestNewestFirstWithFaults(t *testing.T) {
+	t.Parallel()
 	s := pbtest.Start(t, pbtest.Options{})
 	uuid := "aaaaaaaa-2222-4333-8444-000000000002"
 	s.Skipcall.PutContact(uuid, map[string]any{"firstName": "A", "lastName": "B"})
@@ -165,6 +167,7 @@ func generate(r *rand.Rand, contacts, perContact int, dupShare float64) history 
 // PATCHes in flight at the provider, and every contact ends with the
 // per-field last-writer-wins state of its events.
 func TestReplicasConvergeOnLastWriterWins(t *testing.T) {
+	t.Parallel()
 	runs := *lwwRuns
 	if os.Getenv("PATCHBAY_LWW_LONG") != "" {
 		runs = max(runs, 20)
@@ -228,6 +231,7 @@ func TestReplicasConvergeOnLastWriterWins(t *testing.T) {
 // next: the worker delivers them one by one under the same lease, the first
 // is dead-lettered alone, and the other two are applied.
 func TestRejectedMergeIsSplit(t *testing.T) {
+	t.Parallel()
 	s := pbtest.Start(t, pbtest.Options{})
 	uuid := "aaaaaaaa-2222-4333-8444-000000000003"
 	s.Skipcall.PutContact(uuid, map[string]any{"firstName": "A", "lastName": "B"})

@@ -14,6 +14,7 @@ import (
 // used up, the first transient failure dead-letters the event as
 // retries_exhausted, after one provider call.
 func TestRetryAgeDeadLetters(t *testing.T) {
+	t.Parallel()
 	s := pbtest.Start(t, pbtest.Options{})
 	uuid := "eeeeeeee-2222-4333-8444-555555555555"
 	s.Skipcall.PutContact(uuid, map[string]any{"firstName": "A", "lastName": "B"})

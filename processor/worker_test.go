@@ -17,6 +17,9 @@ import (
 	"github.com/patchbay/patchbay/sandbox"
 )
 
+// The end-to-end tests of this package run in parallel: each starts its own
+// NATS server and sandboxes (pbtest.Start), and most of their time is spent
+// waiting on pauses, rate windows and backoff, not on the CPU.
 const waitFor = 15 * time.Second
 
 func skipEvent(id, contact string, patch map[string]any) map[string]any {
@@ -38,6 +41,7 @@ func dlqLetters(t *testing.T, s *pbtest.Stack) []dlq.Letter {
 }
 
 func TestDeliversToBothProviders(t *testing.T) {
+	t.Parallel()
 	s := pbtest.Start(t, pbtest.Options{})
 	uuid := "0b7e4c6a-1f2d-4e3a-9b8c-7d6e5f4a3b2c"
 	s.Skipcall.PutContact(uuid, map[string]any{"firstName": "Old", "lastName": "Name"})
@@ -82,6 +86,7 @@ func TestDeliversToBothProviders(t *testing.T) {
 }
 
 func TestSameEventIDAppliedOnce(t *testing.T) {
+	t.Parallel()
 	s := pbtest.Start(t, pbtest.Options{})
 	uuid := "11111111-2222-4333-8444-555555555555"
 	s.Skipcall.PutContact(uuid, map[string]any{"firstName": "A", "lastName": "B"})
@@ -106,6 +111,7 @@ func TestSameEventIDAppliedOnce(t *testing.T) {
 }
 
 func TestRetriesThenApplies(t *testing.T) {
+	t.Parallel()
 	s := pbtest.Start(t, pbtest.Options{})
 	uuid := "22222222-2222-4333-8444-555555555555"
 	s.Skipcall.PutContact(uuid, map[string]any{"firstName": "A", "lastName": "B"})
@@ -131,6 +137,7 @@ func TestRetriesThenApplies(t *testing.T) {
 }
 
 func TestExhaustedRetriesDeadLetter(t *testing.T) {
+	t.Parallel()
 	s := pbtest.Start(t, pbtest.Options{})
 	uuid := "33333333-2222-4333-8444-555555555555"
 	s.Skipcall.PutContact(uuid, map[string]any{"firstName": "A", "lastName": "B"})
@@ -157,6 +164,7 @@ func TestExhaustedRetriesDeadLetter(t *testing.T) {
 }
 
 func TestPermanentErrorsDeadLetterAtOnce(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name   string
 		status int
@@ -192,6 +200,7 @@ func TestPermanentErrorsDeadLetterAtOnce(t *testing.T) {
 }
 
 func TestUnknownContactDeadLetters(t *testing.T) {
+	t.Parallel()
 	s := pbtest.Start(t, pbtest.Options{})
 	s.StartWorker(pbtest.WorkerConfig())
 	s.PostEvent(skipEvent("nobody", "55555555-2222-4333-8444-555555555555", map[string]any{"city": "Nice"}))
@@ -203,6 +212,7 @@ func TestUnknownContactDeadLetters(t *testing.T) {
 }
 
 func TestGarbageInStreamDeadLettersAsInvalid(t *testing.T) {
+	t.Parallel()
 	s := pbtest.Start(t, pbtest.Options{})
 	s.StartWorker(pbtest.WorkerConfig())
 	ctx := context.Background()
@@ -231,6 +241,7 @@ func TestGarbageInStreamDeadLettersAsInvalid(t *testing.T) {
 }
 
 func TestWorkerStoppedMidDeliveryLosesNothing(t *testing.T) {
+	t.Parallel()
 	s := pbtest.Start(t, pbtest.Options{})
 	uuid := "66666666-2222-4333-8444-555555555555"
 	s.Skipcall.PutContact(uuid, map[string]any{"firstName": "A", "lastName": "B"})
@@ -264,6 +275,7 @@ func TestWorkerStoppedMidDeliveryLosesNothing(t *testing.T) {
 }
 
 func TestEventsOfOneContactApplyInOrder(t *testing.T) {
+	t.Parallel()
 	s := pbtest.Start(t, pbtest.Options{})
 	uuid := "77777777-2222-4333-8444-555555555555"
 	s.Skipcall.PutContact(uuid, map[string]any{"firstName": "A", "lastName": "B"})
@@ -300,6 +312,7 @@ func TestEventsOfOneContactApplyInOrder(t *testing.T) {
 }
 
 func TestBacklogOfOneContactIsCoalesced(t *testing.T) {
+	t.Parallel()
 	s := pbtest.Start(t, pbtest.Options{})
 	uuid := "abababab-2222-4333-8444-555555555555"
 	s.Skipcall.PutContact(uuid, map[string]any{"firstName": "A", "lastName": "B"})
@@ -351,6 +364,7 @@ func TestBacklogOfOneContactIsCoalesced(t *testing.T) {
 // is not an attempt (MaxAttempts 1 would dead-letter any attempt that
 // failed).
 func TestRateLimitKeptWithoutUsingAttempts(t *testing.T) {
+	t.Parallel()
 	s := pbtest.Start(t, pbtest.Options{SkipcallRate: 3, SkipcallWindow: time.Second})
 	postRateLimited(t, s, "rl", 8)
 	for _, w := range s.Skipcall.Windows() {
@@ -368,6 +382,7 @@ func TestRateLimitKeptWithoutUsingAttempts(t *testing.T) {
 // up the provider's window: the target pauses, the events are sent again
 // after the pause, and no 429 uses up an attempt (MaxAttempts 1).
 func TestRateLimited429WaitsWithoutUsingAttempts(t *testing.T) {
+	t.Parallel()
 	s := pbtest.Start(t, pbtest.Options{SkipcallRate: 30, SkipcallWindow: 2 * time.Second})
 	s.Skipcall.FailNext(3, http.StatusTooManyRequests)
 	postRateLimited(t, s, "rl429", 6)
@@ -404,6 +419,7 @@ func postRateLimited(t *testing.T, s *pbtest.Stack, prefix string, n int) {
 }
 
 func TestBadCredentialsPauseNeverDeadLetter(t *testing.T) {
+	t.Parallel()
 	s := pbtest.Start(t, pbtest.Options{})
 	uuid := "99999999-2222-4333-8444-555555555555"
 	s.Skipcall.PutContact(uuid, map[string]any{"firstName": "A", "lastName": "B"})
@@ -437,6 +453,7 @@ func TestBadCredentialsPauseNeverDeadLetter(t *testing.T) {
 // probes reach the provider, and once the key works again everything is
 // applied and nothing is dead-lettered.
 func TestPausedTargetHoldsBoundedBacklog(t *testing.T) {
+	t.Parallel()
 	s := pbtest.Start(t, pbtest.Options{})
 	s.Skipcall.SetKeyStatus(pbtest.SkipcallKey, http.StatusUnauthorized, "UNAUTHORIZED")
 	const n = 1500
