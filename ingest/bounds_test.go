@@ -53,3 +53,19 @@ func TestSignedBodyAtTheLimitIsAccepted(t *testing.T) {
 		t.Fatalf("signed body one byte over SignedMaxBodyBytes: %d, want 413", code)
 	}
 }
+
+// TestBearerBodyAtTheLimitIsAccepted: MAX_BODY_BYTES is the largest body a
+// bearer client may send; exactly that many bytes, announced in
+// Content-Length, are accepted, and one more is refused with 413.
+func TestBearerBodyAtTheLimitIsAccepted(t *testing.T) {
+	s := pbtest.Start(t, pbtest.Options{Ingest: func(c *ingest.Config) { c.MaxBodyBytes = 2048 }})
+	body := mustJSON(t, skipEvent("bearer-at-limit"))
+	body = append(append([]byte("{"), bytes.Repeat([]byte(" "), 2048-len(body))...), body[1:]...)
+	if code, b := s.Post(body, nil); code != http.StatusAccepted {
+		t.Fatalf("bearer body of exactly MaxBodyBytes (%d bytes): %d %s, want 202", len(body), code, b)
+	}
+	over := append(bytes.Clone(body), ' ')
+	if code, b := s.Post(over, nil); code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("bearer body one byte over MaxBodyBytes: %d %s, want 413", code, b)
+	}
+}
