@@ -69,3 +69,13 @@ func TestBearerBodyAtTheLimitIsAccepted(t *testing.T) {
 		t.Fatalf("bearer body one byte over MaxBodyBytes: %d %s, want 413", code, b)
 	}
 }
+
+// TestEmptyBodyIsAProblem: a POST with Content-Length: 0 is bad input,
+// answered 400 with a problem document, not a dropped connection.
+func TestEmptyBodyIsAProblem(t *testing.T) {
+	s := pbtest.Start(t, pbtest.Options{})
+	code, b := s.Post(nil, nil)
+	if code != http.StatusBadRequest || !bytes.Contains(b, []byte(`"status":400`)) {
+		t.Fatalf("empty body: %d %s, want a 400 problem", code, b)
+	}
+}
