@@ -10,6 +10,7 @@ import (
 	"github.com/patchbay/patchbay/ingest"
 	"github.com/patchbay/patchbay/internal/pbtest"
 	"github.com/patchbay/patchbay/redact"
+	"github.com/patchbay/patchbay/sources"
 )
 
 // TestSignedBodyAtTheLimitIsAccepted: SIGNED_MAX_BODY_BYTES is the largest
@@ -77,5 +78,22 @@ func TestEmptyBodyIsAProblem(t *testing.T) {
 	code, b := s.Post(nil, nil)
 	if code != http.StatusBadRequest || !bytes.Contains(b, []byte(`"status":400`)) {
 		t.Fatalf("empty body: %d %s, want a 400 problem", code, b)
+	}
+}
+
+// TestSourceBodyAtTheLimitIsAccepted: a source's body is read under
+// SIGNED_MAX_BODY_BYTES; a body of exactly that size is accepted and one
+// byte more is refused with 413.
+func TestSourceBodyAtTheLimitIsAccepted(t *testing.T) {
+	s := startSources(t)
+	limit := pbtest.IngestConfig().SignedMaxBodyBytes
+	batch := []byte(`[{"specversion":"1.0","id":"ce-limit","source":"urn:x","type":"t","time":"2026-11-25T11:00:00Z","data":{"target":"skipcall","contact_id":"` + skipAda + `","patch":{"role":"Countess"}}}]`)
+	body := append(append([]byte("["), bytes.Repeat([]byte(" "), int(limit)-len(batch))...), batch[1:]...)
+	hdr := http.Header{"Content-Type": {sources.MediaCloudEventsBatch}, "Authorization": {"Bearer " + sourceSecrets["BUS_TOKEN"]}}
+	if code, _, resp := s.do("POST", "/v1/sources/bus", body, hdr); code != http.StatusAccepted {
+		t.Fatalf("source body of exactly SignedMaxBodyBytes (%d bytes): %d %s, want 202", len(body), code, resp)
+	}
+	if code, _, resp := s.do("POST", "/v1/sources/bus", append(body, ' '), hdr); code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("source body one byte over SignedMaxBodyBytes: %d %s, want 413", code, resp)
 	}
 }
