@@ -1,10 +1,12 @@
 package ingest_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"testing"
+	"time"
 
 	"github.com/patchbay/patchbay/ingest"
 	"github.com/patchbay/patchbay/internal/pbtest"
@@ -68,5 +70,37 @@ func TestSixteenCharacterTokenIsLongEnough(t *testing.T) {
 	cfg.Tokens = []redact.Secret{"0123456789abcde"}
 	if err := cfg.Validate(); err == nil {
 		t.Fatal("a 15-character token was accepted")
+	}
+}
+
+// TestUnverifiedBoundsDefault: a Config built in code may leave the bounds
+// of unverified reads zero (SignedMaxBodyBytes, SignedReadTimeout,
+// MaxUnverified); New fills their defaults, so webhook secrets work without
+// them and a signed request is accepted.
+func TestUnverifiedBoundsDefault(t *testing.T) {
+	s := pbtest.Start(t, pbtest.Options{})
+	cfg := pbtest.IngestConfig()
+	cfg.WebhookSecrets = []redact.Secret{testSecret}
+	cfg.SignedMaxBodyBytes, cfg.SignedReadTimeout, cfg.MaxUnverified = 0, 0, 0
+	h, err := ingest.New(cfg, s.JS, s.Stream.EventsStream, s.Stream.SubjectPrefix, nil, nil)
+	if err != nil {
+		t.Fatalf("New with the unverified bounds left zero: %v", err)
+	}
+	srv := httptest.NewServer(h)
+	t.Cleanup(srv.Close)
+	body := mustJSON(t, skipEvent("defaults-signed"))
+	req, err := http.NewRequest(http.MethodPost, srv.URL+"/v1/events", bytes.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header = sign(t, testSecret, "defaults-signed", time.Now(), body)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("signed request with default bounds: %d, want 202", resp.StatusCode)
 	}
 }
