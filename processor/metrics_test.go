@@ -120,7 +120,7 @@ func TestMetricsOfACoalescedBacklog(t *testing.T) {
 // retries and one applied, with two transient retry delays that follow the
 // backoff (the second about twice the first); an event that always fails
 // counts MaxAttempts-1 retries, one dead letter with reason retries_exhausted, and
-// no application.
+// no application. Each PATCH is timed under its status class.
 func TestMetricsOfRetriesAndDeadLetters(t *testing.T) {
 	t.Parallel()
 	s := pbtest.Start(t, pbtest.Options{})
@@ -162,6 +162,13 @@ func TestMetricsOfRetriesAndDeadLetters(t *testing.T) {
 	}
 	if got := counter(t, reg, "patchbay_worker_deliveries_total", outcome("skipcall", "applied")); got != 1 {
 		t.Fatalf("applied counted %v, want 1", got)
+	}
+	// Every PATCH is timed under its status class: 2 + MaxAttempts 500s, one 200.
+	for class, want := range map[string]uint64{"5xx": 2 + uint64(cfg.MaxAttempts), "2xx": 1} {
+		m := metric(t, reg, "patchbay_worker_provider_request_duration_seconds", map[string]string{"target": "skipcall", "status_class": class})
+		if m == nil || m.GetHistogram().GetSampleCount() != want {
+			t.Fatalf("provider requests timed as %s: %v, want %d", class, m, want)
+		}
 	}
 }
 
