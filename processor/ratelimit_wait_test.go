@@ -1,6 +1,7 @@
 package processor_test
 
 import (
+	"fmt"
 	"net/http"
 	"testing"
 	"time"
@@ -61,5 +62,47 @@ func TestRetryAfterOf429IsTheWait(t *testing.T) {
 	}
 	if ls := dlqLetters(t, s); len(ls) != 0 {
 		t.Fatalf("a 429 dead-lettered the event: %+v", ls[0])
+	}
+}
+
+// TestHoldLimitDecidesWhereRateWaitsHappen: HOLD_LIMIT is the longest wait
+// for the rate limit a delivery spends in its goroutine. With 8 events for
+// a budget of 3 per second, every wait is under a second: with HoldLimit
+// 3 s they are waited in place and no event is ever held back in the
+// queue; with HoldLimit 0 every wait puts the events back in the queue
+// (counted held). Either way all are applied once, without a 429.
+func TestHoldLimitDecidesWhereRateWaitsHappen(t *testing.T) {
+	t.Parallel()
+	for _, tc := range []struct {
+		name      string
+		holdLimit time.Duration
+		wantHeld  bool
+	}{
+		{"waits under the limit stay in the goroutine", 3 * time.Second, false},
+		{"waits over the limit go back to the queue", 0, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			s := pbtest.Start(t, pbtest.Options{SkipcallRate: 3, SkipcallWindow: time.Second})
+			const n = 8
+			for i := range n {
+				id := fmt.Sprintf("87878787-2222-4333-8444-%012d", i)
+				s.Skipcall.PutContact(id, map[string]any{"firstName": "A", "lastName": "B"})
+				s.PostEvent(skipEvent(fmt.Sprintf("hl-%d", i), id, map[string]any{"city": "Rome"}))
+			}
+			cfg := pbtest.WorkerConfig()
+			cfg.HoldLimit = tc.holdLimit
+			reg := startMeasuredWorker(t, s, cfg)
+			pbtest.Eventually(t, time.Minute, "all applied", func() bool {
+				return counter(t, reg, "patchbay_worker_deliveries_total", outcome("skipcall", "applied")) == n
+			})
+			held := counter(t, reg, "patchbay_worker_deliveries_total", outcome("skipcall", "held"))
+			if (held > 0) != tc.wantHeld {
+				t.Fatalf("HoldLimit %s: %v events held back in the queue for the rate limit", tc.holdLimit, held)
+			}
+			if n := s.Skipcall.StatusCounts()[http.StatusTooManyRequests]; n != 0 {
+				t.Fatalf("%d answers were 429", n)
+			}
+		})
 	}
 }
