@@ -120,7 +120,8 @@ func TestMetricsOfACoalescedBacklog(t *testing.T) {
 // retries and one applied, with two transient retry delays that follow the
 // backoff (the second about twice the first); an event that always fails
 // counts MaxAttempts-1 retries, one dead letter with reason retries_exhausted, and
-// no application. Each PATCH is timed under its status class.
+// no application. Each PATCH is timed under its status class, and the
+// attempt counts of both are deleted once they settle.
 func TestMetricsOfRetriesAndDeadLetters(t *testing.T) {
 	t.Parallel()
 	s := pbtest.Start(t, pbtest.Options{})
@@ -163,6 +164,23 @@ func TestMetricsOfRetriesAndDeadLetters(t *testing.T) {
 	if got := counter(t, reg, "patchbay_worker_deliveries_total", outcome("skipcall", "applied")); got != 1 {
 		t.Fatalf("applied counted %v, want 1", got)
 	}
+	// Both events have settled, so their attempt counts are forgotten: the
+	// bucket does not grow with every event that was ever retried.
+	kv, err := s.JS.KeyValue(context.Background(), s.Stream.KVBucket("ATTEMPTS"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pbtest.Eventually(t, waitFor, "attempt counts of settled events forgotten", func() bool {
+		lister, err := kv.ListKeys(context.Background())
+		if err != nil {
+			return false
+		}
+		n := 0
+		for range lister.Keys() {
+			n++
+		}
+		return n == 0
+	})
 	// Every PATCH is timed under its status class: 2 + MaxAttempts 500s, one 200.
 	for class, want := range map[string]uint64{"5xx": 2 + uint64(cfg.MaxAttempts), "2xx": 1} {
 		m := metric(t, reg, "patchbay_worker_provider_request_duration_seconds", map[string]string{"target": "skipcall", "status_class": class})
