@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"net/http"
 	"os"
 	"sync"
@@ -101,7 +100,7 @@ type Target struct {
 // start after CredentialsPause and back off to 16 times it.
 func (c Config) BudgetConfig(sc stream.Config, target events.Target, key string, perMinute int, window time.Duration) ratelimit.Config {
 	if perMinute <= 0 {
-		perMinute = math.MaxInt32
+		perMinute = ratelimit.Unlimited
 	}
 	if window <= 0 {
 		window = time.Minute
