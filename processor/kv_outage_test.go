@@ -3,6 +3,7 @@ package processor_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -25,6 +26,11 @@ func TestKVOutageHoldsThenResumes(t *testing.T) {
 	cases := []struct {
 		name string
 		opts pbtest.Options
+		// workers is how many workers run (0: one).
+		workers int
+		// ready, if set, waits until the workers are in the mode the
+		// case is about.
+		ready func(t *testing.T, s *pbtest.Stack)
 		// knownBug, when set, skips the case and says why.
 		knownBug string
 		// remove makes the store unavailable; restore brings it back the
@@ -32,7 +38,12 @@ func TestKVOutageHoldsThenResumes(t *testing.T) {
 		remove, restore func(t *testing.T, s *pbtest.Stack, cfg processor.Config)
 	}{
 		{
-			name: "lease bucket",
+			// Per-contact leases are taken only while several workers
+			// deliver a target: a lone worker holds the target's solo
+			// lease instead (lease.Solo).
+			name:    "lease bucket, two workers",
+			workers: 2,
+			ready:   waitPerContactLeases,
 			remove: func(t *testing.T, s *pbtest.Stack, _ processor.Config) {
 				deleteKV(t, s, s.Stream.KVBucket("LEASES"))
 			},
@@ -55,6 +66,8 @@ func TestKVOutageHoldsThenResumes(t *testing.T) {
 		},
 		{
 			name: "rate budget bucket and counters",
+			// A plan limit, so the budget counts every request in NATS.
+			opts: pbtest.Options{SkipcallRate: 1000},
 			remove: func(t *testing.T, s *pbtest.Stack, cfg processor.Config) {
 				deleteBudget(t, s, cfg, 0)
 			},
@@ -67,7 +80,7 @@ func TestKVOutageHoldsThenResumes(t *testing.T) {
 			// Windows of 2 s: the window running when the records go away
 			// ends during the outage, so the budget must start a new one
 			// in the recreated bucket.
-			opts: pbtest.Options{SkipcallWindow: 2 * time.Second},
+			opts: pbtest.Options{SkipcallRate: 1000, SkipcallWindow: 2 * time.Second},
 			remove: func(t *testing.T, s *pbtest.Stack, cfg processor.Config) {
 				deleteBudget(t, s, cfg, 2*time.Second)
 			},
@@ -92,14 +105,27 @@ func TestKVOutageHoldsThenResumes(t *testing.T) {
 			}
 			cfg := pbtest.WorkerConfig()
 			cfg.MaxAttempts = 1 // an outage that used up an attempt would dead-letter at once
-			w := startObserved(t, s, cfg, nil)
+			ws := []*observedWorker{startObserved(t, s, cfg, nil)}
+			for len(ws) < tc.workers {
+				ws = append(ws, startObserved(t, s, cfg, nil))
+			}
+			held := func() float64 {
+				n := 0.0
+				for _, w := range ws {
+					n += w.deliveries(t, "skipcall", "held")
+				}
+				return n
+			}
+			if tc.ready != nil {
+				tc.ready(t, s)
+			}
 			s.PostEvent(skipEvent("before", ids[0], map[string]any{"city": "Graz"}))
 			pbtest.Eventually(t, waitFor, "the first event applied while every store works", func() bool {
 				return s.StreamMsgs(s.Stream.EventsStream) == 0
 			})
 
 			tc.remove(t, s, cfg)
-			held := w.deliveries(t, "skipcall", "held")
+			before := held()
 			for i := 1; i <= n; i++ {
 				s.PostEvent(skipEvent(fmt.Sprintf("during-%d", i), ids[i], map[string]any{"city": "Linz"}))
 			}
@@ -107,9 +133,9 @@ func TestKVOutageHoldsThenResumes(t *testing.T) {
 			// twice, nothing may reach the provider, the dead-letter
 			// stream, or be acknowledged.
 			deadline := time.Now().Add(waitFor)
-			for w.deliveries(t, "skipcall", "held") < held+2*n {
+			for held() < before+2*n {
 				if time.Now().After(deadline) {
-					t.Fatalf("the worker held the events %.0f times in %s, want at least %d: it is not trying them", w.deliveries(t, "skipcall", "held")-held, waitFor, 2*n)
+					t.Fatalf("the workers held the events %.0f times in %s, want at least %d: they are not trying them", held()-before, waitFor, 2*n)
 				}
 				for i := 1; i <= n; i++ {
 					if c := s.Skipcall.PatchCount(ids[i]); c != 0 {
@@ -173,4 +199,28 @@ func restoreBudget(t *testing.T, s *pbtest.Stack, cfg processor.Config, window t
 		t.Fatal(err)
 	}
 	b.Close()
+}
+
+// waitPerContactLeases waits until the Skipcall lane's lease group has two
+// members and no solo holder: every delivery then takes its contact's
+// lease (see lease.Solo for the keys).
+func waitPerContactLeases(t *testing.T, s *pbtest.Stack) {
+	t.Helper()
+	ctx := context.Background()
+	pbtest.Eventually(t, waitFor, "two members in the skipcall lease group and no solo holder", func() bool {
+		kv, err := s.JS.KeyValue(ctx, s.Stream.KVBucket("LEASES"))
+		if err != nil {
+			return false
+		}
+		keys, err := kv.ListKeysFiltered(ctx, "skipcall.>")
+		if err != nil {
+			return false
+		}
+		members, solo := 0, false
+		for k := range keys.Keys() {
+			members += strings.Count(k, ".member.")
+			solo = solo || k == "skipcall.solo"
+		}
+		return members >= 2 && !solo
+	})
 }
