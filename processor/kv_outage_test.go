@@ -31,8 +31,6 @@ func TestKVOutageHoldsThenResumes(t *testing.T) {
 		// ready, if set, waits until the workers are in the mode the
 		// case is about.
 		ready func(t *testing.T, s *pbtest.Stack)
-		// knownBug, when set, skips the case and says why.
-		knownBug string
 		// remove makes the store unavailable; restore brings it back the
 		// way a starting replica declares it.
 		remove, restore func(t *testing.T, s *pbtest.Stack, cfg processor.Config)
@@ -87,14 +85,10 @@ func TestKVOutageHoldsThenResumes(t *testing.T) {
 			restore: func(t *testing.T, s *pbtest.Stack, cfg processor.Config) {
 				restoreBudget(t, s, cfg, 2*time.Second)
 			},
-			knownBug: "ratelimit keeps the window record's revision of the deleted bucket, so every compare-and-set to start a window in the recreated one fails (wrong last sequence: 0) until the worker restarts; fix in processor/ratelimit/watch.go refresh (see the gaps report)",
 		},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.knownBug != "" {
-				t.Skip("known bug: " + tc.knownBug)
-			}
 			t.Parallel()
 			s := pbtest.Start(t, tc.opts)
 			const n = 3
