@@ -57,7 +57,7 @@ func (l *lane) run(ctx context.Context) {
 		defer cancel()
 		group.Close(cctx)
 	}()
-	f := newFetcher(l.cons, w.cfg.room(), w.cfg.maxFetch(), w.log.With("provider", l.name))
+	f := newFetcher(l.cons, w.cfg.Room(), w.cfg.maxFetch(), w.log.With("provider", l.name))
 	f.paused = l.pausedFor
 	fetchCtx, stopFetching := context.WithCancel(ctx)
 	defer stopFetching()

@@ -78,19 +78,19 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// room is how many messages of one target a worker holds at most: running,
+// Room is how many messages of one target a worker holds at most: running,
 // queued behind their contact's running job, or held during a pause. It is
 // at least minRoom, so that pull requests stay large however few
 // deliveries run at once (each costs the worker and the server about as
 // much as a dozen messages), and more queued events of one contact merge
 // into one PATCH.
-func (c Config) room() int { return max(4*c.Concurrency, minRoom) }
+func (c Config) Room() int { return max(4*c.Concurrency, minRoom) }
 
 // minRoom is the least room of a target: 512 events of a few hundred bytes.
 const minRoom = 512
 
 // maxFetch is the largest pull request: half the room, at most 512.
-func (c Config) maxFetch() int { return min(c.room()/2, 512) }
+func (c Config) maxFetch() int { return min(c.Room()/2, 512) }
 
 // Target wires one provider into the worker.
 type Target struct {
@@ -249,7 +249,7 @@ func (w *Worker) setup(ctx context.Context) error {
 		return fmt.Errorf("processor: remove legacy consumer %s: %w", w.scfg.Consumer, err)
 	}
 	for _, l := range w.lanes {
-		cc := w.scfg.TargetConsumerConfig(string(l.target), w.cfg.AckWait, w.cfg.room())
+		cc := w.scfg.TargetConsumerConfig(string(l.target), w.cfg.AckWait, w.cfg.Room())
 		cons, err := w.js.CreateOrUpdateConsumer(ctx, w.scfg.EventsStream, cc)
 		if err != nil {
 			return fmt.Errorf("processor: consumer %s: %w", cc.Durable, err)
