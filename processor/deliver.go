@@ -36,6 +36,20 @@ func (l *lane) deliver(ctx context.Context, j job) result {
 		}
 		return r
 	}
+	tk, ok := l.group.Enter()
+	if !ok {
+		// Joining the target's lease group, or another replica hands its
+		// solo lease over: a moment's wait.
+		return l.hold(r, msgs, l.w.now().Add(leaseRetry), "lease_group")
+	}
+	defer tk.Done()
+	if tk.Solo {
+		// The only replica delivering this target: no per-contact lease;
+		// everything is sent before the solo lease can pass on.
+		lctx, cancel := context.WithDeadline(ctx, tk.Deadline)
+		defer cancel()
+		return l.apply(lctx, j, msgs, evs)
+	}
 	ls, err := l.w.leases.Acquire(ctx, key)
 	switch {
 	case errors.Is(err, lease.ErrHeld):
@@ -53,7 +67,7 @@ func (l *lane) deliver(ctx context.Context, j job) result {
 		}
 	}()
 	// Everything sent under the lease is sent before it can pass on.
-	lctx, cancel := context.WithDeadline(ctx, ls.Deadline())
+	lctx, cancel := context.WithDeadline(ctx, minTime(ls.Deadline(), tk.Deadline))
 	defer cancel()
 	return l.apply(lctx, j, msgs, evs)
 }
@@ -287,6 +301,13 @@ func (l *lane) blockedUntil(min time.Duration) time.Time {
 	now := l.w.now()
 	until, _ := l.budget.Blocked()
 	return maxTime(until, now.Add(min))
+}
+
+func minTime(a, b time.Time) time.Time {
+	if a.Before(b) {
+		return a
+	}
+	return b
 }
 
 func maxTime(a, b time.Time) time.Time {

@@ -68,6 +68,48 @@ func (f *fetcher) release(n int) {
 	}
 }
 
+// gatherWait bounds how long the fetcher waits for room to free up for a
+// larger pull request once it has room for one message.
+const gatherWait = 10 * time.Millisecond
+
+// gather takes the free room beyond the one message run has room for: all
+// of it that is free now, and, while that is less than a quarter of the
+// largest batch, what frees up in the next gatherWait. Under a backlog,
+// room frees one delivery at a time; a pull request per message would cost
+// a subscription and a request each (nats.go's Fetch subscribes a fresh
+// inbox), on the worker and on the server. The worker still holds the
+// messages it fetched before, so the short wait leaves no delivery idle.
+func (f *fetcher) gather(ctx context.Context) int {
+	n := 1
+	want := max(1, f.maxBatch/4)
+	var timeout <-chan time.Time
+	for n < f.maxBatch {
+		select {
+		case <-f.room:
+			n++
+			continue
+		default:
+		}
+		if n >= want {
+			break
+		}
+		if timeout == nil {
+			t := time.NewTimer(gatherWait)
+			defer t.Stop()
+			timeout = t.C
+		}
+		select {
+		case <-f.room:
+			n++
+			continue
+		case <-timeout:
+		case <-ctx.Done():
+		}
+		break
+	}
+	return n - 1
+}
+
 // run fetches until ctx is done, sending every message to out. A message
 // that arrives after ctx is done is handed back (Nak) at once. run returns
 // once its last pull request has ended.
@@ -87,16 +129,7 @@ func (f *fetcher) run(ctx context.Context, out chan<- jetstream.Msg) {
 			return
 		case <-f.room:
 		}
-		n := 1
-	more:
-		for n < f.maxBatch {
-			select {
-			case <-f.room:
-				n++
-			default:
-				break more
-			}
-		}
+		n := 1 + f.gather(ctx)
 		rctx, cancel := context.WithTimeout(ctx, fetchExpiry)
 		batch, err := f.cons.Fetch(n, jetstream.FetchContext(rctx))
 		if err != nil {

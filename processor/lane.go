@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/patchbay/patchbay/events"
+	"github.com/patchbay/patchbay/processor/lease"
 	"github.com/patchbay/patchbay/processor/ratelimit"
 )
 
@@ -22,6 +23,7 @@ type lane struct {
 	provider Provider
 	budget   *ratelimit.Budget
 	cons     jetstream.Consumer
+	group    *lease.Solo // the target's lease group: solo while no other replica delivers it
 	stopping atomic.Bool // the delivery goroutines' context is cancelled: shutdown past the drain timeout
 }
 
@@ -44,7 +46,18 @@ type result struct {
 // goroutines, and on shutdown drains them (see Worker.Run).
 func (l *lane) run(ctx context.Context) {
 	w := l.w
-	f := newFetcher(l.cons, w.cfg.room(), 2*w.cfg.Concurrency, w.log.With("provider", l.name))
+	group, err := w.leases.Join(l.name, w.log.With("provider", l.name))
+	if err != nil { // cannot happen: a target's name is a key token
+		w.log.Error("cannot join the target's lease group", "provider", l.name, "err", err)
+		return
+	}
+	l.group = group
+	defer func() {
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		group.Close(cctx)
+	}()
+	f := newFetcher(l.cons, w.cfg.Room(), w.cfg.maxFetch(), w.log.With("provider", l.name))
 	f.paused = l.pausedFor
 	fetchCtx, stopFetching := context.WithCancel(ctx)
 	defer stopFetching()

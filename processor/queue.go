@@ -1,6 +1,7 @@
 package processor
 
 import (
+	"container/heap"
 	"slices"
 	"time"
 
@@ -44,6 +45,29 @@ type queues struct {
 	byKey    map[string]*contactQueue
 	ready    []*contactQueue // contacts with a job to hand out, oldest first
 	held     int             // messages held, running or queued
+	holds    holdHeap        // contacts held back, by the end of their hold
+}
+
+// holdHeap is a min-heap of held-back contacts by the end of their hold, so
+// wake looks only at holds that ended, not at every queued contact. An
+// entry whose contact left the queues or whose hold moved is stale and
+// skipped when it comes up.
+type holdHeap []holdEntry
+
+type holdEntry struct {
+	at time.Time
+	c  *contactQueue
+}
+
+func (h holdHeap) Len() int           { return len(h) }
+func (h holdHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h holdHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *holdHeap) Push(x any)        { *h = append(*h, x.(holdEntry)) }
+func (h *holdHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return e
 }
 
 func newQueues(coalesce int) *queues {
@@ -132,6 +156,9 @@ func (q *queues) finish(key string, settled int, back []pending, notBefore, now 
 		})
 		if notBefore.After(c.notBefore) {
 			c.notBefore = notBefore
+			if notBefore.After(now) {
+				heap.Push(&q.holds, holdEntry{at: notBefore, c: c})
+			}
 		}
 	}
 	if len(c.msgs) == 0 {
@@ -142,22 +169,22 @@ func (q *queues) finish(key string, settled int, back []pending, notBefore, now 
 }
 
 // wake promotes every contact whose hold has ended and returns the earliest
-// hold still running (zero if none).
+// hold still running (zero if none). It costs nothing while no contact is
+// held back, and a heap operation per hold otherwise.
 func (q *queues) wake(now time.Time) time.Time {
-	var next time.Time
-	for _, c := range q.byKey {
-		if c.running || c.ready || len(c.msgs) == 0 {
+	for len(q.holds) > 0 {
+		e := q.holds[0]
+		if q.byKey[e.c.key] != e.c || !e.at.Equal(e.c.notBefore) {
+			heap.Pop(&q.holds) // stale: the contact left, or its hold moved
 			continue
 		}
-		if now.Before(c.notBefore) {
-			if next.IsZero() || c.notBefore.Before(next) {
-				next = c.notBefore
-			}
-			continue
+		if now.Before(e.at) {
+			return e.at
 		}
-		q.promote(c, now)
+		heap.Pop(&q.holds)
+		q.promote(e.c, now)
 	}
-	return next
+	return time.Time{}
 }
 
 // waiting calls fn for every queued message that is not part of a running job.
@@ -180,6 +207,6 @@ func (q *queues) clear() []pending {
 			delete(q.byKey, k)
 		}
 	}
-	q.ready = nil
+	q.ready, q.holds = nil, nil
 	return out
 }

@@ -1,6 +1,7 @@
 package processor
 
 import (
+	"container/heap"
 	"fmt"
 	"slices"
 	"testing"
@@ -151,5 +152,60 @@ func TestQueuesClearReturnsOnlyWaiting(t *testing.T) {
 	}
 	if q.held != 1 {
 		t.Fatalf("held = %d, want the running 1", q.held)
+	}
+}
+
+// TestQueuesWakeInHoldOrder: many contacts held until different times wake
+// in the order their holds end, each exactly when its hold ends; a hold
+// that was extended does not wake at its first end.
+func TestQueuesWakeInHoldOrder(t *testing.T) {
+	now := time.Unix(1000, 0)
+	q := newQueues(10)
+	const n = 50
+	for i := range n {
+		key := fmt.Sprintf("c.%02d", i)
+		q.add(pend(key, uint64(i+1)), now)
+	}
+	// Hold contact i until now + (n-i) seconds: the last added ends first.
+	for range n {
+		j := q.take()
+		var i int
+		fmt.Sscanf(j.key, "c.%d", &i)
+		q.finish(j.key, 0, j.msgs, now.Add(time.Duration(n-i)*time.Second), now)
+	}
+	q.add(pend("c.49", 100), now)
+	if next := q.wake(now); !next.Equal(now.Add(time.Second)) {
+		t.Fatalf("first hold ends at %v, want +1s", next.Sub(now))
+	}
+	// Its hold is moved to +100s behind the queue's back: the +1s entry
+	// is stale and must be skipped.
+	c := q.byKey["c.49"]
+	c.notBefore = now.Add(100 * time.Second)
+	heap.Push(&q.holds, holdEntry{at: c.notBefore, c: c})
+	var order []string
+	for s := 1; s <= 100; s++ {
+		at := now.Add(time.Duration(s) * time.Second)
+		q.wake(at)
+		for {
+			j, ok := q.peek()
+			if !ok {
+				break
+			}
+			q.take()
+			order = append(order, fmt.Sprintf("%s@%d", j.key, s))
+			q.finish(j.key, len(j.msgs), nil, time.Time{}, at)
+		}
+	}
+	if len(order) != n {
+		t.Fatalf("%d contacts woke, want %d: %v", len(order), n, order)
+	}
+	for k, got := range order[:n-1] {
+		i := n - 2 - k // contact 48 first (at +2s), then 47 ...
+		if want := fmt.Sprintf("c.%02d@%d", i, n-i); got != want {
+			t.Fatalf("wake %d: %s, want %s (all: %v)", k, got, want, order)
+		}
+	}
+	if got := order[n-1]; got != "c.49@100" {
+		t.Fatalf("the extended hold woke as %s, want c.49@100", got)
 	}
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math"
 	"net/http"
 	"os"
 	"sync"
@@ -25,7 +24,7 @@ import (
 
 // Config configures the worker (environment prefix PATCHBAY_WORKER_).
 type Config struct {
-	Concurrency      int           `envconfig:"CONCURRENCY" default:"32" desc:"deliveries in flight at once per target (events of one contact are never in flight twice)"`
+	Concurrency      int           `envconfig:"CONCURRENCY" default:"128" desc:"deliveries in flight at once per target (events of one contact are never in flight twice)"`
 	AckWait          time.Duration `envconfig:"ACK_WAIT" default:"30s" desc:"JetStream ack wait; a delivery not acknowledged in this time is redelivered (held and long calls send InProgress)"`
 	MaxAttempts      int           `envconfig:"MAX_ATTEMPTS" default:"12" desc:"provider calls before a transiently failing event is dead-lettered (counted in NATS, across replicas and restarts)"`
 	MaxRetryAge      time.Duration `envconfig:"MAX_RETRY_AGE" default:"24h" desc:"age after which a transiently failing event is dead-lettered"`
@@ -79,9 +78,19 @@ func (c Config) Validate() error {
 	return nil
 }
 
-// room is how many messages of one target a worker holds at most: running,
-// queued behind their contact's running job, or held during a pause.
-func (c Config) room() int { return 4 * c.Concurrency }
+// Room is how many messages of one target a worker holds at most: running,
+// queued behind their contact's running job, or held during a pause. It is
+// at least minRoom, so that pull requests stay large however few
+// deliveries run at once (each costs the worker and the server about as
+// much as a dozen messages), and more queued events of one contact merge
+// into one PATCH.
+func (c Config) Room() int { return max(4*c.Concurrency, minRoom) }
+
+// minRoom is the least room of a target: 512 events of a few hundred bytes.
+const minRoom = 512
+
+// maxFetch is the largest pull request: half the room, at most 512.
+func (c Config) maxFetch() int { return min(c.Room()/2, 512) }
 
 // Target wires one provider into the worker.
 type Target struct {
@@ -101,7 +110,7 @@ type Target struct {
 // start after CredentialsPause and back off to 16 times it.
 func (c Config) BudgetConfig(sc stream.Config, target events.Target, key string, perMinute int, window time.Duration) ratelimit.Config {
 	if perMinute <= 0 {
-		perMinute = math.MaxInt32
+		perMinute = ratelimit.Unlimited
 	}
 	if window <= 0 {
 		window = time.Minute
@@ -240,7 +249,7 @@ func (w *Worker) setup(ctx context.Context) error {
 		return fmt.Errorf("processor: remove legacy consumer %s: %w", w.scfg.Consumer, err)
 	}
 	for _, l := range w.lanes {
-		cc := w.scfg.TargetConsumerConfig(string(l.target), w.cfg.AckWait, w.cfg.room())
+		cc := w.scfg.TargetConsumerConfig(string(l.target), w.cfg.AckWait, w.cfg.Room())
 		cons, err := w.js.CreateOrUpdateConsumer(ctx, w.scfg.EventsStream, cc)
 		if err != nil {
 			return fmt.Errorf("processor: consumer %s: %w", cc.Durable, err)

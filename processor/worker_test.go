@@ -448,7 +448,7 @@ func TestBadCredentialsPauseNeverDeadLetter(t *testing.T) {
 }
 
 // TestPausedTargetHoldsBoundedBacklog queues thousands of events behind a
-// refused key: the worker holds at most its room (4 × Concurrency) of them,
+// refused key: the worker holds at most its room (Config.Room) of them,
 // the rest stay in the stream without being fetched and handed back, only
 // probes reach the provider, and once the key works again everything is
 // applied and nothing is dead-lettered.
@@ -474,7 +474,7 @@ func TestPausedTargetHoldsBoundedBacklog(t *testing.T) {
 	cfg := pbtest.WorkerConfig()
 	cfg.Concurrency = 4
 	s.StartWorker(cfg)
-	room := 4 * cfg.Concurrency
+	room := cfg.Room()
 	var cons jetstream.Consumer
 	pbtest.Eventually(t, waitFor, "the worker's consumer", func() bool {
 		var err error

@@ -65,21 +65,31 @@ func TestDecodeCloudEventsErrors(t *testing.T) {
 		body  string
 		field string // "" with malformed
 	}{
-		// The SDK refuses these while reading: 400 malformed.
-		{"no specversion", st, `{"id":"a","source":"s","type":"t","data":{}}`, ""},
+		// The SDK refuses these while reading, but the body is JSON: 422
+		// on the attribute, as for those refused after reading.
+		{"no specversion", st, `{"id":"a","source":"s","type":"t","data":{}}`, "specversion"},
 		{"version 0.3", st, `{"specversion":"0.3","id":"a","source":"s","type":"t","data":{}}`, "specversion"},
+		{"version 2.0", st, `{"specversion":"2.0","id":"a","source":"s","type":"t","data":{}}`, "specversion"},
 		{"no id", st, `{"specversion":"1.0","source":"s","type":"t","data":{}}`, "id"},
-		{"id not a string", st, `{"specversion":"1.0","id":7,"source":"s","type":"t","data":{}}`, ""},
-		{"bad time", st, `{"specversion":"1.0","id":"a","source":"s","type":"t","time":"today","data":{}}`, ""},
-		{"xml data", st, `{"specversion":"1.0","id":"a","source":"s","type":"t","datacontenttype":"application/xml","data":{}}`, ""},
+		{"id not a string", st, `{"specversion":"1.0","id":7,"source":"s","type":"t","data":{}}`, "id"},
+		{"bad time", st, `{"specversion":"1.0","id":"a","source":"s","type":"t","time":"today","data":{}}`, "time"},
+		{"xml data", st, `{"specversion":"1.0","id":"a","source":"s","type":"t","datacontenttype":"application/xml","data":{}}`, "datacontenttype"},
+		{"bad base64", st, `{"specversion":"1.0","id":"a","source":"s","type":"t","data_base64":"!!"}`, "data_base64"},
+		{"extension object", st, `{"specversion":"1.0","id":"a","source":"s","type":"t","tenant":{"a":1},"data":{}}`, "tenant"},
+		{"batch item id not a string", http.Header{"Content-Type": {sources.MediaCloudEventsBatch}},
+			`[{"specversion":"1.0","id":"a","source":"s","type":"t","data":{}},{"specversion":"1.0","id":7,"source":"s","type":"t","data":{}}]`, "id"},
+		{"binary bad time", http.Header{"Content-Type": {"application/json"}, "Ce-Specversion": {"1.0"}, "Ce-Id": {"a"}, "Ce-Source": {"s"}, "Ce-Type": {"t"}, "Ce-Time": {"today"}}, `{}`, "time"},
+		{"binary version 9.9", http.Header{"Content-Type": {"application/json"}, "Ce-Specversion": {"9.9"}, "Ce-Id": {"a"}, "Ce-Source": {"s"}, "Ce-Type": {"t"}}, `{}`, "specversion"},
 		// These are read, then refused by validation: 422 on the attribute.
 		{"data not an object", st, `{"specversion":"1.0","id":"a","source":"s","type":"t","data":"x"}`, "data"},
 		{"xml string data", st, `{"specversion":"1.0","id":"a","source":"s","type":"t","datacontenttype":"application/xml","data":"<a/>"}`, "datacontenttype"},
 		{"no source", st, `{"specversion":"1.0","id":"a","type":"t","data":{}}`, "source"},
+		// Not JSON, or JSON of the wrong shape: 400 malformed.
 		{"not JSON", st, `{"specversion":`, ""},
 		{"array in structured", st, `[]`, ""},
+		{"batch not JSON", http.Header{"Content-Type": {sources.MediaCloudEventsBatch}}, `[{"specversion":"1.0",]`, ""},
 		{"empty batch", http.Header{"Content-Type": {sources.MediaCloudEventsBatch}}, `[]`, "-"},
-		{"batch of non-objects", http.Header{"Content-Type": {sources.MediaCloudEventsBatch}}, `[1]`, ""},
+		{"batch of non-objects", http.Header{"Content-Type": {sources.MediaCloudEventsBatch}}, `[1]`, "-"},
 		{"binary without id", http.Header{"Content-Type": {"application/json"}, "Ce-Specversion": {"1.0"}, "Ce-Source": {"s"}, "Ce-Type": {"t"}}, `{}`, "id"},
 	}
 	for _, tc := range cases {
@@ -98,6 +108,9 @@ func TestDecodeCloudEventsErrors(t *testing.T) {
 			default:
 				if !errors.As(err, &ve) || ve.Errors[0].Field != tc.field {
 					t.Fatalf("got %v, want a problem on %s", err, tc.field)
+				}
+				if strings.HasPrefix(tc.name, "batch item") && ve.Errors[0].Index != 1 {
+					t.Fatalf("problem %+v names item %d, want 1", ve.Errors[0], ve.Errors[0].Index)
 				}
 			}
 		})

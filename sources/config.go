@@ -230,6 +230,7 @@ func compileSource(c *checker, name string, sc SourceConfig, env Env) *Source {
 		c.add("format", "must be json or cloudevents, not %q", sc.Format)
 	}
 	src.auth = compileAuth(c, sc.Auth, env)
+	src.authHeader = strings.ToLower(sc.Auth.Header)
 	switch sc.Contacts {
 	case "", "direct":
 	case contactsLookup:
@@ -246,7 +247,7 @@ func compileSource(c *checker, name string, sc SourceConfig, env Env) *Source {
 			c.add("contacts", "lookup needs a map")
 		}
 	} else {
-		src.mapping = compileMap(c, *sc.Map, src.format)
+		src.mapping = compileMap(c, *sc.Map, src.format, src.withholds)
 	}
 	return src
 }

@@ -53,7 +53,9 @@ func newCELEnv() (*cel.Env, error) {
 	)
 }
 
-func compileMap(c *checker, mc MapConfig, format string) *mapping {
+// compileMap compiles mc; withheld names the headers expressions must not
+// read (credentials).
+func compileMap(c *checker, mc MapConfig, format string, withheld func(string) bool) *mapping {
 	env, err := newCELEnv()
 	if err != nil {
 		c.add("map", "CEL environment: %v", err)
@@ -78,9 +80,15 @@ func compileMap(c *checker, mc MapConfig, format string) *mapping {
 			c.add("map."+key, "expression %q: %s", oneLine(src), oneLine(iss.Err().Error()))
 			return nil
 		}
-		if out := a.OutputType(); !out.IsExactType(cel.DynType) && len(want) > 0 && !slices.ContainsFunc(want, out.IsAssignableType) {
+		if out := a.OutputType(); !out.IsExactType(cel.DynType) && len(want) > 0 && !slices.ContainsFunc(want, func(w *cel.Type) bool { return w.IsAssignableType(out) }) {
 			c.add("map."+key, "expression %q has type %s; want %s", oneLine(src), out, typeNames(want))
 			return nil
+		}
+		for _, h := range headerRefs(a) {
+			if withheld(h) {
+				c.add("map."+key, "expression %q reads header %s, which carries credentials: mappings cannot see it", oneLine(src), h)
+				return nil
+			}
 		}
 		prg, err := env.Program(a, cel.CostLimit(costLimit), cel.InterruptCheckFrequency(100))
 		if err != nil {

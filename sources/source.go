@@ -26,6 +26,9 @@ type Source struct {
 	id      idSpec
 	lookup  bool
 	mapping *mapping
+	// authHeader is the header the source's authentication reads (lower
+	// case; empty when the scheme names its own), withheld from mappings.
+	authHeader string
 }
 
 // idSpec locates the delivery id.
@@ -159,7 +162,7 @@ func (s *Source) mapJSON(r *Request, maxBatch int) ([]Mapped, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: %v", events.ErrMalformed, err)
 	}
-	vars := map[string]any{"body": body, "headers": lowerHeaders(r), "ce": map[string]string{}}
+	vars := map[string]any{"body": body, "headers": s.mappingHeaders(r), "ce": map[string]string{}}
 	c := &ceCollector{}
 	var out []Mapped
 	for i, raw := range raws {
@@ -185,7 +188,7 @@ func (s *Source) mapJSON(r *Request, maxBatch int) ([]Mapped, error) {
 func (s *Source) mapCloudEvents(r *Request, ces []CloudEvent) ([]Mapped, error) {
 	c := &ceCollector{}
 	var out []Mapped
-	headers := lowerHeaders(r)
+	headers := s.mappingHeaders(r)
 	for i, ce := range ces {
 		c.index = i
 		id := s.Name + ":" + ce.ID
@@ -432,16 +435,4 @@ func (s *Source) sourceField(top string) (string, string) {
 		return top, ""
 	}
 	return e.field(), "map." + e.key
-}
-
-// lowerHeaders returns the first value of each header under its lower-case
-// name.
-func lowerHeaders(r *Request) map[string]string {
-	h := make(map[string]string, len(r.Header))
-	for k, vs := range r.Header {
-		if len(vs) > 0 {
-			h[strings.ToLower(k)] = vs[0]
-		}
-	}
-	return h
 }

@@ -180,8 +180,10 @@ func (c CLI) Run(ctx context.Context, args []string) int {
 	}
 	switch args[0] {
 	case "ingest":
+		tuneGC(os.Getenv)
 		err = RunIngest(ctx, log, cfg.Ingest, nil)
 	case "worker":
+		tuneGC(os.Getenv)
 		err = RunWorker(ctx, log, cfg.Worker)
 	case "dlq":
 		err = runDLQ(ctx, cfg, args[1:], c.Stdout)

@@ -5,11 +5,14 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/patchbay/patchbay/internal/proc"
+	"github.com/patchbay/patchbay/processor"
 )
 
 // testContext ends a little before the test's own deadline, so a slow,
@@ -161,5 +164,17 @@ func TestParseResult(t *testing.T) {
 	}
 	if err := parseResult("no result here", &got); err == nil {
 		t.Fatal("parseResult accepted output without a result line")
+	}
+}
+
+// TestFloorsRunAtTheWorkersDefaultConcurrency: the bare consumer and the
+// peer get as many PATCHes in flight as the worker's default.
+func TestFloorsRunAtTheWorkersDefaultConcurrency(t *testing.T) {
+	f, ok := reflect.TypeFor[processor.Config]().FieldByName("Concurrency")
+	if !ok {
+		t.Fatal("processor.Config has no Concurrency")
+	}
+	if got := f.Tag.Get("default"); got != strconv.Itoa(defaultConcurrency) {
+		t.Fatalf("the worker's default concurrency is %s, the bench's floors run at %d", got, defaultConcurrency)
 	}
 }

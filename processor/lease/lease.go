@@ -115,6 +115,7 @@ func (c Config) validate() error {
 // Leases hands out leases from one KV bucket. Use New; Leases is safe for
 // concurrent use.
 type Leases struct {
+	js     jetstream.JetStream
 	kv     jetstream.KeyValue
 	ttl    time.Duration
 	margin time.Duration
@@ -145,7 +146,7 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Leases, erro
 	if err != nil {
 		return nil, fmt.Errorf("lease: bucket %s: %w", cfg.Bucket, err)
 	}
-	return &Leases{kv: kv, ttl: cfg.TTL, margin: cfg.Margin, holder: []byte(cfg.Holder)}, nil
+	return &Leases{js: js, kv: kv, ttl: cfg.TTL, margin: cfg.Margin, holder: []byte(cfg.Holder)}, nil
 }
 
 // markerTTL is how long the marker a Release leaves behind lives (the

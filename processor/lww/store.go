@@ -79,6 +79,7 @@ func (c StoreConfig) validate() error {
 type Store struct {
 	kv          jetstream.KeyValue
 	maxAttempts int
+	reader      *reader // batches the Gets of concurrent deliveries
 }
 
 // NewStore creates the KV bucket described by cfg, or updates it to cfg if
@@ -101,7 +102,11 @@ func NewStore(ctx context.Context, js jetstream.JetStream, cfg StoreConfig) (*St
 	if err != nil {
 		return nil, fmt.Errorf("lww: bucket %s: %w", cfg.Bucket, err)
 	}
-	return &Store{kv: kv, maxAttempts: cfg.MaxAttempts}, nil
+	s := &Store{kv: kv, maxAttempts: cfg.MaxAttempts}
+	if nc := js.Conn(); nc != nil {
+		s.reader = &reader{nc: nc, stream: "KV_" + cfg.Bucket, prefix: "$KV." + cfg.Bucket + ".", single: s.get}
+	}
+	return s, nil
 }
 
 // Key returns the KV key of (target, contact): "<target>.<contact>". It
@@ -139,6 +144,9 @@ func (s *Store) Get(ctx context.Context, target events.Target, contact string) (
 	key, err := Key(target, contact)
 	if err != nil {
 		return State{}, err
+	}
+	if s.reader != nil {
+		return s.reader.get(ctx, key)
 	}
 	return s.get(ctx, key)
 }

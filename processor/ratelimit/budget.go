@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"sync"
 	"time"
 
@@ -23,7 +24,9 @@ type Config struct {
 	Key string
 	// Limit is the plan's requests per Window (Skipcall: 100 or 1000 per
 	// minute). It holds until the provider's first X-RateLimit-Limit.
-	// Required, positive.
+	// Required, positive; Unlimited for a provider without a plan limit,
+	// whose slots are then not counted (no round trip per request) until a
+	// response names a limit.
 	Limit int
 	// Window is the provider's window length. Default 1 minute.
 	Window time.Duration
@@ -104,6 +107,11 @@ func (c Config) Validate() error {
 	}
 	return nil
 }
+
+// Unlimited as Config.Limit means no limit of ours: a slot costs no round
+// trip until the provider's X-RateLimit-Limit sets one. Pauses (429,
+// credentials) still hold for every replica.
+const Unlimited = math.MaxInt32
 
 // Budget is one provider API key's request budget, shared by every worker
 // replica through NATS. Use New; a Budget is safe for concurrent use.
@@ -244,6 +252,13 @@ func (b *Budget) TryTake(ctx context.Context) (Grant, error) {
 			b.m.take("exhausted")
 		}
 		return Grant{}, err
+	}
+	if cur.Limit >= Unlimited && !probe {
+		// Nothing to count against: no plan limit, and no response has
+		// named one in this window. A pause taken meanwhile still wins at
+		// the wire (Grant.Valid).
+		b.m.take("granted")
+		return Grant{b: b, pauseRev: s.pauseRev}, nil
 	}
 	n, err := b.st.incr(ctx, cur.ID, 1)
 	if err != nil {

@@ -156,6 +156,15 @@ func (b *Budget) apply(record string, rev uint64, data []byte) {
 func (b *Budget) refresh(ctx context.Context, record string) error {
 	e, err := b.st.kv.Get(ctx, b.key(record))
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		// The record is gone (its bucket deleted and created again): the
+		// next compare-and-set creates it.
+		b.mu.Lock()
+		if record == keyWindow {
+			b.state.windowRev = 0
+		} else {
+			b.state.pauseRev = 0
+		}
+		b.mu.Unlock()
 		return nil
 	}
 	if err != nil {
