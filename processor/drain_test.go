@@ -41,6 +41,7 @@ func (p *answerAtDeadline) Patch(ctx context.Context, ev *events.Event) (process
 // once (applied, not abandoned), leave the stream, and never be
 // redelivered and applied again.
 func TestSuccessAtDrainDeadlineIsAcked(t *testing.T) {
+	t.Parallel()
 	s := pbtest.Start(t, pbtest.Options{})
 	uuid := "d1d1d1d1-2222-4333-8444-555555555555"
 	s.Skipcall.PutContact(uuid, map[string]any{"firstName": "A", "lastName": "B"})

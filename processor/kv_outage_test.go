@@ -23,6 +23,7 @@ import (
 // nothing; once the bucket is back (created again, as a replica that
 // starts does), the same worker applies every event exactly once.
 func TestKVOutageHoldsThenResumes(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name string
 		opts pbtest.Options

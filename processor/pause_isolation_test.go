@@ -19,6 +19,7 @@ import (
 // Then Skipcall accepts again, its held event is applied once, the gauge
 // returns to 0 while the worker runs, and nothing is dead-lettered.
 func TestOtherTargetFlowsWhileOnePaused(t *testing.T) {
+	t.Parallel()
 	cases := []struct {
 		name   string
 		status int
