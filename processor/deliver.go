@@ -99,7 +99,10 @@ func (l *lane) apply(ctx context.Context, j job, msgs []pending, evs []events.Ev
 		log.Warn("contact state unavailable; holding the events", "err", err)
 		return l.hold(r, msgs, l.w.now().Add(time.Second), "state_unavailable")
 	}
-	kept, keptClocks, dropped, err := lww.Filter(l.target, patch, clocks, st)
+	kept, keptClocks, dropped := patch, clocks, []string(nil)
+	if lww.AnyStale(clocks, st) {
+		kept, keptClocks, dropped, err = lww.Filter(l.target, patch, clocks, st)
+	}
 	if err != nil {
 		if len(msgs) > 1 {
 			return l.oneByOne(ctx, j, msgs, evs)
