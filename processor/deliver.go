@@ -99,7 +99,10 @@ func (l *lane) apply(ctx context.Context, j job, msgs []pending, evs []events.Ev
 		log.Warn("contact state unavailable; holding the events", "err", err)
 		return l.hold(r, msgs, l.w.now().Add(time.Second), "state_unavailable")
 	}
-	kept, keptClocks, dropped, err := lww.Filter(l.target, patch, clocks, st)
+	kept, keptClocks, dropped := patch, clocks, []string(nil)
+	if lww.AnyStale(clocks, st) {
+		kept, keptClocks, dropped, err = lww.Filter(l.target, patch, clocks, st)
+	}
 	if err != nil {
 		if len(msgs) > 1 {
 			return l.oneByOne(ctx, j, msgs, evs)
@@ -145,11 +148,21 @@ func (l *lane) apply(ctx context.Context, j job, msgs []pending, evs []events.Ev
 	}
 
 	if err == nil {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		// The clocks are stored while the lease still holds, and the events
+		// acknowledged only then. Past it, another replica may have sent
+		// an older value of these fields after ours without knowing ours:
+		// only our events' next delivery puts ours back, so they are held
+		// for it instead of acknowledged (the PATCH is sent again; it is
+		// idempotent). A shutdown does not cut the commit short.
+		cctx, cancel := commitContext(ctx)
 		err := l.w.state.Commit(cctx, l.target, merged.ContactID, st, keptClocks)
 		cancel()
 		if err != nil {
-			log.Warn("applied, but the field clocks were not stored; an older event may be sent again and corrected by a newer one", "err", err)
+			log.Warn("applied, but the field clocks could not be stored while the contact's lease held; delivering the events again", "err", err)
+			if l.stopping.Load() {
+				return l.abandon(r, msgs)
+			}
+			return l.hold(r, msgs, l.w.now().Add(leaseRetry), "commit_failed")
 		}
 		for i, p := range msgs {
 			outcome := "applied"
@@ -204,6 +217,17 @@ func (l *lane) apply(ctx context.Context, j job, msgs []pending, evs []events.Ev
 		l.retry(ctx, p, &evs[i], err, log)
 	}
 	return r
+}
+
+// commitContext is ctx without its cancellation (a shutdown lets a commit
+// finish) but with its deadline, the end of the lease the delivery runs
+// under, or 5 seconds without one.
+func commitContext(ctx context.Context) (context.Context, context.CancelFunc) {
+	dl, ok := ctx.Deadline()
+	if !ok {
+		dl = time.Now().Add(5 * time.Second)
+	}
+	return context.WithDeadline(context.WithoutCancel(ctx), dl)
 }
 
 // leaseRetry is how long a contact's events wait in the worker when another

@@ -180,7 +180,6 @@ func (c CLI) Run(ctx context.Context, args []string) int {
 	}
 	switch args[0] {
 	case "ingest":
-		tuneGC(os.Getenv)
 		err = RunIngest(ctx, log, cfg.Ingest, nil)
 	case "worker":
 		tuneGC(os.Getenv)

@@ -4,8 +4,11 @@ import (
 	"runtime/debug"
 )
 
-// Garbage-collector settings for the long-running services, used unless
-// the operator sets Go's own GOGC or GOMEMLIMIT.
+// Garbage-collector settings for the worker, used unless the operator sets
+// Go's own GOGC or GOMEMLIMIT. Ingest keeps Go's defaults: under a burst of
+// batches its heap is mostly requests in flight, and a larger GOGC would
+// take it near the 100 MiB the services are held to for little CPU (its
+// cost per event is below nats-server's).
 const (
 	// serviceGOGC halves the collections of Go's default (100): measured
 	// on the worker with `patchbay bench -rows worker`, GOGC 400 cut its

@@ -587,9 +587,6 @@ func (b *procBench) workerRun(ctx context.Context, kind string, concurrency int)
 	s.CPU, _ = p.CPU()
 	srv1, _ := b.srv.CPU()
 	s.ServerCPU = srv1 - srv0
-	if !s.Partial {
-		s.Events = b.cfg.Events
-	}
 	if profile != nil {
 		profile()
 	}
@@ -644,12 +641,12 @@ func (b *procBench) observe(ctx context.Context, p *proc.Process) (Sample, error
 		now := time.Now()
 		elapsed := now.Sub(start)
 		if msgs == 0 {
-			return Sample{Rate: float64(b.cfg.Events) / elapsed.Seconds(), Stall: max(stall, now.Sub(lastMove))}, nil
+			return Sample{Rate: float64(b.cfg.Events) / elapsed.Seconds(), Stall: max(stall, now.Sub(lastMove)), Events: b.cfg.Events}, nil
 		}
 		stall = max(stall, now.Sub(lastMove))
 		if elapsed > b.cfg.Timeout {
 			done := b.cfg.Events - int(msgs)
-			return Sample{Rate: float64(max(done, 0)) / elapsed.Seconds(), Stall: stall, Partial: true}, nil
+			return Sample{Rate: float64(max(done, 0)) / elapsed.Seconds(), Stall: stall, Partial: true, Events: max(done, 0)}, nil
 		}
 	}
 }

@@ -24,6 +24,12 @@ func startJS(t testing.TB) jetstream.JetStream {
 		t.Fatal(err)
 	}
 	t.Cleanup(emb.Shutdown)
+	return connect(t, emb)
+}
+
+// connect returns a client of its own on emb, closed at cleanup.
+func connect(t testing.TB, emb *embedded.Server) jetstream.JetStream {
+	t.Helper()
 	nc, err := nats.Connect(emb.ClientURL())
 	if err != nil {
 		t.Fatal(err)

@@ -199,7 +199,9 @@ func (s *Solo) run(ctx context.Context) {
 			return
 		}
 		s.log.Warn("lease group membership lost; joining again", "err", err)
-		d := min(time.Duration(try+1)*250*time.Millisecond, 5*time.Second)
+		// No delivery of the target runs while the member is out of the
+		// group: join again soon.
+		d := min(time.Duration(try+1)*250*time.Millisecond, time.Second)
 		select {
 		case <-ctx.Done():
 			return

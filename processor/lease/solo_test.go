@@ -7,9 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/patchbay/patchbay/processor/lease"
 	"github.com/patchbay/patchbay/stream/embedded"
 )
@@ -17,16 +14,7 @@ import (
 // join makes a member of group on its own connection, closed at cleanup.
 func join(t *testing.T, emb *embedded.Server, group string) *lease.Solo {
 	t.Helper()
-	nc, err := nats.Connect(emb.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s, err := newLeases(t, js, lease.Config{TTL: 3 * time.Second}).Join(group, nil)
+	s, err := newLeases(t, connect(t, emb), lease.Config{TTL: 3 * time.Second}).Join(group, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -49,3 +49,19 @@ func Filter(target events.Target, patch json.RawMessage, clocks map[string]Clock
 	}
 	return build(keep), keptClocks, dropped, nil
 }
+
+// AnyStale reports whether st holds, for any field of clocks, a clock at
+// least as new: whether Filter would drop anything from a patch whose
+// fields clocks names (as Merge returns them). When it reports false the
+// patch can be sent as it is, without Filter's parse.
+func AnyStale(clocks map[string]Clock, st State) bool {
+	if len(st.Fields) == 0 {
+		return false
+	}
+	for name, c := range clocks {
+		if stored, ok := st.Fields[name]; ok && !c.After(stored) {
+			return true
+		}
+	}
+	return false
+}

@@ -148,9 +148,13 @@ func TestPropertyLastWriterWins(t *testing.T) {
 			if err != nil {
 				rt.Fatal(err)
 			}
-			kept, keptClocks, _, err := lww.Filter(target, merged, clocks, st)
+			kept, keptClocks, dropped, err := lww.Filter(target, merged, clocks, st)
 			if err != nil {
 				rt.Fatal(err)
+			}
+			// The worker skips Filter when AnyStale says nothing would drop.
+			if stale := lww.AnyStale(clocks, st); stale != (len(dropped) > 0) {
+				rt.Fatalf("AnyStale = %v, but Filter dropped %v", stale, dropped)
 			}
 			if kept == nil {
 				continue // superseded: acked
