@@ -40,6 +40,7 @@ func (p *answerAfterLease) Patch(ctx context.Context, ev *events.Event) (process
 // delivers the event again, PATCHing it a second time, and acknowledges
 // only once its clocks are stored under a lease.
 func TestClocksStoredOnlyUnderTheLease(t *testing.T) {
+	t.Parallel()
 	s := pbtest.Start(t, pbtest.Options{})
 	uuid := "e1e1e1e1-2222-4333-8444-555555555555"
 	s.Skipcall.PutContact(uuid, map[string]any{"firstName": "A", "lastName": "B"})
