@@ -207,14 +207,14 @@ func waitPerContactLeases(t *testing.T, s *pbtest.Stack) {
 		if err != nil {
 			return false
 		}
-		keys, err := kv.ListKeysFiltered(ctx, "skipcall.>")
+		keys, err := kv.ListKeysFiltered(ctx, "_group.skipcall.>")
 		if err != nil {
 			return false
 		}
 		members, solo := 0, false
 		for k := range keys.Keys() {
 			members += strings.Count(k, ".member.")
-			solo = solo || k == "skipcall.solo"
+			solo = solo || k == "_group.skipcall.solo"
 		}
 		return members >= 2 && !solo
 	})

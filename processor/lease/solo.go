@@ -24,11 +24,11 @@ import (
 //
 // # Protocol
 //
-// Each member keeps a member key, <group>.member.<id>, alive with the
-// bucket's TTL (renewed every TTL/3), and watches <group>.>. A member may
-// create the solo key, <group>.solo, only while its watch shows no other
-// member and no solo holder; it then waits until its watch has delivered
-// its own solo key. The watch delivers the bucket in stream order, so by
+// Each member keeps a member key, _group.<group>.member.<id>, alive with
+// the bucket's TTL (renewed every TTL/3), and watches _group.<group>.>. A
+// member may create the solo key, _group.<group>.solo, only while its
+// watch shows no other member and no solo holder; it then waits until its
+// watch has delivered its own solo key. The watch delivers the bucket in stream order, so by
 // then it has delivered every member key written before the solo key: if
 // another is among them, the member gives the solo lease up unused.
 // Otherwise any member joining later writes its key after the solo key,
@@ -70,6 +70,11 @@ const (
 func (m mode) String() string {
 	return [...]string{"joining", "shared", "blocked", "claiming", "solo", "yielding"}[m]
 }
+
+// groupPrefix starts every key of a lease group, so that a group's watch
+// sees only its own keys, never the per-key leases of the same bucket
+// (whose names start with the target, as the group's name does).
+const groupPrefix = "_group."
 
 // Ticket is permission for one piece of work, from Solo.Enter.
 type Ticket struct {
@@ -216,8 +221,9 @@ func (s *Solo) run(ctx context.Context) {
 // lost (an error) or the member leaves (nil).
 func (s *Solo) session(ctx context.Context) error {
 	l := s.l
-	memberKey := s.group + ".member." + s.id
-	soloKey := s.group + ".solo"
+	prefix := groupPrefix + s.group + "."
+	memberKey := prefix + "member." + s.id
+	soloKey := prefix + "solo"
 	start := time.Now()
 	memberRev, err := l.kv.Create(ctx, memberKey, l.holder, jetstream.KeyTTL(l.ttl))
 	if err != nil {
@@ -230,7 +236,7 @@ func (s *Solo) session(ctx context.Context) error {
 		defer cancel()
 		_ = l.kv.Purge(cctx, memberKey, jetstream.LastRevision(memberRev), jetstream.PurgeTTL(markerTTL))
 	}()
-	w, err := l.kv.Watch(ctx, s.group+".>")
+	w, err := l.kv.Watch(ctx, prefix+">")
 	if err != nil {
 		return fmt.Errorf("lease: watch %s: %w", s.group, err)
 	}
@@ -275,7 +281,7 @@ func (s *Solo) session(ctx context.Context) error {
 				break
 			}
 			seen = max(seen, e.Revision())
-			name := strings.TrimPrefix(e.Key(), s.group+".")
+			name := strings.TrimPrefix(e.Key(), prefix)
 			put := e.Operation() == jetstream.KeyValuePut
 			switch {
 			case name == "solo":
