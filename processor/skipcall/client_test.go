@@ -109,4 +109,20 @@ func TestConfigValidate(t *testing.T) {
 	if bad.Validate() == nil {
 		t.Fatal("a non-http base URL must be refused")
 	}
+	for _, edit := range []func(*skipcall.Config){
+		func(c *skipcall.Config) { c.Timeout = 0 },
+		func(c *skipcall.Config) { c.Timeout = -time.Second },
+		func(c *skipcall.Config) { c.MaxPause = -time.Second },
+		func(c *skipcall.Config) { c.RateWindow = -time.Second },
+	} {
+		bad = ok
+		edit(&bad)
+		if bad.Validate() == nil {
+			t.Fatalf("timeout %s, max pause %s, rate window %s must be refused", bad.Timeout, bad.MaxPause, bad.RateWindow)
+		}
+	}
+	ok.MaxPause, ok.RateWindow = 0, 0 // their defaults
+	if err := ok.Validate(); err != nil {
+		t.Fatalf("zero max pause and rate window stand for their defaults: %v", err)
+	}
 }
