@@ -97,3 +97,26 @@ func TestConfigRefusesSampleKey(t *testing.T) {
 		}
 	}
 }
+
+func TestConfigValidate(t *testing.T) {
+	ok := revyops.Config{BaseURL: "https://api.revyops.example", APIKey: "9f2c4e1a7b3d5f60", AuthHeader: "X-API-Key", AuthFormat: "%s", Timeout: time.Second}
+	for name, edit := range map[string]func(*revyops.Config){
+		"non-http base URL":    func(c *revyops.Config) { c.BaseURL = "ftp://x" },
+		"empty key":            func(c *revyops.Config) { c.APIKey = "" },
+		"empty auth header":    func(c *revyops.Config) { c.AuthHeader = "" },
+		"format without %s":    func(c *revyops.Config) { c.AuthFormat = "Bearer" },
+		"format with %s twice": func(c *revyops.Config) { c.AuthFormat = "%s %s" },
+		"zero timeout":         func(c *revyops.Config) { c.Timeout = 0 },
+		"negative timeout":     func(c *revyops.Config) { c.Timeout = -time.Second },
+		"negative max pause":   func(c *revyops.Config) { c.MaxPause = -time.Second },
+	} {
+		bad := ok
+		edit(&bad)
+		if bad.Validate() == nil {
+			t.Errorf("%s accepted", name)
+		}
+	}
+	if err := ok.Validate(); err != nil {
+		t.Fatalf("valid config (zero max pause: its default): %v", err)
+	}
+}
