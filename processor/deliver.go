@@ -36,13 +36,16 @@ func (l *lane) deliver(ctx context.Context, j job) result {
 		}
 		return r
 	}
-	tk, ok := l.group.Enter()
-	if !ok {
-		// Joining the target's lease group, or another replica hands its
-		// solo lease over: a moment's wait.
-		return l.hold(r, msgs, l.w.now().Add(leaseRetry), "lease_group")
+	var tk lease.Ticket
+	if l.group != nil {
+		var ok bool
+		if tk, ok = l.group.Enter(); !ok {
+			// Joining the target's lease group, or another replica hands
+			// its solo lease over: a moment's wait.
+			return l.hold(r, msgs, l.w.now().Add(leaseRetry), "lease_group")
+		}
+		defer tk.Done()
 	}
-	defer tk.Done()
 	if tk.Solo {
 		// The only replica delivering this target: no per-contact lease;
 		// everything is sent before the solo lease can pass on.
@@ -67,7 +70,11 @@ func (l *lane) deliver(ctx context.Context, j job) result {
 		}
 	}()
 	// Everything sent under the lease is sent before it can pass on.
-	lctx, cancel := context.WithDeadline(ctx, minTime(ls.Deadline(), tk.Deadline))
+	deadline := ls.Deadline()
+	if l.group != nil {
+		deadline = minTime(deadline, tk.Deadline)
+	}
+	lctx, cancel := context.WithDeadline(ctx, deadline)
 	defer cancel()
 	return l.apply(lctx, j, msgs, evs)
 }

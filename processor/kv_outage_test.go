@@ -3,7 +3,6 @@ package processor_test
 import (
 	"context"
 	"fmt"
-	"strings"
 	"testing"
 	"time"
 
@@ -37,12 +36,10 @@ func TestKVOutageHoldsThenResumes(t *testing.T) {
 		remove, restore func(t *testing.T, s *pbtest.Stack, cfg processor.Config)
 	}{
 		{
-			// Per-contact leases are taken only while several workers
-			// deliver a target: a lone worker holds the target's solo
-			// lease instead (lease.Solo).
+			// Every delivery takes its contact's lease (Config.Solo is
+			// off by default); two workers, as replicas run.
 			name:    "lease bucket, two workers",
 			workers: 2,
-			ready:   waitPerContactLeases,
 			remove: func(t *testing.T, s *pbtest.Stack, _ processor.Config) {
 				deleteKV(t, s, s.Stream.KVBucket("LEASES"))
 			},
@@ -196,26 +193,3 @@ func restoreBudget(t *testing.T, s *pbtest.Stack, cfg processor.Config, window t
 	b.Close()
 }
 
-// waitPerContactLeases waits until the Skipcall lane's lease group has two
-// members and no solo holder: every delivery then takes its contact's
-// lease (see lease.Solo for the keys).
-func waitPerContactLeases(t *testing.T, s *pbtest.Stack) {
-	t.Helper()
-	ctx := context.Background()
-	pbtest.Eventually(t, waitFor, "two members in the skipcall lease group and no solo holder", func() bool {
-		kv, err := s.JS.KeyValue(ctx, s.Stream.KVBucket("LEASES"))
-		if err != nil {
-			return false
-		}
-		keys, err := kv.ListKeysFiltered(ctx, "_group.skipcall.>")
-		if err != nil {
-			return false
-		}
-		members, solo := 0, false
-		for k := range keys.Keys() {
-			members += strings.Count(k, ".member.")
-			solo = solo || k == "_group.skipcall.solo"
-		}
-		return members >= 2 && !solo
-	})
-}

@@ -23,7 +23,7 @@ type lane struct {
 	provider Provider
 	budget   *ratelimit.Budget
 	cons     jetstream.Consumer
-	group    *lease.Solo // the target's lease group: solo while no other replica delivers it
+	group    *lease.Solo // the target's lease group (Config.Solo): solo while no other replica delivers it; nil without
 	stopping atomic.Bool // the delivery goroutines' context is cancelled: shutdown past the drain timeout
 }
 
@@ -46,17 +46,19 @@ type result struct {
 // goroutines, and on shutdown drains them (see Worker.Run).
 func (l *lane) run(ctx context.Context) {
 	w := l.w
-	group, err := w.leases.Join(l.name, w.log.With("provider", l.name))
-	if err != nil { // cannot happen: a target's name is a key token
-		w.log.Error("cannot join the target's lease group", "provider", l.name, "err", err)
-		return
+	if w.cfg.Solo {
+		group, err := w.leases.Join(l.name, w.log.With("provider", l.name))
+		if err != nil { // cannot happen: a target's name is a key token
+			w.log.Error("cannot join the target's lease group", "provider", l.name, "err", err)
+			return
+		}
+		l.group = group
+		defer func() {
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			group.Close(cctx)
+		}()
 	}
-	l.group = group
-	defer func() {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		group.Close(cctx)
-	}()
 	f := newFetcher(l.cons, w.cfg.Room(), w.cfg.maxFetch(), w.log.With("provider", l.name))
 	f.paused = l.pausedFor
 	fetchCtx, stopFetching := context.WithCancel(ctx)

@@ -35,6 +35,7 @@ type Config struct {
 	DrainTimeout     time.Duration `envconfig:"DRAIN_TIMEOUT" default:"20s" desc:"on shutdown, how long in-flight deliveries may finish before they are abandoned for redelivery"`
 	Coalesce         int           `envconfig:"COALESCE" default:"50" desc:"most queued events of one contact merged into one PATCH (1: never merge)"`
 	LeaseTTL         time.Duration `envconfig:"LEASE_TTL" default:"30s" desc:"per-contact lease across worker replicas: the longest a dead or stopped worker blocks its contact; a PATCH must finish within four fifths of it (whole seconds)"`
+	Solo             bool          `envconfig:"SOLO" default:"false" desc:"let a worker that is alone on a target deliver without per-contact leases (two KV writes fewer per delivery); the trade-off: a lone worker that crashes blocks its whole target, not only its contacts in flight, for up to LEASE_TTL after a replacement starts"`
 	StateTTL         time.Duration `envconfig:"STATE_TTL" default:"768h" desc:"how long the per-field clocks of a contact are kept after its last change (keep it longer than EVENTS_MAX_AGE and DLQ_MAX_AGE: an older event that arrives after its field's clock is forgotten wins again)"`
 }
 
