@@ -192,4 +192,3 @@ func restoreBudget(t *testing.T, s *pbtest.Stack, cfg processor.Config, window t
 	}
 	b.Close()
 }
-
