@@ -2,6 +2,7 @@ package ratelimit
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"time"
 )
@@ -60,6 +61,27 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 	}
+	if dl, ok := req.Context().Deadline(); ok && req.Body != nil && req.Body != http.NoBody {
+		// Checked once more as the body is written, just before the
+		// request is flushed to the socket: a process stopped between the
+		// check above and the write (SIGSTOP, a long pause) and resumed
+		// past the deadline sends nothing (net/http does not flush a
+		// request whose body failed).
+		// net/http may send a request again on a new connection when
+		// nothing was written (through GetBody): the copy is checked too.
+		r2 := req.Clone(req.Context())
+		r2.Body = &deadlineBody{ReadCloser: req.Body, deadline: dl}
+		if getBody := req.GetBody; getBody != nil {
+			r2.GetBody = func() (io.ReadCloser, error) {
+				body, err := getBody()
+				if err != nil {
+					return nil, err
+				}
+				return &deadlineBody{ReadCloser: body, deadline: dl}, nil
+			}
+		}
+		req = r2
+	}
 	resp, err := t.next.RoundTrip(req)
 	if err != nil {
 		return resp, err
@@ -70,4 +92,17 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 	}
 	return resp, nil
+}
+
+// deadlineBody fails every Read once its deadline has passed.
+type deadlineBody struct {
+	io.ReadCloser
+	deadline time.Time
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	if !time.Now().Before(b.deadline) {
+		return 0, context.DeadlineExceeded
+	}
+	return b.ReadCloser.Read(p)
 }
