@@ -2,7 +2,6 @@ package processor_test
 
 import (
 	"context"
-	"sync"
 	"testing"
 	"time"
 
@@ -11,28 +10,6 @@ import (
 	"github.com/patchbay/patchbay/processor"
 	"github.com/patchbay/patchbay/processor/lww"
 )
-
-// answerAfterLease sends the first PATCH to the real provider client, then
-// returns its answer only once the delivery's lease has run out (its
-// context's deadline): a worker frozen between the provider's 2xx and
-// storing the field clocks. Later PATCHes pass straight through.
-type answerAfterLease struct {
-	inner processor.Provider
-	mu    sync.Mutex
-	calls int
-}
-
-func (p *answerAfterLease) Patch(ctx context.Context, ev *events.Event) (processor.Result, error) {
-	p.mu.Lock()
-	p.calls++
-	first := p.calls == 1
-	p.mu.Unlock()
-	res, err := p.inner.Patch(context.WithoutCancel(ctx), ev)
-	if first {
-		<-ctx.Done()
-	}
-	return res, err
-}
 
 // TestClocksStoredOnlyUnderTheLease: a delivery whose lease ran out after
 // the provider's 2xx does not store the clocks and acknowledge (another
@@ -46,7 +23,7 @@ func TestClocksStoredOnlyUnderTheLease(t *testing.T) {
 	s.Skipcall.PutContact(uuid, map[string]any{"firstName": "A", "lastName": "B"})
 	cfg := pbtest.WorkerConfig()
 	cfg.LeaseTTL = 2 * time.Second
-	late := &answerAfterLease{}
+	late := &answerAtDeadline{applied: make(chan struct{})}
 	w := startObserved(t, s, cfg, func(tg events.Target, p processor.Provider) processor.Provider {
 		if tg != events.TargetSkipcall {
 			return p

@@ -11,10 +11,12 @@ import (
 	"github.com/patchbay/patchbay/processor"
 )
 
-// answerAtDeadline sends each PATCH to the real provider client, then
-// holds the answer until the delivery's context ends (the drain deadline
-// cancels it) and only then returns it: a PATCH that succeeded at the
-// provider just as the worker's drain deadline fired.
+// answerAtDeadline sends each PATCH to the real provider client; the
+// first one's answer it holds until the delivery's context ends (the drain
+// deadline cancels it, or the lease's deadline passes) and only then
+// returns it: a PATCH that succeeded at the provider just as the worker
+// was stopping, or that the worker saw only after its lease had run out.
+// Later PATCHes pass straight through.
 type answerAtDeadline struct {
 	inner   processor.Provider
 	applied chan struct{} // closed once the first PATCH has been answered
@@ -26,11 +28,14 @@ type answerAtDeadline struct {
 
 func (p *answerAtDeadline) Patch(ctx context.Context, ev *events.Event) (processor.Result, error) {
 	res, err := p.inner.Patch(context.WithoutCancel(ctx), ev)
-	p.once.Do(func() { close(p.applied) })
-	<-ctx.Done()
-	p.mu.Lock()
-	p.ctxEnded++
-	p.mu.Unlock()
+	first := false
+	p.once.Do(func() { first = true; close(p.applied) })
+	if first {
+		<-ctx.Done()
+		p.mu.Lock()
+		p.ctxEnded++
+		p.mu.Unlock()
+	}
 	return res, err
 }
 
