@@ -82,9 +82,8 @@ func (c Config) Validate() error {
 // Room is how many messages of one target a worker holds at most: running,
 // queued behind their contact's running job, or held during a pause. It is
 // at least minRoom, so that pull requests stay large however few
-// deliveries run at once (each costs the worker and the server about as
-// much as a dozen messages), and more queued events of one contact merge
-// into one PATCH.
+// deliveries run at once (nats.go's Fetch subscribes an inbox per
+// request), and more queued events of one contact merge into one PATCH.
 func (c Config) Room() int { return max(4*c.Concurrency, minRoom) }
 
 // minRoom is the least room of a target: 512 events of a few hundred bytes.
