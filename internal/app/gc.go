@@ -11,10 +11,9 @@ import (
 // cost per event is below nats-server's).
 const (
 	// serviceGOGC halves the collections of Go's default (100): measured
-	// on the worker with `patchbay bench -rows worker` (one run each, on a
-	// shared machine), GOGC 400 cut its
-	// CPU per event from 257 to 195 µs for 11 MiB more RSS; 200 takes
-	// part of that at less memory.
+	// on the worker with `patchbay bench -rows worker` (one run each, on
+	// a shared machine), GOGC 400 cut its CPU per event from 257 to
+	// 195 µs for 11 MiB more RSS; 200 takes part of that at less memory.
 	serviceGOGC = 200
 	// serviceMemLimit is a soft limit: near it the collector runs as often
 	// as Go's default would, so the larger GOGC never lets a process grow
