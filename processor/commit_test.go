@@ -23,6 +23,9 @@ func TestClocksStoredOnlyUnderTheLease(t *testing.T) {
 	s.Skipcall.PutContact(uuid, map[string]any{"firstName": "A", "lastName": "B"})
 	cfg := pbtest.WorkerConfig()
 	cfg.LeaseTTL = 2 * time.Second
+	// A per-contact lease, whose deadline is fixed: a lone worker's solo
+	// lease is renewed while the worker runs and never runs out here.
+	cfg.AlwaysLease = true
 	late := &answerAtDeadline{applied: make(chan struct{})}
 	w := startObserved(t, s, cfg, func(tg events.Target, p processor.Provider) processor.Provider {
 		if tg != events.TargetSkipcall {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/patchbay/patchbay/dlq"
@@ -49,7 +50,7 @@ func (l *lane) deliver(ctx context.Context, j job) result {
 	if tk.Solo {
 		// The only replica delivering this target: no per-contact lease;
 		// everything is sent before the solo lease can pass on.
-		lctx, cancel := context.WithDeadline(ctx, tk.Deadline)
+		lctx, cancel := fenced(ctx, tk.Fence)
 		defer cancel()
 		return l.apply(lctx, j, msgs, evs)
 	}
@@ -69,14 +70,70 @@ func (l *lane) deliver(ctx context.Context, j job) result {
 			log.Warn("contact lease release failed; it expires by itself", "err", err)
 		}
 	}()
-	// Everything sent under the lease is sent before it can pass on.
-	deadline := ls.Deadline()
-	if l.group != nil {
-		deadline = minTime(deadline, tk.Deadline)
-	}
-	lctx, cancel := context.WithDeadline(ctx, deadline)
+	// Everything sent under the lease is sent before it can pass on, and
+	// while this worker's member key still covers its per-contact leases.
+	lctx, cancel := context.WithDeadline(ctx, ls.Deadline())
 	defer cancel()
+	if l.group != nil {
+		deadline := ls.Deadline()
+		lctx, cancel = fenced(lctx, func() time.Time { return minTime(deadline, tk.Fence()) })
+		defer cancel()
+	}
 	return l.apply(lctx, j, msgs, evs)
+}
+
+// endOf returns when ctx's delivery must stop: the earlier of its deadline
+// and its fence as it stands now.
+func endOf(ctx context.Context) (time.Time, bool) {
+	dl, ok := ctx.Deadline()
+	if f := ratelimit.FenceFrom(ctx); f != nil {
+		if fd := f(); !ok || fd.Before(dl) {
+			return fd, true
+		}
+	}
+	return dl, ok
+}
+
+// errLapsed is the cause of a delivery's context ended by its fence.
+var errLapsed = errors.New("processor: the lease covering the delivery lapsed")
+
+// fenced returns ctx, carrying fence for the provider's transport (which
+// sends nothing once it has passed, ratelimit.WithFence), and cancelled
+// once fence has passed. A fence moves on while its lease is renewed: the
+// timer re-reads it when it fires, and is set again while it is ahead.
+func fenced(ctx context.Context, fence func() time.Time) (context.Context, context.CancelFunc) {
+	cctx, cancel := context.WithCancelCause(ratelimit.WithFence(ctx, fence))
+	d := time.Until(fence())
+	if d <= 0 {
+		cancel(errLapsed)
+		return cctx, func() {}
+	}
+	var (
+		mu      sync.Mutex // t is set after AfterFunc returns; a stopped timer stays stopped
+		t       *time.Timer
+		stopped bool
+	)
+	mu.Lock()
+	t = time.AfterFunc(d, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			return
+		}
+		if d := time.Until(fence()); d > 0 {
+			t.Reset(d)
+			return
+		}
+		cancel(errLapsed)
+	})
+	mu.Unlock()
+	return cctx, func() {
+		mu.Lock()
+		stopped = true
+		t.Stop()
+		mu.Unlock()
+		cancel(context.Canceled)
+	}
 }
 
 // apply sends one PATCH for msgs (one contact, the lease held) and settles
@@ -227,10 +284,11 @@ func (l *lane) apply(ctx context.Context, j job, msgs []pending, evs []events.Ev
 }
 
 // commitContext is ctx without its cancellation (a shutdown lets a commit
-// finish) but with its deadline, the end of the lease the delivery runs
-// under, or 5 seconds without one.
+// finish) but with a deadline: the earlier of ctx's and the fence (the end
+// of the lease the delivery runs under) as it stands now, or 5 seconds
+// without either.
 func commitContext(ctx context.Context) (context.Context, context.CancelFunc) {
-	dl, ok := ctx.Deadline()
+	dl, ok := endOf(ctx)
 	if !ok {
 		dl = time.Now().Add(5 * time.Second)
 	}
@@ -308,7 +366,7 @@ func (l *lane) pace(ctx context.Context) (ratelimit.Grant, time.Duration, error)
 			return g, time.Second, nil
 		}
 		d := we.Until.Sub(l.w.now())
-		if dl, ok := ctx.Deadline(); d > l.w.cfg.HoldLimit || ok && we.Until.After(dl) {
+		if dl, ok := endOf(ctx); d > l.w.cfg.HoldLimit || ok && we.Until.After(dl) {
 			// Too long to wait here, or past the contact lease: the events
 			// wait in the worker's queue instead.
 			return g, d, nil

@@ -36,8 +36,10 @@ func TestKVOutageHoldsThenResumes(t *testing.T) {
 		remove, restore func(t *testing.T, s *pbtest.Stack, cfg processor.Config)
 	}{
 		{
-			// Every delivery takes its contact's lease (Config.Solo is
-			// off by default); two workers, as replicas run.
+			// Two workers, as replicas run: neither is alone on the
+			// target, so every delivery takes its contact's lease. (A
+			// lone worker's solo lease lets it send until that lease's
+			// own deadline: the documented exception.)
 			name:    "lease bucket, two workers",
 			workers: 2,
 			remove: func(t *testing.T, s *pbtest.Stack, _ processor.Config) {

@@ -23,7 +23,7 @@ type lane struct {
 	provider Provider
 	budget   *ratelimit.Budget
 	cons     jetstream.Consumer
-	group    *lease.Solo // the target's lease group (Config.Solo): solo while no other replica delivers it; nil without
+	group    *lease.Solo // the target's lease group: solo while no other replica delivers it; nil with Config.AlwaysLease
 	stopping atomic.Bool // the delivery goroutines' context is cancelled: shutdown past the drain timeout
 }
 
@@ -46,7 +46,7 @@ type result struct {
 // goroutines, and on shutdown drains them (see Worker.Run).
 func (l *lane) run(ctx context.Context) {
 	w := l.w
-	if w.cfg.Solo {
+	if !w.cfg.AlwaysLease {
 		group, err := w.leases.Join(l.name, w.log.With("provider", l.name))
 		if err != nil { // cannot happen: a target's name is a key token
 			w.log.Error("cannot join the target's lease group", "provider", l.name, "err", err)

@@ -34,8 +34,8 @@ type Config struct {
 	HoldLimit        time.Duration `envconfig:"HOLD_LIMIT" default:"5s" desc:"longest wait for the rate limit that a delivery spends in a worker goroutine; longer ones put the contact's events back in the worker's queue"`
 	DrainTimeout     time.Duration `envconfig:"DRAIN_TIMEOUT" default:"20s" desc:"on shutdown, how long in-flight deliveries may finish before they are abandoned for redelivery"`
 	Coalesce         int           `envconfig:"COALESCE" default:"50" desc:"most queued events of one contact merged into one PATCH (1: never merge)"`
-	LeaseTTL         time.Duration `envconfig:"LEASE_TTL" default:"30s" desc:"per-contact lease across worker replicas: the longest a dead or stopped worker blocks its contact; a PATCH must finish within four fifths of it (whole seconds)"`
-	Solo             bool          `envconfig:"SOLO" default:"false" desc:"let a worker that is alone on a target deliver without per-contact leases (two KV writes fewer per delivery); the trade-off: a lone worker that crashes blocks its whole target, not only its contacts in flight, for up to LEASE_TTL after a replacement starts"`
+	LeaseTTL         time.Duration `envconfig:"LEASE_TTL" default:"30s" desc:"lease across worker replicas, per contact or, for a lone worker, per target: the longest a dead or stopped worker blocks what it held; a PATCH must finish within four fifths of it (whole seconds)"`
+	AlwaysLease      bool          `envconfig:"ALWAYS_LEASE" default:"false" desc:"take a per-contact lease for every delivery, even when the worker is alone on its target; by default a lone worker holds one solo lease for the target instead (two KV writes fewer per delivery), and if it crashes its replacement waits up to LEASE_TTL for the whole target, not only for the contacts it had in flight"`
 	StateTTL         time.Duration `envconfig:"STATE_TTL" default:"768h" desc:"how long the per-field clocks of a contact are kept after its last change (keep it longer than EVENTS_MAX_AGE and DLQ_MAX_AGE: an older event that arrives after its field's clock is forgotten wins again)"`
 }
 

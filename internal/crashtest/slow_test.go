@@ -71,7 +71,9 @@ func TestSlowProvider(t *testing.T) {
 	cc.max = 0
 	cc.mu.Unlock()
 	r.startWorker(map[string]string{"PATCHBAY_SKIPCALL_TIMEOUT": "10s", "PATCHBAY_WORKER_ACK_WAIT": "1s"})
-	r.arm() // 2.5 s calls answer within the timeout: progress at least every call
+	// 2.5 s calls answer within the timeout: progress at least every call,
+	// once the killed worker's solo lease on the target has expired.
+	r.armAfterKill()
 	start := time.Now()
 	r.load(ctx, n/2, n, 8).Wait()
 	r.settle(func() bool { return r.countApplied(n) == n })

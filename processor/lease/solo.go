@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -54,6 +55,12 @@ type Solo struct {
 	mode     mode
 	deadline time.Time // of the key covering work in mode (solo key or member key)
 	inflight int       // solo tickets not yet Done
+
+	// Until when the member key and the solo key are known to be ours
+	// (unix nanoseconds; 0: not held): moved on by every renewal, so
+	// that work running under a Ticket may outlast the deadline it
+	// started with (Ticket.Fence).
+	memberValid, soloValid atomic.Int64
 }
 
 type mode int
@@ -80,10 +87,30 @@ const groupPrefix = "_group."
 type Ticket struct {
 	// Solo is true when the work needs no per-key lease.
 	Solo bool
-	// Deadline is when the work must be finished (context.WithDeadline);
-	// under a per-key lease, the earlier of this and the lease's deadline.
+	// Deadline is the end of the key covering the work as it stood at
+	// Enter. Renewals move it on: Fence tells the current one.
 	Deadline time.Time
 	s        *Solo
+}
+
+// Fence returns until when the key covering the ticket's work (the solo
+// key for solo work, the member key otherwise) is known to be held: work
+// may go on, and send, only before it. Each renewal moves it on; once a
+// renewal is missed it stays put and passes, and when the key is given up
+// or lost it is the zero time. Under a per-key lease the work's fence is
+// the earlier of this and the lease's deadline.
+func (t Ticket) Fence() time.Time {
+	if t.s == nil {
+		return t.Deadline
+	}
+	v := &t.s.memberValid
+	if t.Solo {
+		v = &t.s.soloValid
+	}
+	if n := v.Load(); n != 0 {
+		return time.Unix(0, n)
+	}
+	return time.Time{}
 }
 
 // Done ends the work the ticket was for. Call it once per Ticket.
@@ -230,8 +257,11 @@ func (s *Solo) session(ctx context.Context) error {
 		return fmt.Errorf("lease: join %s: %w", s.group, err)
 	}
 	memberDeadline := start.Add(l.ttl - l.margin)
+	s.memberValid.Store(memberDeadline.UnixNano())
 	defer func() {
-		// Leaving: the member key goes at once, not at its TTL.
+		// Leaving: the member key goes at once, not at its TTL. No work
+		// may go on under it from here.
+		s.memberValid.Store(0)
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		_ = l.kv.Purge(cctx, memberKey, jetstream.LastRevision(memberRev), jetstream.PurgeTTL(markerTTL))
@@ -255,6 +285,7 @@ func (s *Solo) session(ctx context.Context) error {
 		if soloRev == 0 {
 			return
 		}
+		s.soloValid.Store(0) // no solo work from here
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		if err := l.kv.Purge(cctx, soloKey, jetstream.LastRevision(soloRev), jetstream.PurgeTTL(markerTTL)); err != nil && !casConflict(err) {
@@ -311,6 +342,7 @@ func (s *Solo) session(ctx context.Context) error {
 				break
 			}
 			memberRev, memberDeadline = rev, t.Add(l.ttl-l.margin)
+			s.memberValid.Store(memberDeadline.UnixNano())
 			if soloRev != 0 {
 				rev, err := s.renew(ctx, soloKey, soloRev)
 				if casConflict(err) {
@@ -322,6 +354,7 @@ func (s *Solo) session(ctx context.Context) error {
 					break
 				}
 				soloRev, soloStart = rev, t
+				s.soloValid.Store(t.Add(l.ttl - l.margin).UnixNano())
 			}
 		case <-s.idle:
 		}
@@ -367,6 +400,7 @@ func (s *Solo) session(ctx context.Context) error {
 			rev, err := l.kv.Create(ctx, soloKey, []byte(s.id), jetstream.KeyTTL(l.ttl))
 			if err == nil {
 				soloRev, soloStart, m = rev, t, claiming
+				s.soloValid.Store(t.Add(l.ttl - l.margin).UnixNano())
 				continue
 			}
 			if !casConflict(err) {

@@ -193,3 +193,33 @@ func TestSoloNeverBesideSharedWork(t *testing.T) {
 	}
 	t.Logf("%d solo and %d shared tickets", soloTickets, sharedTickets)
 }
+
+// TestTicketFenceFollowsRenewals: a solo ticket's fence moves on with each
+// renewal of the solo key, past the deadline the ticket started with, so
+// long work is not cut short while the key is held; once the member leaves
+// the fence is the zero time, and no work may go on under it.
+func TestTicketFenceFollowsRenewals(t *testing.T) {
+	ctx := testCtx(t)
+	emb := runEmbedded(t)
+	a := join(t, emb, "skipcall") // TTL 3 s: renewed every second
+	waitMode(t, ctx, a, "solo")
+	tk, ok := a.Enter()
+	if !ok || !tk.Solo {
+		t.Fatalf("lone member: Enter = %+v, %v; want a solo ticket", tk, ok)
+	}
+	if f := tk.Fence(); f.Before(tk.Deadline) {
+		t.Fatalf("fence %s before the ticket's deadline %s", f, tk.Deadline)
+	}
+	for !tk.Fence().After(tk.Deadline) {
+		select {
+		case <-ctx.Done():
+			t.Fatalf("the fence stayed at %s: renewals do not move it on", tk.Fence())
+		case <-time.After(10 * time.Millisecond):
+		}
+	}
+	tk.Done()
+	a.Close(ctx)
+	if f := tk.Fence(); !f.IsZero() {
+		t.Fatalf("fence %s after the member left, want the zero time", f)
+	}
+}

@@ -63,3 +63,64 @@ func TestRequestPastItsDeadlineIsNotWritten(t *testing.T) {
 		t.Fatalf("the server received %d requests, want 1 (only the one sent in time)", n)
 	}
 }
+
+// lapseThenSend ends the fence's lease, as a renewal missed while the
+// request waited between the transport's check and the socket write, then
+// hands the request to a real transport.
+type lapseThenSend struct {
+	fence *atomic.Int64
+	next  http.RoundTripper
+}
+
+func (s lapseThenSend) RoundTrip(req *http.Request) (*http.Response, error) {
+	s.fence.Store(time.Now().Add(-time.Millisecond).UnixNano())
+	return s.next.RoundTrip(req)
+}
+
+// TestFenceIsReadAtTheWire: a request carrying a fence (WithFence) is sent
+// while the fence is ahead, even past the time it stood at when the
+// request began (a renewed lease), and not written once it has passed,
+// however late that happens.
+func TestFenceIsReadAtTheWire(t *testing.T) {
+	var got atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := io.ReadAll(r.Body); err == nil {
+			got.Add(1)
+		}
+	}))
+	defer srv.Close()
+	emb := runNATS(t)
+	b := replicas(t, emb, 1, testConfig(Unlimited, time.Minute))[0]
+	var until atomic.Int64
+	fence := func() time.Time { return time.Unix(0, until.Load()) }
+	send := func(next http.RoundTripper) error {
+		req, err := http.NewRequestWithContext(WithFence(context.Background(), fence), http.MethodPatch, srv.URL+"/v1/contacts/x", strings.NewReader(`{"city":"Fenced"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := (&http.Client{Transport: b.Transport(next)}).Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err
+	}
+
+	until.Store(time.Now().Add(-time.Second).UnixNano())
+	if err := send(http.DefaultTransport); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("fence passed before the request: err %v, want context.DeadlineExceeded", err)
+	}
+	until.Store(time.Now().Add(time.Minute).UnixNano())
+	if err := send(lapseThenSend{fence: &until, next: http.DefaultTransport}); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("fence passed after the first check: err %v, want context.DeadlineExceeded", err)
+	}
+	if n := got.Load(); n != 0 {
+		t.Fatalf("the server received %d requests past their fence, want 0", n)
+	}
+	until.Store(time.Now().Add(time.Minute).UnixNano())
+	if err := send(http.DefaultTransport); err != nil {
+		t.Fatalf("fence ahead: %v", err)
+	}
+	if n := got.Load(); n != 1 {
+		t.Fatalf("the server received %d requests, want 1 (the one sent before its fence)", n)
+	}
+}

@@ -15,6 +15,23 @@ func WithGrant(ctx context.Context, g Grant) context.Context {
 	return context.WithValue(ctx, grantKey{}, g)
 }
 
+type fenceKey struct{}
+
+// WithFence returns a copy of ctx carrying fence, for Transport to check as
+// the request is sent: nothing is sent once time.Now() is not before
+// fence(). Unlike a context deadline, a fence may move on while the request
+// waits (a lease renewed), and it is read at the moment of each check, not
+// when a timer fires.
+func WithFence(ctx context.Context, fence func() time.Time) context.Context {
+	return context.WithValue(ctx, fenceKey{}, fence)
+}
+
+// FenceFrom returns the fence ctx carries (WithFence), or nil.
+func FenceFrom(ctx context.Context) func() time.Time {
+	fn, _ := ctx.Value(fenceKey{}).(func() time.Time)
+	return fn
+}
+
 // Transport returns an http.RoundTripper for the provider's client that
 // enforces the budget at the wire:
 //
@@ -23,8 +40,9 @@ func WithGrant(ctx context.Context, g Grant) context.Context {
 //     a pause began since the grant, nothing is sent and RoundTrip returns
 //     the *WaitError (errors.Is ErrPaused; http.Client wraps it in a
 //     *url.Error);
-//   - a request whose context deadline has passed is not sent, even before
-//     the context's own timer fires;
+//   - a request whose context deadline or fence (WithFence) has passed is
+//     not sent, even before the context's own timer fires: checked before
+//     it is handed to next and again as its body is written;
 //   - every response's X-RateLimit-* headers are passed to Observe (an
 //     Observe failure is logged; the response is returned unchanged).
 //
@@ -44,10 +62,12 @@ type transport struct {
 
 // RoundTrip implements http.RoundTripper.
 func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
-	// A deadline already past is not sent, even if the context's timer has
-	// not fired yet (a process resumed after SIGSTOP runs goroutines before
-	// timers): the worker's deadline is the end of its contact lease.
-	if dl, ok := req.Context().Deadline(); ok && !time.Now().Before(dl) {
+	// A deadline or fence already past is not sent, even if the context's
+	// timer has not fired yet (a process resumed after SIGSTOP runs
+	// goroutines before timers): the worker's fence is the end of the lease
+	// it delivers under.
+	f := fenceOf(req.Context())
+	if f.passed() {
 		if req.Body != nil {
 			_ = req.Body.Close()
 		}
@@ -61,7 +81,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 	}
-	if dl, ok := req.Context().Deadline(); ok && req.Body != nil && req.Body != http.NoBody {
+	if f.set() && req.Body != nil && req.Body != http.NoBody {
 		// Checked once more as the body is written, just before the
 		// request is flushed to the socket: a process stopped between the
 		// check above and the write (SIGSTOP, a long pause) and resumed
@@ -70,14 +90,14 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		// net/http may send a request again on a new connection when
 		// nothing was written (through GetBody): the copy is checked too.
 		r2 := req.Clone(req.Context())
-		r2.Body = &deadlineBody{ReadCloser: req.Body, deadline: dl}
+		r2.Body = &deadlineBody{ReadCloser: req.Body, f: f}
 		if getBody := req.GetBody; getBody != nil {
 			r2.GetBody = func() (io.ReadCloser, error) {
 				body, err := getBody()
 				if err != nil {
 					return nil, err
 				}
-				return &deadlineBody{ReadCloser: body, deadline: dl}, nil
+				return &deadlineBody{ReadCloser: body, f: f}, nil
 			}
 		}
 		req = r2
@@ -94,14 +114,40 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return resp, nil
 }
 
-// deadlineBody fails every Read once its deadline has passed.
+// fence is when a request may no longer be sent: its context's deadline,
+// its fence (WithFence), or the earlier of both.
+type fence struct {
+	deadline time.Time        // zero: none
+	fn       func() time.Time // nil: none
+}
+
+func fenceOf(ctx context.Context) fence {
+	dl, _ := ctx.Deadline()
+	return fence{deadline: dl, fn: FenceFrom(ctx)}
+}
+
+func (f fence) set() bool { return !f.deadline.IsZero() || f.fn != nil }
+
+// passed reports whether the request may no longer be sent.
+func (f fence) passed() bool {
+	if !f.set() {
+		return false
+	}
+	now := time.Now()
+	if !f.deadline.IsZero() && !now.Before(f.deadline) {
+		return true
+	}
+	return f.fn != nil && !now.Before(f.fn())
+}
+
+// deadlineBody fails every Read once its fence has passed.
 type deadlineBody struct {
 	io.ReadCloser
-	deadline time.Time
+	f fence
 }
 
 func (b *deadlineBody) Read(p []byte) (int, error) {
-	if !time.Now().Before(b.deadline) {
+	if b.f.passed() {
 		return 0, context.DeadlineExceeded
 	}
 	return b.ReadCloser.Read(p)
