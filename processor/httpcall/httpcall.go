@@ -26,9 +26,26 @@ type Response struct {
 
 // Send performs req with c and reads at most MaxResponseBody bytes of the
 // answer, draining a bounded remainder so the connection can be reused.
-// Transport errors are classified with TransportError.
+// c.Timeout bounds the whole call, the answer's body included. Transport
+// errors are classified with TransportError.
 func Send(ctx context.Context, c *http.Client, req *http.Request) (Response, error) {
-	resp, err := c.Do(req.WithContext(ctx))
+	call := ctx
+	if c.Timeout > 0 {
+		// The timeout as the call's context deadline rather than
+		// http.Client.Timeout: with a RoundTripper other than
+		// *http.Transport (the rate budget's), the client enforces its
+		// Timeout with a goroutine and a timer of its own per request.
+		var cancel context.CancelFunc
+		call, cancel = context.WithTimeout(ctx, c.Timeout)
+		defer cancel()
+		cc := *c
+		cc.Timeout = 0
+		c = &cc
+	}
+	if req.Context() != call {
+		req = req.WithContext(call)
+	}
+	resp, err := c.Do(req)
 	if err != nil {
 		return Response{}, processor.TransportError(ctx, err)
 	}
