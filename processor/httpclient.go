@@ -4,10 +4,14 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/patchbay/patchbay/processor/ratelimit"
 )
 
 // NewHTTPClient returns an HTTP client for one provider: a per-request
-// timeout and enough idle connections for the worker's concurrency.
+// timeout, enough idle connections for the worker's concurrency, and
+// connections that refuse to write a request past its lease's fence
+// (ratelimit.WireFenced: HTTP/1.1).
 func NewHTTPClient(timeout time.Duration, conns int) *http.Client {
 	if conns < 2 {
 		conns = 2
@@ -15,7 +19,6 @@ func NewHTTPClient(timeout time.Duration, conns int) *http.Client {
 	tr := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		ForceAttemptHTTP2:     true,
 		MaxIdleConns:          conns * 2,
 		MaxIdleConnsPerHost:   conns,
 		IdleConnTimeout:       90 * time.Second,
@@ -23,5 +26,5 @@ func NewHTTPClient(timeout time.Duration, conns int) *http.Client {
 		ExpectContinueTimeout: time.Second,
 		ResponseHeaderTimeout: timeout,
 	}
-	return &http.Client{Transport: tr, Timeout: timeout}
+	return &http.Client{Transport: ratelimit.WireFenced(tr), Timeout: timeout}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -122,5 +123,64 @@ func TestFenceIsReadAtTheWire(t *testing.T) {
 	}
 	if n := got.Load(); n != 1 {
 		t.Fatalf("the server received %d requests, want 1 (the one sent before its fence)", n)
+	}
+}
+
+// TestWireFencedConnectionWritesNothingPastTheFence: with a WireFenced
+// next, a request whose fence passes after the transport's check (here
+// while its connection is being dialled, as a process stopped there) is
+// not written by the connection; one whose fence is ahead goes out on the
+// same kind of connection, and a request without a fence is unaffected by
+// an earlier request's fence.
+func TestWireFencedConnectionWritesNothingPastTheFence(t *testing.T) {
+	var got atomic.Int64
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if _, err := io.ReadAll(r.Body); err == nil {
+			got.Add(1)
+		}
+	}))
+	defer srv.Close()
+	emb := runNATS(t)
+	b := replicas(t, emb, 1, testConfig(Unlimited, time.Minute))[0]
+	var until atomic.Int64
+	var lapseOnDial atomic.Bool
+	tr := &http.Transport{DisableKeepAlives: true, DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
+		if lapseOnDial.Load() {
+			until.Store(time.Now().Add(-time.Millisecond).UnixNano())
+		}
+		return (&net.Dialer{}).DialContext(ctx, network, addr)
+	}}
+	hc := &http.Client{Transport: b.Transport(WireFenced(tr))}
+	fence := func() time.Time { return time.Unix(0, until.Load()) }
+	send := func(ctx context.Context) error {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPatch, srv.URL+"/v1/contacts/x", strings.NewReader(`{"city":"Wire"}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp, err := hc.Do(req)
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err
+	}
+
+	until.Store(time.Now().Add(time.Minute).UnixNano())
+	lapseOnDial.Store(true)
+	if err := send(WithFence(context.Background(), fence)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("fence passed while dialling: err %v, want context.DeadlineExceeded", err)
+	}
+	if n := got.Load(); n != 0 {
+		t.Fatalf("the server received %d requests past their fence, want 0", n)
+	}
+	lapseOnDial.Store(false)
+	until.Store(time.Now().Add(time.Minute).UnixNano())
+	if err := send(WithFence(context.Background(), fence)); err != nil {
+		t.Fatalf("fence ahead: %v", err)
+	}
+	if err := send(context.Background()); err != nil {
+		t.Fatalf("no fence: %v", err)
+	}
+	if n := got.Load(); n != 2 {
+		t.Fatalf("the server received %d requests, want 2 (those sent before their fence, or without one)", n)
 	}
 }

@@ -42,7 +42,8 @@ func FenceFrom(ctx context.Context) func() time.Time {
 //     *url.Error);
 //   - a request whose context deadline or fence (WithFence) has passed is
 //     not sent, even before the context's own timer fires: checked before
-//     it is handed to next and again as its body is written;
+//     it is handed to next, and again at the write to the socket when next
+//     is WireFenced, or else as its body is read;
 //   - every response's X-RateLimit-* headers are passed to Observe (an
 //     Observe failure is logged; the response is returned unchanged).
 //
@@ -58,6 +59,11 @@ func (b *Budget) Transport(next http.RoundTripper) http.RoundTripper {
 type transport struct {
 	b    *Budget
 	next http.RoundTripper
+}
+
+func isWireFenced(rt http.RoundTripper) bool {
+	_, ok := rt.(*wireFenced)
+	return ok
 }
 
 // RoundTrip implements http.RoundTripper.
@@ -81,7 +87,12 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 			return nil, err
 		}
 	}
-	if f.set() && req.Body != nil && req.Body != http.NoBody {
+	switch {
+	case !f.set():
+	case isWireFenced(t.next):
+		// The connection checks the fence as it writes (WireFenced).
+		req = withWireFence(req, f)
+	case req.Body != nil && req.Body != http.NoBody:
 		// Checked once more as the body is written, just before the
 		// request is flushed to the socket: a process stopped between the
 		// check above and the write (SIGSTOP, a long pause) and resumed
