@@ -27,7 +27,7 @@ func (l *lane) deliver(ctx context.Context, j job) result {
 	}
 	stop := l.w.heartbeat(msgs)
 	defer stop()
-	log := l.w.log.With("provider", l.name)
+	log := l.log
 
 	// No other replica delivers this contact while the lease is held.
 	key, err := lww.Key(l.target, evs[0].ContactID)
@@ -144,7 +144,7 @@ func (l *lane) apply(ctx context.Context, j job, msgs []pending, evs []events.Ev
 	// occurred_at among the queued events.
 	changes := make([]lww.Change, len(evs))
 	for i := range evs {
-		changes[i] = lww.Change{Patch: evs[i].Patch, Clock: lww.ClockOf(&evs[i])}
+		changes[i] = lww.Change{Patch: evs[i].Patch, Clock: lww.ClockOf(&evs[i]), Valid: true}
 	}
 	patch, clocks, err := lww.Merge(l.target, changes...)
 	if err != nil {
@@ -155,7 +155,7 @@ func (l *lane) apply(ctx context.Context, j job, msgs []pending, evs []events.Ev
 		return r
 	}
 	merged := evs[len(evs)-1]
-	log := l.w.log.With("event_id", merged.ID, "provider", l.name, "seq", msgs[0].seq, "coalesced", len(msgs))
+	log := l.log.With("event_id", merged.ID, "seq", msgs[0].seq, "coalesced", len(msgs))
 
 	// Drop every field a newer event already set at the provider.
 	st, err := l.w.state.Get(ctx, l.target, merged.ContactID)

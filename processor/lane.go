@@ -2,6 +2,7 @@ package processor
 
 import (
 	"context"
+	"log/slog"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,7 +20,8 @@ import (
 type lane struct {
 	w        *Worker
 	target   events.Target
-	name     string // string(target), for labels and logs
+	name     string       // string(target), for labels and logs
+	log      *slog.Logger // the worker's, with the provider's name
 	provider Provider
 	budget   *ratelimit.Budget
 	cons     jetstream.Consumer
@@ -28,7 +30,7 @@ type lane struct {
 }
 
 func newLane(w *Worker, t events.Target, tg Target) *lane {
-	l := &lane{w: w, target: t, name: string(t), provider: tg.Provider, budget: tg.Budget}
+	l := &lane{w: w, target: t, name: string(t), log: w.log.With("provider", string(t)), provider: tg.Provider, budget: tg.Budget}
 	w.m.paused.WithLabelValues(l.name).Set(0)
 	return l
 }

@@ -41,6 +41,10 @@ type Change struct {
 	Patch json.RawMessage
 	// Clock is the event's clock; every field of Patch carries it.
 	Clock Clock
+	// Valid says Patch is known to be valid JSON (a decoded
+	// events.Event's patch, checked when it was decoded): Merge does not
+	// check its grammar again, only its fields.
+	Valid bool
 }
 
 // State is what the Store keeps per (target, contact): the clock of the

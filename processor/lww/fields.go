@@ -54,7 +54,7 @@ type unit struct {
 // key (ingest refuses those too; a repeated field_name is not a repeated
 // key).
 func Fields(target events.Target, patch json.RawMessage) ([]string, error) {
-	us, err := units(target, patch)
+	us, err := units(target, patch, false)
 	if err != nil {
 		return nil, err
 	}
@@ -66,7 +66,7 @@ func Fields(target events.Target, patch json.RawMessage) ([]string, error) {
 }
 
 // units splits patch into its fields at target.
-func units(target events.Target, patch json.RawMessage) ([]unit, error) {
+func units(target events.Target, patch json.RawMessage, valid bool) ([]unit, error) {
 	var custom, prefix string
 	switch target {
 	case events.TargetSkipcall:
@@ -76,7 +76,7 @@ func units(target events.Target, patch json.RawMessage) ([]unit, error) {
 	default:
 		return nil, fmt.Errorf("%w: unknown target %q", ErrInvalid, target)
 	}
-	if !json.Valid(patch) {
+	if !valid && !json.Valid(patch) {
 		return nil, fmt.Errorf("%w: %s patch is not valid JSON", ErrInvalid, target)
 	}
 	out := make([]unit, 0, 8)

@@ -20,7 +20,7 @@ import (
 // patch is not valid for target (see Fields) or a field of patch has no
 // clock in clocks.
 func Filter(target events.Target, patch json.RawMessage, clocks map[string]Clock, st State) (kept json.RawMessage, keptClocks map[string]Clock, dropped []string, err error) {
-	us, err := units(target, patch)
+	us, err := units(target, patch, false)
 	if err != nil {
 		return nil, nil, nil, err
 	}

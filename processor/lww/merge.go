@@ -24,7 +24,7 @@ func Merge(target events.Target, changes ...Change) (patch json.RawMessage, cloc
 		return nil, nil, fmt.Errorf("%w: no change to merge", ErrInvalid)
 	}
 	if len(changes) == 1 {
-		us, err := units(target, changes[0].Patch)
+		us, err := units(target, changes[0].Patch, changes[0].Valid)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -41,7 +41,7 @@ func Merge(target events.Target, changes ...Change) (patch json.RawMessage, cloc
 	best := map[string]pick{}
 	var order []string // field names in order of first appearance
 	for i, c := range changes {
-		us, err := units(target, c.Patch)
+		us, err := units(target, c.Patch, c.Valid)
 		if err != nil {
 			return nil, nil, fmt.Errorf("change %d: %w", i, err)
 		}
