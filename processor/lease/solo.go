@@ -347,6 +347,7 @@ func (s *Solo) session(ctx context.Context) error {
 				rev, err := s.renew(ctx, soloKey, soloRev)
 				if casConflict(err) {
 					soloRev = 0
+					s.soloValid.Store(0) // the key is not ours: no solo work from here
 					return fmt.Errorf("lease: solo key lost: %w", err)
 				}
 				if err != nil {
