@@ -5,8 +5,11 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/patchbay/patchbay/events"
 )
 
 // storedValue builds a stored value field by field: one clock (sec, nsec,
@@ -73,9 +76,9 @@ func TestWriteStringIsJSON(t *testing.T) {
 	}
 }
 
-// TestScannersRefuseBlankInput guards eachMember's first check: input
-// with no value at all (empty, or blanks only) is not an object, never an
-// index out of range.
+// TestScannersRefuseBlankInput guards the scanners' first check: input
+// with no value at all (empty, or blanks only) is not an object, not an
+// array, and never an index out of range.
 func TestScannersRefuseBlankInput(t *testing.T) {
 	t.Parallel()
 	for _, in := range []string{"", "  ", "\n\t"} {
@@ -83,5 +86,21 @@ func TestScannersRefuseBlankInput(t *testing.T) {
 		if !errors.Is(err, errNotObject) {
 			t.Errorf("eachMember(%q) = %v, want errNotObject", in, err)
 		}
+		err = eachElement([]byte(in), func(int, json.RawMessage) error { return nil })
+		if !errors.Is(err, errNotArray) {
+			t.Errorf("eachElement(%q) = %v, want errNotArray", in, err)
+		}
+	}
+}
+
+// TestCustomFieldErrorNamesTheItem guards the index eachElement passes on:
+// a RevyOps custom field without a field_name is named by its position in
+// the array, counting from 0.
+func TestCustomFieldErrorNamesTheItem(t *testing.T) {
+	t.Parallel()
+	patch := []byte(`{"contact_custom_fields":[{"field_name":"tier","field_value":"gold"},{"field_name":"size","field_value":1},{"field_value":2}]}`)
+	_, err := units(events.TargetRevyOps, patch)
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "contact_custom_fields[2] has no string field_name") {
+		t.Fatalf("units of a patch whose third custom field has no name: %v; want ErrInvalid naming contact_custom_fields[2]", err)
 	}
 }
