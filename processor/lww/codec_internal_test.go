@@ -104,3 +104,14 @@ func TestCustomFieldErrorNamesTheItem(t *testing.T) {
 		t.Fatalf("units of a patch whose third custom field has no name: %v; want ErrInvalid naming contact_custom_fields[2]", err)
 	}
 }
+
+// TestSkipStringStopsAtTheEnd guards skipString on a string that never
+// closes: it returns the input's length instead of reading past it.
+func TestSkipStringStopsAtTheEnd(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]int{`"abc"`: 5, `"a\"b",`: 6, `"abc`: 4, `"a\`: 3, `"`: 1} {
+		if got := skipString([]byte(in), 0); got != want {
+			t.Errorf("skipString(%q) = %d, want %d", in, got, want)
+		}
+	}
+}
