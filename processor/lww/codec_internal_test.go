@@ -115,3 +115,17 @@ func TestSkipStringStopsAtTheEnd(t *testing.T) {
 		}
 	}
 }
+
+// TestSkipValueStopsAtTheEnd guards skipValue on input that ends inside a
+// value (an object or array never closed, a scalar at the very end): it
+// returns the input's length instead of reading past it.
+func TestSkipValueStopsAtTheEnd(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]int{
+		`{"a":[1,2]},`: 11, `{"a":1`: 6, `[[1]`: 4, `123`: 3, `true,`: 4, `null}`: 4, `-1.5e3`: 6,
+	} {
+		if got := skipValue([]byte(in), 0); got != want {
+			t.Errorf("skipValue(%q) = %d, want %d", in, got, want)
+		}
+	}
+}
