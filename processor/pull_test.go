@@ -20,6 +20,7 @@ import (
 type pullRequests struct {
 	mu      sync.Mutex
 	batches []int
+	at      []time.Time // when each arrived
 }
 
 // watchPulls subscribes to target's pull requests on the stack's NATS.
@@ -36,6 +37,7 @@ func watchPulls(t *testing.T, s *pbtest.Stack, target string) *pullRequests {
 		}
 		p.mu.Lock()
 		p.batches = append(p.batches, req.Batch)
+		p.at = append(p.at, time.Now())
 		p.mu.Unlock()
 	})
 	if err != nil {
@@ -53,6 +55,19 @@ func (p *pullRequests) sizes() []int {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return append([]int(nil), p.batches...)
+}
+
+// between counts the pull requests that arrived after from and before to.
+func (p *pullRequests) between(from, to time.Time) int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := 0
+	for _, at := range p.at {
+		if at.After(from) && at.Before(to) {
+			n++
+		}
+	}
+	return n
 }
 
 // TestPullRequestsUnderABacklogAreLarge guards "pull requests stay large
