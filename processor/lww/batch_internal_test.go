@@ -1,0 +1,90 @@
+package lww
+
+import (
+	"context"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+
+	"github.com/patchbay/patchbay/stream/embedded"
+)
+
+// TestBatchRepliesAreBufferedWhole guards route's buffer: every reply of a
+// full batch (maxBatch entries and the end-of-batch status) fits in the
+// batch's channel before its reader takes any, so route drops none of a
+// batch's own replies while multi is slow to read them.
+func TestBatchRepliesAreBufferedWhole(t *testing.T) {
+	r := &reader{sub: new(nats.Subscription), inbox: "_INBOX.test", batches: map[string]chan *nats.Msg{}}
+	replies, token, err := r.open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range maxBatch + 1 {
+		r.route(&nats.Msg{Subject: r.inbox + "." + token})
+	}
+	if got := len(replies); got != maxBatch+1 {
+		t.Fatalf("%d of a full batch's %d replies buffered, want all", got, maxBatch+1)
+	}
+	r.close(token)
+	r.route(&nats.Msg{Subject: r.inbox + "." + token}) // a closed batch's reply is dropped, not a panic
+	if _, other, err := r.open(); err != nil || other == token {
+		t.Fatalf("next batch token %q (err %v), want one other than %q", other, err, token)
+	}
+}
+
+// TestBatchEndSaysWhetherItIsWhole guards how multi reads the end of a
+// batch (status 204): the keys found so far are the answer when nothing is
+// left pending (Nats-Num-Pending 0, or no such header), and an error when
+// the server cut the batch short, so the caller reads the keys one by one
+// instead of taking missing keys for keys without an entry.
+func TestBatchEndSaysWhetherItIsWhole(t *testing.T) {
+	emb, err := embedded.Run(embedded.Config{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(emb.Shutdown)
+	nc, err := nats.Connect(emb.ClientURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	// A fake direct-get responder: one entry, then the end of the batch
+	// with the pending count the case sets ("-" for no header).
+	var pending atomic.Value
+	sub, err := nc.Subscribe("$JS.API.DIRECT.GET.KV_FAKE", func(m *nats.Msg) {
+		entry := nats.NewMsg(m.Reply)
+		entry.Header.Set("Nats-Subject", "$KV.FAKE.revyops.1")
+		entry.Header.Set("Nats-Sequence", "3")
+		entry.Data = []byte("{}")
+		_ = nc.PublishMsg(entry)
+		end := nats.NewMsg(m.Reply)
+		end.Header.Set("Status", "204")
+		if np := pending.Load().(string); np != "-" {
+			end.Header.Set("Nats-Num-Pending", np)
+		}
+		_ = nc.PublishMsg(end)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	r := &reader{nc: nc, stream: "KV_FAKE", prefix: "$KV.FAKE."}
+	batch := []*call{{key: "revyops.1"}, {key: "revyops.2"}}
+	for _, tc := range []struct {
+		pending string
+		whole   bool
+	}{{"0", true}, {"-", true}, {"5", false}} {
+		pending.Store(tc.pending)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		found, err := r.multi(ctx, batch)
+		cancel()
+		switch {
+		case tc.whole && (err != nil || len(found) != 1 || found["$KV.FAKE.revyops.1"] == nil):
+			t.Errorf("Nats-Num-Pending %s: multi = %v, %v; want the one entry found", tc.pending, found, err)
+		case !tc.whole && err == nil:
+			t.Errorf("Nats-Num-Pending %s: multi = %v, nil; want an error (batch cut short)", tc.pending, found)
+		}
+	}
+}

@@ -1,0 +1,131 @@
+package lww
+
+import (
+	"bytes"
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/patchbay/patchbay/events"
+)
+
+// storedValue builds a stored value field by field: one clock (sec, nsec,
+// id "e") and one field "a" pointing at clock index ix.
+func storedValue(nsec, ix uint64) []byte {
+	b := []byte{codecVersion}
+	b = binary.AppendUvarint(b, 1)
+	b = binary.AppendVarint(b, 1795600800)
+	b = binary.AppendUvarint(b, nsec)
+	b = binary.AppendUvarint(b, 1)
+	b = append(b, 'e')
+	b = binary.AppendUvarint(b, 1)
+	b = binary.AppendUvarint(b, 1)
+	b = append(b, 'a')
+	return binary.AppendUvarint(b, ix)
+}
+
+// TestDecodeRefusesWhatEncodeNeverWrites guards decodeFields' promise,
+// "it fails, wrapping ErrCorrupt, on anything else" than what encodeFields
+// wrote, at the edges a boundary slip would let through: nanoseconds of a
+// whole second, a clock index one past the table (a panic if read), and a
+// value cut after its version byte (read as an empty state otherwise).
+func TestDecodeRefusesWhatEncodeNeverWrites(t *testing.T) {
+	t.Parallel()
+	if got, err := decodeFields(storedValue(999_999_999, 0)); err != nil || !got["a"].At.Equal(time.Unix(1795600800, 999_999_999)) || got["a"].ID != "e" {
+		t.Fatalf("the largest nanoseconds: %v, %v; want field a at .999999999 by e", got, err)
+	}
+	for name, b := range map[string][]byte{
+		"nanoseconds of a whole second": storedValue(uint64(time.Second), 0),
+		"clock index past the table":    storedValue(0, 1),
+		"cut after the version":         {codecVersion},
+		"cut after the clock count":     storedValue(0, 0)[:2],
+		"empty":                         {},
+	} {
+		got, err := decodeFields(b)
+		if !errors.Is(err, ErrCorrupt) {
+			t.Errorf("%s (% x): decoded as %v, %v; want ErrCorrupt", name, b, got, err)
+		}
+	}
+}
+
+// TestWriteStringIsJSON guards writeString's fast path: whatever the key,
+// it writes exactly what encoding/json (without HTML escaping) writes, so
+// a key made only of characters that need escaping, or of bytes that are
+// not UTF-8, is escaped like any other.
+func TestWriteStringIsJSON(t *testing.T) {
+	t.Parallel()
+	for _, s := range []string{
+		"", "plain_key", "with space", " ", "<&>", "\x7f", "é", "日本",
+		`a"b`, `"`, `""`, `\`, `\\`, "\x01", "\x01\x1f", "tab\there", "\xff", "\xff\xfe",
+	} {
+		var want bytes.Buffer
+		enc := json.NewEncoder(&want)
+		enc.SetEscapeHTML(false)
+		if err := enc.Encode(s); err != nil {
+			t.Fatal(err)
+		}
+		want.Truncate(want.Len() - 1)
+		var got bytes.Buffer
+		writeString(&got, s)
+		if got.String() != want.String() {
+			t.Errorf("writeString(%q) = %q, want %q", s, got.String(), want.String())
+		}
+	}
+}
+
+// TestScannersRefuseBlankInput guards the scanners' first check: input
+// with no value at all (empty, or blanks only) is not an object, not an
+// array, and never an index out of range.
+func TestScannersRefuseBlankInput(t *testing.T) {
+	t.Parallel()
+	for _, in := range []string{"", "  ", "\n\t"} {
+		err := eachMember([]byte(in), func(string, json.RawMessage) error { return nil })
+		if !errors.Is(err, errNotObject) {
+			t.Errorf("eachMember(%q) = %v, want errNotObject", in, err)
+		}
+		err = eachElement([]byte(in), func(int, json.RawMessage) error { return nil })
+		if !errors.Is(err, errNotArray) {
+			t.Errorf("eachElement(%q) = %v, want errNotArray", in, err)
+		}
+	}
+}
+
+// TestCustomFieldErrorNamesTheItem guards the index eachElement passes on:
+// a RevyOps custom field without a field_name is named by its position in
+// the array, counting from 0.
+func TestCustomFieldErrorNamesTheItem(t *testing.T) {
+	t.Parallel()
+	patch := []byte(`{"contact_custom_fields":[{"field_name":"tier","field_value":"gold"},{"field_name":"size","field_value":1},{"field_value":2}]}`)
+	_, err := units(events.TargetRevyOps, patch)
+	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "contact_custom_fields[2] has no string field_name") {
+		t.Fatalf("units of a patch whose third custom field has no name: %v; want ErrInvalid naming contact_custom_fields[2]", err)
+	}
+}
+
+// TestSkipStringStopsAtTheEnd guards skipString on a string that never
+// closes: it returns the input's length instead of reading past it.
+func TestSkipStringStopsAtTheEnd(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]int{`"abc"`: 5, `"a\"b",`: 6, `"abc`: 4, `"a\`: 3, `"`: 1} {
+		if got := skipString([]byte(in), 0); got != want {
+			t.Errorf("skipString(%q) = %d, want %d", in, got, want)
+		}
+	}
+}
+
+// TestSkipValueStopsAtTheEnd guards skipValue on input that ends inside a
+// value (an object or array never closed, a scalar at the very end): it
+// returns the input's length instead of reading past it.
+func TestSkipValueStopsAtTheEnd(t *testing.T) {
+	t.Parallel()
+	for in, want := range map[string]int{
+		`{"a":[1,2]},`: 11, `{"a":1`: 6, `[[1]`: 4, `123`: 3, `true,`: 4, `null}`: 4, `-1.5e3`: 6,
+	} {
+		if got := skipValue([]byte(in), 0); got != want {
+			t.Errorf("skipValue(%q) = %d, want %d", in, got, want)
+		}
+	}
+}
