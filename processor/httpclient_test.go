@@ -1,11 +1,11 @@
 package processor_test
 
 import (
-	"net/http"
 	"testing"
 	"time"
 
 	"github.com/patchbay/patchbay/processor"
+	"github.com/patchbay/patchbay/processor/ratelimit"
 )
 
 // TestNewHTTPClientLimits guards the provider client's promises: the
@@ -30,10 +30,11 @@ func TestNewHTTPClientLimits(t *testing.T) {
 		if c.Timeout != timeout {
 			t.Errorf("conns %d: client timeout %s, want %s", tc.conns, c.Timeout, timeout)
 		}
-		tr, ok := c.Transport.(*http.Transport)
+		wf, ok := c.Transport.(*ratelimit.WireFencedTransport)
 		if !ok {
-			t.Fatalf("conns %d: transport %T, want *http.Transport", tc.conns, c.Transport)
+			t.Fatalf("conns %d: transport %T, want *ratelimit.WireFencedTransport (connections that check the lease's fence)", tc.conns, c.Transport)
 		}
+		tr := wf.Transport
 		if tr.MaxIdleConnsPerHost != tc.perHost || tr.MaxIdleConns != 2*tc.perHost {
 			t.Errorf("conns %d: idle connections %d per host, %d in all; want %d and %d", tc.conns, tr.MaxIdleConnsPerHost, tr.MaxIdleConns, tc.perHost, 2*tc.perHost)
 		}
@@ -43,8 +44,13 @@ func TestNewHTTPClientLimits(t *testing.T) {
 		if tr.IdleConnTimeout != 90*time.Second || tr.TLSHandshakeTimeout != 5*time.Second || tr.ExpectContinueTimeout != time.Second {
 			t.Errorf("conns %d: idle %s, TLS handshake %s, expect-continue %s; want 90s, 5s, 1s", tc.conns, tr.IdleConnTimeout, tr.TLSHandshakeTimeout, tr.ExpectContinueTimeout)
 		}
-		if tr.DialContext == nil || tr.Proxy == nil || !tr.ForceAttemptHTTP2 {
-			t.Errorf("conns %d: dialer set %v, proxy from environment %v, HTTP/2 %v; want all", tc.conns, tr.DialContext != nil, tr.Proxy != nil, tr.ForceAttemptHTTP2)
+		if tr.DialContext == nil || tr.Proxy == nil {
+			t.Errorf("conns %d: dialer set %v, proxy from environment %v; want both", tc.conns, tr.DialContext != nil, tr.Proxy != nil)
+		}
+		// HTTP/1.1 only: a connection carries one request's fence at a
+		// time.
+		if tr.ForceAttemptHTTP2 || tr.TLSNextProto == nil || len(tr.TLSNextProto) != 0 {
+			t.Errorf("conns %d: HTTP/2 forced %v, TLSNextProto %v; want HTTP/1.1 only", tc.conns, tr.ForceAttemptHTTP2, tr.TLSNextProto)
 		}
 	}
 }

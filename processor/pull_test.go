@@ -108,6 +108,9 @@ func TestNearlyFullWorkerStillFetches(t *testing.T) {
 	t.Parallel()
 	s := pbtest.Start(t, pbtest.Options{})
 	cfg := pbtest.WorkerConfig()
+	// Per-contact leases: the lease held here stands for another replica's
+	// (a lone worker under its solo lease takes none).
+	cfg.AlwaysLease = true
 	const free = 12
 	held := cfg.Room() - free
 	a, b := "a3a3a3a3-2222-4333-8444-555555555555", "b3b3b3b3-2222-4333-8444-555555555555"

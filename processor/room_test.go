@@ -24,6 +24,9 @@ func TestHeldMessagesKeepTheirRoom(t *testing.T) {
 	t.Parallel()
 	s := pbtest.Start(t, pbtest.Options{})
 	cfg := pbtest.WorkerConfig()
+	// Per-contact leases: the lease held here stands for another replica's
+	// (a lone worker under its solo lease takes none).
+	cfg.AlwaysLease = true
 	room := cfg.Room()
 	backlog := room + 150
 	uuid := "a0a0a0a0-2222-4333-8444-555555555555"

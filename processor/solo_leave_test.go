@@ -12,14 +12,13 @@ import (
 
 // TestStoppedSoloWorkerLeavesItsLeaseGroup guards "a stopping worker gives
 // its target's solo lease and its member key up, so that a replacement
-// need not wait for the lease TTL": once a lone Solo worker holds the solo
+// need not wait for the lease TTL": once a lone worker holds the solo
 // lease of skipcall, stopping it leaves no key of the target's lease group
 // in the bucket by the time Run has returned.
 func TestStoppedSoloWorkerLeavesItsLeaseGroup(t *testing.T) {
 	t.Parallel()
 	s := pbtest.Start(t, pbtest.Options{})
-	cfg := pbtest.WorkerConfig()
-	cfg.Solo = true
+	cfg := pbtest.WorkerConfig() // a lone worker takes the solo lease by default
 	w := startObserved(t, s, cfg, nil)
 
 	ctx, cancel := context.WithTimeout(context.Background(), waitFor)

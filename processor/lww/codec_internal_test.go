@@ -99,7 +99,7 @@ func TestScannersRefuseBlankInput(t *testing.T) {
 func TestCustomFieldErrorNamesTheItem(t *testing.T) {
 	t.Parallel()
 	patch := []byte(`{"contact_custom_fields":[{"field_name":"tier","field_value":"gold"},{"field_name":"size","field_value":1},{"field_value":2}]}`)
-	_, err := units(events.TargetRevyOps, patch)
+	_, err := units(events.TargetRevyOps, patch, false)
 	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "contact_custom_fields[2] has no string field_name") {
 		t.Fatalf("units of a patch whose third custom field has no name: %v; want ErrInvalid naming contact_custom_fields[2]", err)
 	}

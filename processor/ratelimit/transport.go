@@ -62,7 +62,7 @@ type transport struct {
 }
 
 func isWireFenced(rt http.RoundTripper) bool {
-	_, ok := rt.(*wireFenced)
+	_, ok := rt.(*WireFencedTransport)
 	return ok
 }
 

@@ -19,7 +19,7 @@ import (
 //
 // The copy speaks HTTP/1.1 only: a connection carries one request at a
 // time, so it can carry that request's fence.
-func WireFenced(tr *http.Transport) http.RoundTripper {
+func WireFenced(tr *http.Transport) *WireFencedTransport {
 	t := tr.Clone()
 	dial := t.DialContext
 	if dial == nil {
@@ -34,10 +34,12 @@ func WireFenced(tr *http.Transport) http.RoundTripper {
 	}
 	t.ForceAttemptHTTP2 = false
 	t.TLSNextProto = map[string]func(string, *tls.Conn) http.RoundTripper{}
-	return &wireFenced{t}
+	return &WireFencedTransport{t}
 }
 
-type wireFenced struct{ *http.Transport }
+// WireFencedTransport is an *http.Transport whose connections check the
+// fence of the request they write (WireFenced).
+type WireFencedTransport struct{ *http.Transport }
 
 // errPastFence is what a write past its request's fence returns.
 var errPastFence = fmt.Errorf("ratelimit: request past its fence, not written: %w", context.DeadlineExceeded)
