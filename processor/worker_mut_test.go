@@ -1,0 +1,123 @@
+package processor_test
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/patchbay/patchbay/events"
+	"github.com/patchbay/patchbay/internal/pbtest"
+	"github.com/patchbay/patchbay/processor"
+	"github.com/patchbay/patchbay/processor/ratelimit"
+)
+
+// TestWorkerRoomFollowsConcurrency: a worker holds up to four messages per
+// delivery goroutine of a target, never fewer than 512.
+func TestWorkerRoomFollowsConcurrency(t *testing.T) {
+	t.Parallel()
+	for _, c := range []struct{ concurrency, room int }{{1, 512}, {128, 512}, {129, 516}, {1000, 4000}} {
+		if got := (processor.Config{Concurrency: c.concurrency}).Room(); got != c.room {
+			t.Errorf("Room with Concurrency %d = %d, want %d", c.concurrency, got, c.room)
+		}
+	}
+}
+
+// TestWorkerBudgetConfig: a target's budget as Config.BudgetConfig documents
+// it: no limit of ours without a plan rate, a minute's window by default, a
+// reset margin of at most an eighth of the window, and credential probes
+// from CredentialsPause backing off to 16 times it.
+func TestWorkerBudgetConfig(t *testing.T) {
+	t.Parallel()
+	cfg := pbtest.WorkerConfig()
+	cfg.CredentialsPause = 3 * time.Second
+	sc := pbtest.StreamConfig("nats://unused")
+	for _, c := range []struct {
+		perMinute int
+		window    time.Duration
+		limit     int
+		wantWin   time.Duration
+		margin    time.Duration
+	}{
+		{0, 0, ratelimit.Unlimited, time.Minute, time.Second},
+		{-1, -time.Second, ratelimit.Unlimited, time.Minute, time.Second},
+		{1, 2 * time.Second, 1, 2 * time.Second, 250 * time.Millisecond},
+		{600, 10 * time.Second, 600, 10 * time.Second, time.Second},
+	} {
+		got := cfg.BudgetConfig(sc, events.TargetSkipcall, "key", c.perMinute, c.window)
+		if got.Limit != c.limit || got.Window != c.wantWin || got.ResetMargin != c.margin {
+			t.Errorf("BudgetConfig(perMinute %d, window %s): limit %d, window %s, reset margin %s; want %d, %s, %s",
+				c.perMinute, c.window, got.Limit, got.Window, got.ResetMargin, c.limit, c.wantWin, c.margin)
+		}
+		if got.ProbeInitial != cfg.CredentialsPause || got.ProbeMax != 16*cfg.CredentialsPause {
+			t.Errorf("credential probes from %s to %s, want from CredentialsPause %s to 16 times it", got.ProbeInitial, got.ProbeMax, cfg.CredentialsPause)
+		}
+		if got.Name != "skipcall" || got.Key != "key" || got.Replicas != sc.Replicas {
+			t.Errorf("budget names target %q, key %q, replicas %d", got.Name, got.Key, got.Replicas)
+		}
+	}
+}
+
+// TestWorkerDeclaresWhatItsConfigSays: the consumer and buckets a worker
+// declares carry its configuration: the ack wait and the room as the
+// consumer's limit of unacknowledged messages, attempt counts kept an hour
+// longer than MaxRetryAge, field clocks kept for StateTTL (or its default).
+func TestWorkerDeclaresWhatItsConfigSays(t *testing.T) {
+	t.Parallel()
+	for _, stateTTL := range []time.Duration{0, 100 * time.Hour} {
+		t.Run(stateTTL.String(), func(t *testing.T) {
+			t.Parallel()
+			s := pbtest.Start(t, pbtest.Options{})
+			cfg := pbtest.WorkerConfig()
+			cfg.Concurrency = 200
+			cfg.MaxRetryAge = 3 * time.Hour
+			cfg.StateTTL = stateTTL
+			s.StartWorker(cfg)
+			var info *jetstream.ConsumerInfo
+			pbtest.Eventually(t, waitFor, "the worker's consumer", func() bool {
+				var ok bool
+				info, ok = laneConsumerInfo(s, "skipcall")
+				return ok
+			})
+			if info.Config.AckWait != cfg.AckWait || info.Config.MaxAckPending != cfg.Room() {
+				t.Errorf("consumer with ack wait %s and max ack pending %d, want %s and the room %d",
+					info.Config.AckWait, info.Config.MaxAckPending, cfg.AckWait, cfg.Room())
+			}
+			wantState := stateTTL
+			if wantState == 0 {
+				wantState = processor.DefaultStateTTL
+			}
+			for _, b := range []struct {
+				suffix string
+				ttl    time.Duration
+			}{{"ATTEMPTS", cfg.MaxRetryAge + time.Hour}, {"STATE", wantState}} {
+				ttl := bucketTTL(t, s, s.Stream.KVBucket(b.suffix))
+				if ttl != b.ttl {
+					t.Errorf("bucket %s keeps its keys for %s, want %s", b.suffix, ttl, b.ttl)
+				}
+			}
+		})
+	}
+}
+
+// bucketTTL waits for the KV bucket name and returns its TTL.
+func bucketTTL(t *testing.T, s *pbtest.Stack, name string) time.Duration {
+	t.Helper()
+	var ttl time.Duration
+	pbtest.Eventually(t, waitFor, "bucket "+name, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		kv, err := s.JS.KeyValue(ctx, name)
+		if err != nil {
+			return false
+		}
+		st, err := kv.Status(ctx)
+		if err != nil {
+			return false
+		}
+		ttl = st.TTL()
+		return true
+	})
+	return ttl
+}
