@@ -2,15 +2,18 @@ package processor_test
 
 import (
 	"context"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/patchbay/patchbay/events"
 	"github.com/patchbay/patchbay/internal/pbtest"
 	"github.com/patchbay/patchbay/processor"
 	"github.com/patchbay/patchbay/processor/ratelimit"
+	"github.com/patchbay/patchbay/stream"
 )
 
 // TestWorkerRoomFollowsConcurrency: a worker holds up to four messages per
@@ -120,4 +123,56 @@ func bucketTTL(t *testing.T, s *pbtest.Stack, name string) time.Duration {
 		return true
 	})
 	return ttl
+}
+
+// TestWorkerSetupRetriesArePaced: a worker that cannot declare its
+// consumers (here the events stream is missing, as while NATS elects its
+// leaders) tries again after 500 ms, then 1 s, ... rather than hammering
+// NATS in a loop, and starts delivering once the stream is there.
+func TestWorkerSetupRetriesArePaced(t *testing.T) {
+	t.Parallel()
+	s := pbtest.Start(t, pbtest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.JS.DeleteStream(ctx, s.Stream.EventsStream); err != nil {
+		t.Fatal(err)
+	}
+	// Each setup begins by removing the legacy consumer: count those requests.
+	var mu sync.Mutex
+	var tries []time.Time
+	sub, err := s.NC.Subscribe("$JS.API.CONSUMER.DELETE."+s.Stream.EventsStream+"."+s.Stream.Consumer, func(*nats.Msg) {
+		mu.Lock()
+		tries = append(tries, time.Now())
+		mu.Unlock()
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sub.Unsubscribe()
+	if err := s.NC.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	s.StartWorker(pbtest.WorkerConfig())
+	pbtest.Eventually(t, waitFor, "three tries to set the worker up", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(tries) >= 3
+	})
+	mu.Lock()
+	gap := tries[2].Sub(tries[0])
+	mu.Unlock()
+	if gap < 1400*time.Millisecond {
+		t.Fatalf("three setup tries within %s, want the second after 500 ms and the third 1 s later", gap)
+	}
+
+	if err := stream.Ensure(ctx, s.JS, s.Stream); err != nil {
+		t.Fatal(err)
+	}
+	uuid := "e3e3e3e3-2222-4333-8444-555555555555"
+	s.Skipcall.PutContact(uuid, map[string]any{"firstName": "A", "lastName": "B"})
+	s.PostEvent(skipEvent("setup-1", uuid, map[string]any{"city": "Wien"}))
+	pbtest.Eventually(t, waitFor, "the event applied once the stream is there", func() bool {
+		c, _ := s.Skipcall.Contact(uuid)
+		return c["city"] == "Wien"
+	})
 }
