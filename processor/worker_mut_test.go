@@ -2,6 +2,7 @@ package processor_test
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"testing"
 	"time"
@@ -9,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/patchbay/patchbay/dlq"
 	"github.com/patchbay/patchbay/events"
 	"github.com/patchbay/patchbay/internal/pbtest"
 	"github.com/patchbay/patchbay/processor"
@@ -174,5 +176,48 @@ func TestWorkerSetupRetriesArePaced(t *testing.T) {
 	pbtest.Eventually(t, waitFor, "the event applied once the stream is there", func() bool {
 		c, _ := s.Skipcall.Contact(uuid)
 		return c["city"] == "Wien"
+	})
+}
+
+// failingCalls fails every PATCH with a transient error, without a call.
+type failingCalls struct{}
+
+func (failingCalls) Patch(context.Context, *events.Event) (processor.Result, error) {
+	return processor.Result{}, errors.New("connection reset (test)")
+}
+
+// TestWorkerRunWatchesMaxDeliveries: a running worker listens for
+// JetStream's MAX_DELIVERIES advisory. When an operator caps the consumer's
+// deliveries and JetStream gives up on an event, the worker dead-letters it
+// instead of leaving it stranded in the stream.
+func TestWorkerRunWatchesMaxDeliveries(t *testing.T) {
+	t.Parallel()
+	s := pbtest.Start(t, pbtest.Options{})
+	cfg := pbtest.WorkerConfig()
+	cfg.MaxAttempts = 100 // the worker itself would retry for long
+	startObserved(t, s, cfg, func(tg events.Target, p processor.Provider) processor.Provider {
+		if tg != events.TargetSkipcall {
+			return p
+		}
+		return failingCalls{}
+	})
+	var info *jetstream.ConsumerInfo
+	pbtest.Eventually(t, waitFor, "the worker's consumer", func() bool {
+		var ok bool
+		info, ok = laneConsumerInfo(s, "skipcall")
+		return ok
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cc := info.Config
+	cc.MaxDeliver = 1 // as an operator might
+	if _, err := s.JS.CreateOrUpdateConsumer(ctx, s.Stream.EventsStream, cc); err != nil {
+		t.Fatal(err)
+	}
+	uuid := "e4e4e4e4-2222-4333-8444-555555555555"
+	s.PostEvent(skipEvent("stranded-1", uuid, map[string]any{"city": "Enns"}))
+	pbtest.Eventually(t, waitFor, "the stranded event dead-lettered", func() bool {
+		ls := dlqLetters(t, s)
+		return len(ls) == 1 && ls[0].Reason == dlq.ReasonMaxDeliveries && ls[0].EventID == "stranded-1"
 	})
 }
