@@ -81,9 +81,9 @@ func TestWorkerDeclaresWhatItsConfigSays(t *testing.T) {
 			s.StartWorker(cfg)
 			var info *jetstream.ConsumerInfo
 			pbtest.Eventually(t, waitFor, "the worker's consumer", func() bool {
-				var ok bool
-				info, ok = laneConsumerInfo(s, "skipcall")
-				return ok
+				var err error
+				info, err = tryConsumerInfo(s, "skipcall")
+				return err == nil
 			})
 			if info.Config.AckWait != cfg.AckWait || info.Config.MaxAckPending != cfg.Room() {
 				t.Errorf("consumer with ack wait %s and max ack pending %d, want %s and the room %d",
@@ -203,9 +203,9 @@ func TestWorkerRunWatchesMaxDeliveries(t *testing.T) {
 	})
 	var info *jetstream.ConsumerInfo
 	pbtest.Eventually(t, waitFor, "the worker's consumer", func() bool {
-		var ok bool
-		info, ok = laneConsumerInfo(s, "skipcall")
-		return ok
+		var err error
+		info, err = tryConsumerInfo(s, "skipcall")
+		return err == nil
 	})
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
