@@ -24,7 +24,7 @@ import (
 
 // Config configures the worker (environment prefix PATCHBAY_WORKER_).
 type Config struct {
-	Concurrency      int           `envconfig:"CONCURRENCY" default:"128" desc:"deliveries in flight at once per target (events of one contact are never in flight twice)"`
+	Concurrency      int           `envconfig:"CONCURRENCY" default:"256" desc:"deliveries in flight at once per target (events of one contact are never in flight twice)"`
 	AckWait          time.Duration `envconfig:"ACK_WAIT" default:"30s" desc:"JetStream ack wait; a delivery not acknowledged in this time is redelivered (held and long calls send InProgress)"`
 	MaxAttempts      int           `envconfig:"MAX_ATTEMPTS" default:"12" desc:"provider calls before a transiently failing event is dead-lettered (counted in NATS, across replicas and restarts)"`
 	MaxRetryAge      time.Duration `envconfig:"MAX_RETRY_AGE" default:"24h" desc:"age after which a transiently failing event is dead-lettered"`

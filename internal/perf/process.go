@@ -607,7 +607,7 @@ func (b *procBench) workerRun(ctx context.Context, kind string, concurrency int)
 // defaultConcurrency is the worker's default PATCHBAY_WORKER_CONCURRENCY,
 // given to the bare consumer and the peer so all three have as many
 // PATCHes in flight.
-const defaultConcurrency = 128
+const defaultConcurrency = 256
 
 // observe polls the events stream and its consumers every 100 ms from p's
 // start until the stream is empty (a work-queue stream drops each event
