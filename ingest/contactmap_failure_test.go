@@ -5,17 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"net/http/httptest"
-	"os"
 	"sync/atomic"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/patchbay/patchbay/events"
 	"github.com/patchbay/patchbay/ingest"
-	"github.com/patchbay/patchbay/internal/pbtest"
 	"github.com/patchbay/patchbay/sources"
 )
 
@@ -52,27 +47,9 @@ func (c *flakyContacts) Get(_ context.Context, source string, target events.Targ
 // answers again, the same batch is accepted whole.
 func TestContactMapFailureRefusesTheWholeRequest(t *testing.T) {
 	t.Parallel()
-	s := pbtest.Start(t, pbtest.Options{})
-	env := sources.Env{
-		LookupEnv: func(k string) (string, bool) { v, ok := sourceSecrets[k]; return v, ok },
-		ReadFile:  os.ReadFile,
-	}
-	set, err := sources.Load("../sources/testdata/sources.yaml", env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	h, err := ingest.New(pbtest.IngestConfig(), s.JS, s.Stream.EventsStream, s.Stream.SubjectPrefix, s.Log, prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
 	contacts := &flakyContacts{}
 	contacts.down.Store(true)
-	if err := h.MountSources(set, contacts, nil); err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(h)
-	t.Cleanup(srv.Close)
-	ss := &sourceStack{Stack: s, URL: srv.URL}
+	ss := startSourcesWith(t, contacts)
 
 	body := readTestdata(t, "hubspot.json")
 	code, hdr, resp := ss.do("POST", "/v1/sources/hubspot", body, hubspotHeaders(sourceSecrets["HUBSPOT_CLIENT_SECRET"], body, time.Now()))
@@ -98,7 +75,7 @@ func TestContactMapFailureRefusesTheWholeRequest(t *testing.T) {
 	if n := ss.stored(); n != 0 {
 		t.Fatalf("the events stream stored %d messages of a refused request, want 0 (the mapped contact's events too must wait for the retry)", n)
 	}
-	if n := s.StreamMsgs(s.Stream.DLQStream); n != 0 {
+	if n := ss.StreamMsgs(ss.Stream.DLQStream); n != 0 {
 		t.Fatalf("the DLQ holds %d letters after a contact map failure, want 0 (a failed lookup is not an unmapped contact)", n)
 	}
 

@@ -49,11 +49,18 @@ const (
 type sourceStack struct {
 	*pbtest.Stack
 	URL      string
-	Contacts *sources.ContactMap
+	Contacts *sources.ContactMap // nil when the stack was started with another map
 	Reg      *prometheus.Registry
 }
 
 func startSources(t *testing.T) *sourceStack {
+	t.Helper()
+	return startSourcesWith(t, nil)
+}
+
+// startSourcesWith is startSources with contacts as the contact map; nil
+// means the stack's NATS KV contact map.
+func startSourcesWith(t *testing.T, contacts ingest.ContactLookup) *sourceStack {
 	t.Helper()
 	s := pbtest.Start(t, pbtest.Options{})
 	env := sources.Env{
@@ -69,11 +76,14 @@ func startSources(t *testing.T) *sourceStack {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cm, err := sources.OpenContactMap(context.Background(), s.JS, sources.DefaultContactsBucket, 1)
-	if err != nil {
-		t.Fatal(err)
+	var cm *sources.ContactMap
+	if contacts == nil {
+		if cm, err = sources.OpenContactMap(context.Background(), s.JS, sources.DefaultContactsBucket, 1); err != nil {
+			t.Fatal(err)
+		}
+		contacts = cm
 	}
-	if err := h.MountSources(set, cm, reg); err != nil {
+	if err := h.MountSources(set, contacts, reg); err != nil {
 		t.Fatal(err)
 	}
 	srv := httptest.NewServer(h)
