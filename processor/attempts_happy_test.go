@@ -3,10 +3,7 @@ package processor_test
 import (
 	"fmt"
 	"net/http"
-	"sync/atomic"
 	"testing"
-
-	"github.com/nats-io/nats.go"
 
 	"github.com/patchbay/patchbay/internal/pbtest"
 )
@@ -19,15 +16,7 @@ import (
 func TestHappyPathWritesNoAttempts(t *testing.T) {
 	t.Parallel()
 	s := pbtest.Start(t, pbtest.Options{})
-	var writes atomic.Int64
-	sub, err := s.NC.Subscribe("$KV."+s.Stream.KVBucket("ATTEMPTS")+".>", func(*nats.Msg) { writes.Add(1) })
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sub.Unsubscribe()
-	if err := s.NC.Flush(); err != nil {
-		t.Fatal(err)
-	}
+	writes := countMsgs(t, s, "$KV."+s.Stream.KVBucket("ATTEMPTS")+".>")
 	s.StartWorker(pbtest.WorkerConfig())
 	const n = 20
 	for i := range n {

@@ -2,9 +2,11 @@ package processor_test
 
 import (
 	"context"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -117,4 +119,21 @@ func consumerInfo(t *testing.T, s *pbtest.Stack, target string) *jetstream.Consu
 		t.Fatalf("consumer of %s: %v", target, err)
 	}
 	return info
+}
+
+// countMsgs counts the messages published on subject from now on (the
+// subscription is in place at the server when it returns), until the test
+// ends.
+func countMsgs(t *testing.T, s *pbtest.Stack, subject string) *atomic.Int64 {
+	t.Helper()
+	n := new(atomic.Int64)
+	sub, err := s.NC.Subscribe(subject, func(*nats.Msg) { n.Add(1) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
+	if err := s.NC.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return n
 }

@@ -7,8 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-
 	"github.com/patchbay/patchbay/events"
 	"github.com/patchbay/patchbay/internal/pbtest"
 	"github.com/patchbay/patchbay/processor"
@@ -23,15 +21,7 @@ func TestSoloWorkerTakesNoContactLeases(t *testing.T) {
 		t.Run(fmt.Sprintf("solo=%v", solo), func(t *testing.T) {
 			t.Parallel()
 			s := pbtest.Start(t, pbtest.Options{})
-			var writes atomic.Int64
-			sub, err := s.NC.Subscribe("$KV."+s.Stream.KVBucket("LEASES")+".skipcall.>", func(*nats.Msg) { writes.Add(1) })
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer sub.Unsubscribe()
-			if err := s.NC.Flush(); err != nil {
-				t.Fatal(err)
-			}
+			writes := countMsgs(t, s, "$KV."+s.Stream.KVBucket("LEASES")+".skipcall.>")
 			cfg := pbtest.WorkerConfig()
 			cfg.AlwaysLease = !solo
 			s.StartWorker(cfg)
