@@ -72,17 +72,18 @@ func (p *slowCalls) Patch(ctx context.Context, ev *events.Event) (processor.Resu
 
 // TestSoloDeliveryOutlastsItsFirstDeadline: a delivery under the solo
 // lease may run as long as the lease is renewed, not only until the
-// lease's end as it stood when the delivery began. With a 2 s lease
-// (renewed every 667 ms, good for 1.6 s after each renewal) a 1.3 s call
+// lease's end as it stood when the delivery began. With a 4 s lease
+// (renewed every 1.33 s, good for 3.2 s after each renewal) a 2.6 s call
 // that began late in a renewal period used to be cut short and tried again
 // (with a call time locked to the renewals, again and again): every call
-// must now succeed the first time.
+// must now succeed the first time. The sizes leave a renewal 1.8 s to
+// succeed before a fence passes, for a busy machine.
 func TestSoloDeliveryOutlastsItsFirstDeadline(t *testing.T) {
 	t.Parallel()
 	s := pbtest.Start(t, pbtest.Options{})
 	cfg := pbtest.WorkerConfig()
-	cfg.LeaseTTL = 2 * time.Second
-	slow := &slowCalls{d: 1300 * time.Millisecond}
+	cfg.LeaseTTL = 4 * time.Second
+	slow := &slowCalls{d: 2600 * time.Millisecond}
 	startObserved(t, s, cfg, func(tg events.Target, p processor.Provider) processor.Provider {
 		if tg != events.TargetSkipcall {
 			return p
@@ -97,7 +98,7 @@ func TestSoloDeliveryOutlastsItsFirstDeadline(t *testing.T) {
 		s.PostEvent(skipEvent(fmt.Sprintf("slow-solo-%d", i), uuid, map[string]any{"city": "Bergen"}))
 		// Spread over more than a renewal period, so that calls begin at
 		// every point of it (pacing the load, not waiting for anything).
-		time.Sleep(60 * time.Millisecond)
+		time.Sleep(125 * time.Millisecond)
 	}
 	pbtest.Eventually(t, waitFor, "every event applied", func() bool { return s.StreamMsgs(s.Stream.EventsStream) == 0 })
 	for i := range n {
