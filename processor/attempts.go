@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/patchbay/patchbay/stream"
 )
 
 // attempts counts provider calls per event in a NATS KV bucket keyed by
@@ -24,7 +26,7 @@ type attempts struct {
 
 // newAttempts creates or updates the attempts bucket.
 func newAttempts(ctx context.Context, js jetstream.JetStream, bucket string, replicas int, ttl time.Duration) (*attempts, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := stream.CreateOrUpdateKeyValue(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      bucket,
 		Description: "patchbay: provider calls per pending event (stream sequence -> count, first call)",
 		History:     1,

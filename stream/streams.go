@@ -2,6 +2,7 @@ package stream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -96,7 +97,7 @@ func Ensure(ctx context.Context, js jetstream.JetStream, c Config) error {
 		return err
 	}
 	for _, sc := range []jetstream.StreamConfig{c.EventsStreamConfig(), c.DLQStreamConfig()} {
-		if _, err := js.CreateOrUpdateStream(ctx, sc); err != nil {
+		if _, err := CreateOrUpdateStream(ctx, js, sc); err != nil {
 			return fmt.Errorf("stream: ensure %s: %w", sc.Name, err)
 		}
 	}
@@ -153,4 +154,30 @@ func (c Config) TargetConsumerConfig(target string, ackWait time.Duration, maxAc
 // "<EventsStream>_<suffix>", e.g. PATCHBAY_EVENTS_ATTEMPTS.
 func (c Config) KVBucket(suffix string) string {
 	return c.EventsStream + "_" + suffix
+}
+
+// CreateOrUpdateStream is js.CreateOrUpdateStream that sends an update only
+// when the stream exists with another configuration: a create with the same
+// configuration changes nothing at the server. Replicas starting together
+// then do not update a stream while another creates its consumers (an
+// update rewrites the store's configuration, which nats-server v2.15.2 reads
+// without a lock while adding a consumer: a data race the race detector
+// reports in the embedded test server).
+func CreateOrUpdateStream(ctx context.Context, js jetstream.JetStream, cfg jetstream.StreamConfig) (jetstream.Stream, error) {
+	s, err := js.CreateStream(ctx, cfg)
+	if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		return js.UpdateStream(ctx, cfg)
+	}
+	return s, err
+}
+
+// CreateOrUpdateKeyValue is js.CreateOrUpdateKeyValue that sends an update
+// only when the bucket exists with another configuration (see
+// CreateOrUpdateStream).
+func CreateOrUpdateKeyValue(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	kv, err := js.CreateKeyValue(ctx, cfg)
+	if errors.Is(err, jetstream.ErrBucketExists) {
+		return js.UpdateKeyValue(ctx, cfg)
+	}
+	return kv, err
 }

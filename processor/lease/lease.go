@@ -45,6 +45,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/patchbay/patchbay/stream"
 )
 
 // Defaults of Config.
@@ -133,7 +135,7 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config) (*Leases, erro
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := stream.CreateOrUpdateKeyValue(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      cfg.Bucket,
 		Description: "patchbay: one delivery per contact at a time (leases with a server-side TTL)",
 		History:     1,

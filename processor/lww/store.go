@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/patchbay/patchbay/events"
+	"github.com/patchbay/patchbay/stream"
 )
 
 // Defaults of StoreConfig.
@@ -91,7 +92,7 @@ func NewStore(ctx context.Context, js jetstream.JetStream, cfg StoreConfig) (*St
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := stream.CreateOrUpdateKeyValue(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      cfg.Bucket,
 		Description: "patchbay: per-field clocks of the values last applied to each contact (last-writer-wins)",
 		History:     1,

@@ -12,6 +12,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/patchbay/patchbay/stream"
 )
 
 // Defaults for the NATS names a Budget uses; Config overrides them.
@@ -54,7 +56,7 @@ type store struct {
 
 // openStore creates or updates the bucket and the counter stream.
 func openStore(ctx context.Context, js jetstream.JetStream, cfg Config, id string) (*store, error) {
-	kv, err := js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+	kv, err := stream.CreateOrUpdateKeyValue(ctx, js, jetstream.KeyValueConfig{
 		Bucket:      cfg.Bucket,
 		Description: "patchbay: shared rate-limit windows and pauses per provider key",
 		History:     1,
@@ -64,7 +66,7 @@ func openStore(ctx context.Context, js jetstream.JetStream, cfg Config, id strin
 	if err != nil {
 		return nil, fmt.Errorf("ratelimit: bucket %s: %w", cfg.Bucket, err)
 	}
-	counts, err := js.CreateOrUpdateStream(ctx, jetstream.StreamConfig{
+	counts, err := stream.CreateOrUpdateStream(ctx, js, jetstream.StreamConfig{
 		Name:              cfg.CounterStream,
 		Description:       "patchbay: requests granted per provider key and window (JetStream counters)",
 		Subjects:          []string{cfg.CounterSubject + ".>"},
