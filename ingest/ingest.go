@@ -16,19 +16,23 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/patchbay/patchbay/events"
+	pbstream "github.com/patchbay/patchbay/stream"
 )
 
-// Publisher is what ingest needs of JetStream; jetstream.JetStream satisfies it.
+// Publisher is what ingest needs of JetStream; jetstream.JetStream satisfies
+// it. Events are stored through a stream.Publisher on its connection; the
+// dead letters of sources and the readiness check use it directly.
 type Publisher interface {
 	PublishMsg(ctx context.Context, msg *nats.Msg, opts ...jetstream.PublishOpt) (*jetstream.PubAck, error)
-	PublishMsgAsync(msg *nats.Msg, opts ...jetstream.PublishOpt) (jetstream.PubAckFuture, error)
 	Stream(ctx context.Context, name string) (jetstream.Stream, error)
+	Conn() *nats.Conn
 }
 
 // Handler serves the ingest HTTP API.
 type Handler struct {
 	cfg    Config
 	js     Publisher
+	pub    *pbstream.Publisher
 	stream string
 	prefix string
 	auth   *authenticator
@@ -55,8 +59,12 @@ func New(cfg Config, js Publisher, stream, prefix string, log *slog.Logger, reg 
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
+	pub, err := pbstream.NewPublisher(js.Conn())
+	if err != nil {
+		return nil, fmt.Errorf("ingest: %w", err)
+	}
 	h := &Handler{
-		cfg: cfg, js: js, stream: stream, prefix: prefix, auth: a, log: log,
+		cfg: cfg, js: js, pub: pub, stream: stream, prefix: prefix, auth: a, log: log,
 		slots:      make(chan struct{}, cfg.MaxInFlight),
 		unverified: make(chan struct{}, max(cfg.MaxUnverified, 1)),
 		mux:        http.NewServeMux(),
@@ -77,6 +85,12 @@ func New(cfg Config, js Publisher, stream, prefix string, log *slog.Logger, reg 
 		writeProblem(w, Problem{Type: ProblemNotFound, Title: "Not found", Status: http.StatusNotFound}, 0)
 	})
 	return h, nil
+}
+
+// Close stops reading JetStream's answers; requests still waiting for
+// theirs end at their publish timeout. Call it once the server is shut down.
+func (h *Handler) Close() error {
+	return h.pub.Close()
 }
 
 // ServeHTTP implements http.Handler.
@@ -153,10 +167,11 @@ func (h *Handler) postEvents(w http.ResponseWriter, r *http.Request) {
 	_ = json.NewEncoder(w).Encode(acc)
 }
 
-// publish stores evs and waits for JetStream's acknowledgement of each. A
-// single event is published synchronously; a batch is pipelined and then
-// every acknowledgement awaited. Any failure fails the whole request: the
-// client retries it, and the event ids deduplicate what was stored.
+// publish stores evs and waits for JetStream's acknowledgement of each:
+// the messages are pipelined (a batch costs one round trip, not one per
+// event), then every acknowledgement is awaited. Any failure fails the
+// whole request: the client retries it, and the event ids deduplicate what
+// was stored.
 func (h *Handler) publish(ctx context.Context, evs []events.Event) (Accepted, error) {
 	acc := Accepted{Accepted: len(evs), Events: make([]AcceptedEvent, len(evs))}
 	msgs := make([]*nats.Msg, len(evs))
@@ -171,36 +186,14 @@ func (h *Handler) publish(ctx context.Context, evs []events.Event) (Accepted, er
 		msgs[i] = &nats.Msg{Subject: evs[i].Subject(h.prefix), Data: data, Header: hdr}
 		acc.Events[i].ID = evs[i].ID
 	}
-	if len(msgs) == 1 {
-		ack, err := h.js.PublishMsg(ctx, msgs[0])
-		if err != nil {
-			return acc, err
-		}
-		acc.Events[0].Seq, acc.Events[0].Duplicate = ack.Sequence, ack.Duplicate
-		return acc, nil
+	acks, err := h.pub.Publish(ctx, msgs)
+	if err != nil {
+		return acc, err
 	}
-	futures := make([]jetstream.PubAckFuture, len(msgs))
-	for i, m := range msgs {
-		f, err := h.js.PublishMsgAsync(m)
-		if err != nil {
-			return acc, err
-		}
-		futures[i] = f
+	for i, ack := range acks {
+		acc.Events[i].Seq, acc.Events[i].Duplicate = ack.Sequence, ack.Duplicate
 	}
-	var firstErr error
-	for i, f := range futures {
-		select {
-		case ack := <-f.Ok():
-			acc.Events[i].Seq, acc.Events[i].Duplicate = ack.Sequence, ack.Duplicate
-		case err := <-f.Err():
-			if firstErr == nil {
-				firstErr = err
-			}
-		case <-ctx.Done():
-			return acc, ctx.Err()
-		}
-	}
-	return acc, firstErr
+	return acc, nil
 }
 
 // readAll reads r to the end like io.ReadAll, into a buffer sized for the

@@ -57,6 +57,7 @@ func RunIngest(ctx context.Context, log *slog.Logger, cfg IngestConfig, ln net.L
 	if err != nil {
 		return err
 	}
+	defer func() { _ = h.Close() }()
 	if err := MountSources(ctx, log, h, cfg, js, reg); err != nil {
 		return err
 	}

@@ -133,6 +133,7 @@ func Start(t testing.TB, o Options) *Stack {
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(func() { _ = h.Close() }) // after the server below is closed
 	s.Ingest = httptest.NewServer(h)
 	t.Cleanup(s.Ingest.Close)
 	return s

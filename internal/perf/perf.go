@@ -334,6 +334,7 @@ func ingestPhase(ctx context.Context, cfg Config, floor bool, batch int) (loadRe
 		if err != nil {
 			return loadResult{}, err
 		}
+		defer func() { _ = ih.Close() }()
 		h = ih
 	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -633,6 +634,7 @@ func endToEnd(ctx context.Context, cfg Config) (loadResult, error) {
 	if err != nil {
 		return loadResult{}, err
 	}
+	defer func() { _ = ih.Close() }()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return loadResult{}, err

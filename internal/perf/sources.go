@@ -97,6 +97,7 @@ func sourcePhase(ctx context.Context, cfg Config) (loadResult, error) {
 	if err != nil {
 		return loadResult{}, err
 	}
+	defer func() { _ = ih.Close() }()
 	if err := ih.MountSources(set, cm, nil); err != nil {
 		return loadResult{}, err
 	}

@@ -1,0 +1,333 @@
+package stream
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/patchbay/patchbay/stream/embedded"
+)
+
+// startJS runs an embedded JetStream server for one test and connects to it.
+func startJS(t *testing.T) (*nats.Conn, jetstream.JetStream) {
+	t.Helper()
+	emb, err := embedded.Run(embedded.Config{StoreDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(emb.Shutdown)
+	nc, err := Connect(context.Background(), emb.ClientURL(), "", t.Name())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return nc, js
+}
+
+func addStream(t *testing.T, js jetstream.JetStream, name, subjects string) {
+	t.Helper()
+	if _, err := js.CreateStream(context.Background(), jetstream.StreamConfig{Name: name, Subjects: []string{subjects}, Duplicates: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func newPublisher(t *testing.T, nc *nats.Conn) *Publisher {
+	t.Helper()
+	p, err := NewPublisher(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	return p
+}
+
+func msgsWithIDs(subject string, ids ...string) []*nats.Msg {
+	msgs := make([]*nats.Msg, len(ids))
+	for i, id := range ids {
+		msgs[i] = &nats.Msg{Subject: subject, Data: []byte(`{"n":"` + id + `"}`), Header: nats.Header{jetstream.MsgIDHeader: {id}}}
+	}
+	return msgs
+}
+
+func TestPublisherStoresInOrderAndReportsDuplicates(t *testing.T) {
+	nc, js := startJS(t)
+	addStream(t, js, "S", "s.>")
+	p := newPublisher(t, nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	ids := make([]string, 250)
+	for i := range ids {
+		ids[i] = fmt.Sprintf("id-%d", i)
+	}
+	acks, err := p.Publish(ctx, msgsWithIDs("s.a", ids...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, a := range acks {
+		if a.Stream != "S" || a.Sequence != uint64(i+1) || a.Duplicate {
+			t.Fatalf("ack %d = %+v, want stream S, seq %d, not a duplicate", i, a, i+1)
+		}
+	}
+	// The same ids again, around a new one: the old ones are duplicates
+	// with their first sequence, the new one is stored after them.
+	acks, err = p.Publish(ctx, msgsWithIDs("s.a", "id-7", "new", "id-0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []jetstream.PubAck{{Stream: "S", Sequence: 8, Duplicate: true}, {Stream: "S", Sequence: 251}, {Stream: "S", Sequence: 1, Duplicate: true}}
+	for i := range want {
+		if acks[i] != want[i] {
+			t.Fatalf("ack %d = %+v, want %+v", i, acks[i], want[i])
+		}
+	}
+	p.mu.Lock()
+	left := len(p.calls)
+	p.mu.Unlock()
+	if left != 0 {
+		t.Fatalf("%d calls still registered after they ended", left)
+	}
+}
+
+// TestPublisherReadsTheServersPubAcksWithoutEncodingJSON guards the reason
+// the Publisher exists: if nats-server changes how it writes a PubAck,
+// publishing still works (encoding/json reads it) but the fast path is
+// gone, and this test says so.
+func TestPublisherReadsTheServersPubAcksWithoutEncodingJSON(t *testing.T) {
+	nc, js := startJS(t)
+	addStream(t, js, "S", "s.>")
+	for _, id := range []string{"a", "a"} { // stored, then a duplicate
+		resp, err := nc.RequestMsg(msgsWithIDs("s.x", id)[0], 10*time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ack, ok := parsePubAck(resp.Data)
+		if !ok {
+			t.Fatalf("the server's PubAck %s is not read by the fast path", resp.Data)
+		}
+		var want jetstream.PubAck
+		if err := json.Unmarshal(resp.Data, &want); err != nil {
+			t.Fatal(err)
+		}
+		if ack != want {
+			t.Fatalf("fast path read %s as %+v, encoding/json as %+v", resp.Data, ack, want)
+		}
+	}
+}
+
+func TestParsePubAckAgreesWithEncodingJSON(t *testing.T) {
+	for _, tc := range []struct {
+		in   string
+		fast bool
+	}{
+		{`{"stream":"S","seq":1}`, true},
+		{`{"stream":"PATCHBAY_EVENTS","seq":18446744073709551615}`, true},
+		{`{"stream":"S","seq":7,"duplicate":true}`, true},
+		{`{"stream":"S","seq":7,"duplicate": true}`, true},
+		{`{"stream":"S","domain":"hub","seq":7,"duplicate": true}`, true},
+		{`{"stream":"S","domain":"hub","seq":7}`, true},
+		{`{"stream":"S","seq":7,"domain":"hub"}`, false},
+		{`{"stream":"S","seq":7,"duplicate":  true}`, false},
+		{`{"stream":"S","seq":18446744073709551616}`, false}, // overflows
+		{`{"stream":"S","seq":01}`, false},
+		{`{"stream":"S","seq":}`, false},
+		{`{"stream":"S\u0041","seq":1}`, false},
+		{`{"stream":"","seq":1}`, false},
+		{`{"stream":"S","seq":1,"duplicate":false}`, false},
+		{`{"stream":"S","seq":1,"val":"x"}`, false},
+		{`{"stream":"S","seq":1} `, false},
+		{`{"seq":1,"stream":"S"}`, false},
+		{`{"error":{"code":503,"err_code":10077,"description":"maximum bytes exceeded"}}`, false},
+		{`{"stream":"S`, false},
+		{``, false},
+	} {
+		ack, ok := parsePubAck([]byte(tc.in))
+		if ok != tc.fast {
+			t.Errorf("parsePubAck(%s): fast path %v, want %v", tc.in, ok, tc.fast)
+			continue
+		}
+		if !ok {
+			continue
+		}
+		var want jetstream.PubAck
+		if err := json.Unmarshal([]byte(tc.in), &want); err != nil {
+			t.Fatal(err)
+		}
+		if ack != want {
+			t.Errorf("parsePubAck(%s) = %+v, encoding/json reads %+v", tc.in, ack, want)
+		}
+	}
+}
+
+func FuzzParsePubAck(f *testing.F) {
+	f.Add([]byte(`{"stream":"S","seq":1}`))
+	f.Add([]byte(`{"stream":"S","domain":"hub","seq":7,"duplicate": true}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		ack, ok := parsePubAck(b)
+		if !ok {
+			return
+		}
+		var want jetstream.PubAck
+		if err := json.Unmarshal(b, &want); err != nil {
+			t.Fatalf("fast path read %q, which is not JSON: %v", b, err)
+		}
+		if ack != want {
+			t.Fatalf("fast path read %q as %+v, encoding/json as %+v", b, ack, want)
+		}
+	})
+}
+
+func TestReadAnswerErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		msg  *nats.Msg
+		want error
+	}{
+		{"no responders", &nats.Msg{Header: nats.Header{"Status": {"503"}}}, errNoResponders},
+		{"other status", &nats.Msg{Header: nats.Header{"Status": {"408"}}}, jetstream.ErrInvalidJSAck},
+		{"not JSON", &nats.Msg{Data: []byte("+OK")}, jetstream.ErrInvalidJSAck},
+		{"no stream", &nats.Msg{Data: []byte(`{"seq":3}`)}, jetstream.ErrInvalidJSAck},
+		{"API error", &nats.Msg{Data: []byte(`{"error":{"code":400,"err_code":10060,"description":"expected stream does not match"}}`)}, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := readAnswer(tc.msg)
+			if tc.name == "API error" {
+				var api *jetstream.APIError
+				if !errors.As(err, &api) || api.ErrorCode != 10060 || api.Code != 400 {
+					t.Fatalf("err = %v, want the server's APIError 10060", err)
+				}
+				return
+			}
+			if !errors.Is(err, tc.want) {
+				t.Fatalf("err = %v, want %v", err, tc.want)
+			}
+		})
+	}
+	ack, err := readAnswer(&nats.Msg{Data: []byte(`{"stream":"S", "seq":3}`)}) // read by encoding/json
+	if err != nil || ack.Stream != "S" || ack.Sequence != 3 {
+		t.Fatalf("readAnswer with a space = %+v, %v; want stream S seq 3", ack, err)
+	}
+}
+
+func TestPublisherReturnsTheServersRefusal(t *testing.T) {
+	nc, js := startJS(t)
+	addStream(t, js, "S", "s.>")
+	p := newPublisher(t, nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	msgs := msgsWithIDs("s.a", "good", "bad")
+	msgs[1].Header.Set(jetstream.ExpectedStreamHeader, "OTHER")
+	_, err := p.Publish(ctx, msgs)
+	var api *jetstream.APIError
+	if !errors.As(err, &api) || api.ErrorCode != 10060 { // JSStreamNotMatchErr
+		t.Fatalf("err = %v, want the server's refusal (10060, the stream does not match) as an APIError", err)
+	}
+}
+
+func TestPublisherRetriesUntilAStreamAnswers(t *testing.T) {
+	nc, js := startJS(t)
+	p := newPublisher(t, nc)
+	p.retryWait, p.retries = 50*time.Millisecond, 1000
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	before := nc.Stats().InMsgs
+	type result struct {
+		acks []jetstream.PubAck
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		acks, err := p.Publish(ctx, msgsWithIDs("s.a", "x", "y"))
+		done <- result{acks, err}
+	}()
+	// The first answers are "no responders": there is no stream yet.
+	for nc.Stats().InMsgs < before+2 {
+		select {
+		case r := <-done:
+			t.Fatalf("Publish ended before any stream existed: %+v, %v", r.acks, r.err)
+		case <-ctx.Done():
+			t.Fatal("no answer to the first publish")
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	addStream(t, js, "S", "s.>")
+	r := <-done
+	if r.err != nil {
+		t.Fatal(r.err)
+	}
+	if r.acks[0].Sequence != 1 || r.acks[1].Sequence != 2 {
+		t.Fatalf("acks = %+v, want sequences 1 and 2 in order", r.acks)
+	}
+}
+
+func TestPublisherGivesUpWithoutAStream(t *testing.T) {
+	nc, _ := startJS(t)
+	p := newPublisher(t, nc)
+	p.retryWait = time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	before := nc.Stats().OutMsgs
+	_, err := p.Publish(ctx, msgsWithIDs("nowhere", "x"))
+	if !errors.Is(err, jetstream.ErrNoStreamResponse) {
+		t.Fatalf("err = %v, want ErrNoStreamResponse", err)
+	}
+	if sent := nc.Stats().OutMsgs - before; sent != uint64(p.retries+1) {
+		t.Fatalf("sent %d times, want %d (the first and %d retries)", sent, p.retries+1, p.retries)
+	}
+}
+
+func TestPublisherWaitEndsWithItsContext(t *testing.T) {
+	nc, _ := startJS(t)
+	// A responder that never answers a PubAck: the wait ends with ctx.
+	sub, err := nc.Subscribe("quiet.>", func(*nats.Msg) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	p := newPublisher(t, nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_, err = p.Publish(ctx, msgsWithIDs("quiet.a", "x"))
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v, want the context's deadline", err)
+	}
+	p.mu.Lock()
+	left := len(p.calls)
+	p.mu.Unlock()
+	if left != 0 {
+		t.Fatalf("%d calls still registered after their context ended", left)
+	}
+}
+
+func TestParseReplyToken(t *testing.T) {
+	for _, tc := range []struct {
+		s     string
+		id    uint64
+		k     int
+		valid bool
+	}{
+		{"P.z.12", 35, 12, true},
+		{"P.1.0", 1, 0, true},
+		{"P.", 0, 0, false},
+		{"P.1", 0, 0, false},
+		{"P..1", 0, 0, false},
+		{"P.1.", 0, 0, false},
+		{"P.1.-1", 0, 0, false},
+		{"P.!.1", 0, 0, false},
+	} {
+		id, k, ok := parseReplyToken(tc.s, 2)
+		if ok != tc.valid || ok && (id != tc.id || k != tc.k) {
+			t.Errorf("parseReplyToken(%q) = %d, %d, %v; want %d, %d, %v", tc.s, id, k, ok, tc.id, tc.k, tc.valid)
+		}
+	}
+}
