@@ -71,6 +71,9 @@ func DecodeRequest(body []byte, headerID string, lim Limits) ([]Event, bool, err
 // decodeBatch decodes and validates the events of arr, a valid JSON array;
 // compacted says arr holds no insignificant white space.
 func decodeBatch(arr []byte, maxBatch int, compacted bool) ([]Event, error) {
+	// One pass finds the elements (and counts past the limit, to say how
+	// many there were); the events are decoded from what it kept.
+	var els [][]byte
 	n := 0
 	for it := newElements(arr); ; n++ {
 		el, ok := it.next()
@@ -79,6 +82,12 @@ func decodeBatch(arr []byte, maxBatch int, compacted bool) ([]Event, error) {
 		}
 		if k := kindOf(el); k != kindObject {
 			return nil, fmt.Errorf("%w: element %d of the array is %s, not an object", ErrMalformed, n, k)
+		}
+		if n < maxBatch {
+			if els == nil {
+				els = make([][]byte, 0, min(maxBatch, 1+len(arr)/256))
+			}
+			els = append(els, el)
 		}
 	}
 	switch {
@@ -91,9 +100,7 @@ func decodeBatch(arr []byte, maxBatch int, compacted bool) ([]Event, error) {
 	evs := make([]Event, 0, n)
 	first := make(map[string]int, n)
 	c := collector{}
-	it := newElements(arr)
-	for i := 0; i < n; i++ {
-		el, _ := it.next()
+	for i, el := range els {
 		c.index = i
 		before := len(c.errs)
 		e := decodeEvent(&c, el, "", false, compacted)

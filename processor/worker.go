@@ -159,6 +159,7 @@ type Worker struct {
 	dlq      *dlq.Publisher
 	attempts *attempts
 	state    *lww.Store
+	pub      *stream.Publisher // clock commits, set by Run
 	leases   *lease.Leases
 	log      *slog.Logger
 	m        *metrics
@@ -204,9 +205,17 @@ func New(cfg Config, d Deps) (*Worker, error) {
 // Run consumes until ctx is cancelled, then stops taking messages, lets
 // in-flight deliveries finish for up to DrainTimeout, hands everything else
 // back to JetStream, and returns. It returns an error only if it cannot
-// watch for MAX_DELIVERIES advisories; declaring its consumers and buckets
-// is retried until NATS answers.
+// subscribe on its connection (to PubAcks or MAX_DELIVERIES advisories);
+// declaring its consumers and buckets is retried until NATS answers.
 func (w *Worker) Run(ctx context.Context) error {
+	if w.nc != nil {
+		pub, err := stream.NewPublisher(w.nc)
+		if err != nil {
+			return fmt.Errorf("processor: %w", err)
+		}
+		defer func() { _ = pub.Close() }()
+		w.pub = pub
+	}
 	// NATS may be unreachable or electing leaders while the worker starts:
 	// declaring the consumers and buckets is retried until it succeeds.
 	for try := 0; ; try++ {
@@ -261,7 +270,7 @@ func (w *Worker) setup(ctx context.Context) error {
 		return err
 	}
 	w.attempts = a
-	if w.state, err = lww.NewStore(ctx, w.js, lww.StoreConfig{Bucket: w.scfg.KVBucket("STATE"), Replicas: w.scfg.Replicas, TTL: w.cfg.StateTTL}); err != nil {
+	if w.state, err = lww.NewStore(ctx, w.js, lww.StoreConfig{Bucket: w.scfg.KVBucket("STATE"), Replicas: w.scfg.Replicas, TTL: w.cfg.StateTTL, Publisher: w.pub}); err != nil {
 		return fmt.Errorf("processor: %w", err)
 	}
 	holder, _ := os.Hostname()

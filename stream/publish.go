@@ -89,8 +89,8 @@ func (p *Publisher) Close() error {
 
 // Publish stores msgs in JetStream and returns each one's PubAck, in the
 // order of msgs. It fails if any message was not stored (the others may
-// have been: callers make publishes idempotent with a message id). It
-// sets each message's Reply.
+// have been: callers make publishes idempotent with a message id). Nothing
+// is sent if ctx is already done. It sets each message's Reply.
 func (p *Publisher) Publish(ctx context.Context, msgs []*nats.Msg) ([]jetstream.PubAck, error) {
 	acks := make([]jetstream.PubAck, len(msgs))
 	todo := make([]int, len(msgs))
@@ -119,6 +119,11 @@ func (p *Publisher) Publish(ctx context.Context, msgs []*nats.Msg) ([]jetstream.
 // round publishes msgs[todo...] as one call and waits for every answer. It
 // returns the indexes nobody answered, to publish again.
 func (p *Publisher) round(ctx context.Context, msgs []*nats.Msg, todo []int, acks []jetstream.PubAck) ([]int, error) {
+	// Nothing is sent once ctx is done: a caller whose right to write
+	// ended (a lease's deadline) must not write.
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("stream: publish %s: %w", msgs[todo[0]].Subject, err)
+	}
 	c := &call{
 		acks: make([]jetstream.PubAck, len(todo)),
 		errs: make([]error, len(todo)),

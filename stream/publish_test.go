@@ -331,3 +331,18 @@ func TestParseReplyToken(t *testing.T) {
 		}
 	}
 }
+
+func TestPublisherSendsNothingOnceItsContextIsDone(t *testing.T) {
+	nc, js := startJS(t)
+	addStream(t, js, "S", "s.>")
+	p := newPublisher(t, nc)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	before := nc.Stats().OutMsgs
+	if _, err := p.Publish(ctx, msgsWithIDs("s.a", "x")); !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	if sent := nc.Stats().OutMsgs - before; sent != 0 {
+		t.Fatalf("sent %d messages with a done context, want 0", sent)
+	}
+}

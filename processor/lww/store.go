@@ -5,8 +5,10 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strconv"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/patchbay/patchbay/events"
@@ -45,6 +47,13 @@ type StoreConfig struct {
 	// MaxAttempts bounds Commit's compare-and-set attempts under contention
 	// (default DefaultMaxAttempts).
 	MaxAttempts int
+	// Publisher, if set, makes Commit's first compare-and-set a publish to
+	// the bucket's stream with its PubAck read by hand, instead of
+	// jetstream's KeyValue call (whose encoding/json read of the PubAck
+	// is a measurable share of a worker's CPU). Retries after a conflict
+	// go through the KeyValue, which also knows how to create a key over
+	// a delete marker.
+	Publisher *stream.Publisher
 }
 
 func (c *StoreConfig) setDefaults() {
@@ -80,6 +89,8 @@ func (c StoreConfig) validate() error {
 type Store struct {
 	kv          jetstream.KeyValue
 	maxAttempts int
+	pub         *stream.Publisher
+	subjects    string  // "$KV.<bucket>.", the subject of a key less the key
 	reader      *reader // batches the Gets of concurrent deliveries
 }
 
@@ -103,7 +114,7 @@ func NewStore(ctx context.Context, js jetstream.JetStream, cfg StoreConfig) (*St
 	if err != nil {
 		return nil, fmt.Errorf("lww: bucket %s: %w", cfg.Bucket, err)
 	}
-	s := &Store{kv: kv, maxAttempts: cfg.MaxAttempts}
+	s := &Store{kv: kv, maxAttempts: cfg.MaxAttempts, pub: cfg.Publisher, subjects: "$KV." + cfg.Bucket + "."}
 	if nc := js.Conn(); nc != nil {
 		s.reader = &reader{nc: nc, stream: "KV_" + cfg.Bucket, prefix: "$KV." + cfg.Bucket + ".", single: s.get}
 	}
@@ -188,12 +199,7 @@ func (s *Store) Commit(ctx context.Context, target events.Target, contact string
 		if !changed {
 			return nil
 		}
-		value := encodeFields(merged)
-		if cur.Revision == 0 {
-			_, err = s.kv.Create(ctx, key, value)
-		} else {
-			_, err = s.kv.Update(ctx, key, value, cur.Revision)
-		}
+		err = s.write(ctx, key, encodeFields(merged), cur.Revision, attempt == 1)
 		if err == nil {
 			return nil
 		}
@@ -210,6 +216,24 @@ func (s *Store) Commit(ctx context.Context, target events.Target, contact string
 			return err
 		}
 	}
+}
+
+// write stores value at key if the key's revision is still rev (0: the key
+// does not exist). first says it is Commit's first attempt, which may go
+// through the Publisher.
+func (s *Store) write(ctx context.Context, key string, value []byte, rev uint64, first bool) error {
+	var err error
+	switch {
+	case first && s.pub != nil:
+		m := &nats.Msg{Subject: s.subjects + key, Data: value,
+			Header: nats.Header{jetstream.ExpectedLastSubjSeqHeader: {strconv.FormatUint(rev, 10)}}}
+		_, err = s.pub.Publish(ctx, []*nats.Msg{m})
+	case rev == 0:
+		_, err = s.kv.Create(ctx, key, value)
+	default:
+		_, err = s.kv.Update(ctx, key, value, rev)
+	}
+	return err
 }
 
 // casConflict reports whether err is a lost compare-and-set: the key exists

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/patchbay/patchbay/events"
 	"github.com/patchbay/patchbay/processor/lww"
+	"github.com/patchbay/patchbay/stream"
 	"github.com/patchbay/patchbay/stream/embedded"
 )
 
@@ -54,6 +56,9 @@ func testCtx(t testing.TB) context.Context {
 
 func newStore(t testing.TB, js jetstream.JetStream, cfg lww.StoreConfig) *lww.Store {
 	t.Helper()
+	if pub, ok := t.(interface{ Name() string }); ok && strings.HasSuffix(pub.Name(), "/publisher") && cfg.Publisher == nil {
+		cfg.Publisher = newPublisher(t, js)
+	}
 	s, err := lww.NewStore(testCtx(t), js, cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -61,9 +66,65 @@ func newStore(t testing.TB, js jetstream.JetStream, cfg lww.StoreConfig) *lww.St
 	return s
 }
 
+// bothWritePaths runs test twice: with Commit's writes through the
+// KeyValue ("kv"), and with its first write through a stream.Publisher
+// ("publisher"), as the worker runs it; newStore reads which from the
+// subtest's name.
+func bothWritePaths(t *testing.T, test func(*testing.T)) {
+	t.Run("kv", test)
+	t.Run("publisher", test)
+}
+
+func newPublisher(t testing.TB, js jetstream.JetStream) *stream.Publisher {
+	t.Helper()
+	p, err := stream.NewPublisher(js.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = p.Close() })
+	return p
+}
+
+// TestStoreCommitOverADeleteMarker: a key an operator deleted holds a
+// delete marker, so a create's expected revision 0 is refused; Commit
+// still stores the clocks.
+func TestStoreCommitOverADeleteMarker(t *testing.T) {
+	bothWritePaths(t, testStoreCommitOverADeleteMarker)
+}
+
+func testStoreCommitOverADeleteMarker(t *testing.T) {
+	ctx := testCtx(t)
+	js := startJS(t)
+	s := newStore(t, js, lww.StoreConfig{})
+	st, _ := s.Get(ctx, events.TargetSkipcall, contact)
+	if err := s.Commit(ctx, events.TargetSkipcall, contact, st, map[string]lww.Clock{"city": at(1, "a")}); err != nil {
+		t.Fatal(err)
+	}
+	kv, err := js.KeyValue(ctx, lww.DefaultBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := kv.Delete(ctx, "skipcall."+contact); err != nil {
+		t.Fatal(err)
+	}
+	st, err = s.Get(ctx, events.TargetSkipcall, contact)
+	if err != nil || st.Revision != 0 {
+		t.Fatalf("after the delete: %+v, %v; want no state", st, err)
+	}
+	if err := s.Commit(ctx, events.TargetSkipcall, contact, st, map[string]lww.Clock{"role": at(2, "b")}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Get(ctx, events.TargetSkipcall, contact)
+	if err != nil || !clocksEqual(got.Fields, map[string]lww.Clock{"role": at(2, "b")}) {
+		t.Fatalf("after a commit over the delete marker: %+v, %v", got, err)
+	}
+}
+
 const contact = "0b7e4c6a-1f2d-4e3a-9b8c-7d6e5f4a3b2c"
 
-func TestStoreGetCommit(t *testing.T) {
+func TestStoreGetCommit(t *testing.T) { bothWritePaths(t, testStoreGetCommit) }
+
+func testStoreGetCommit(t *testing.T) {
 	ctx := testCtx(t)
 	s := newStore(t, startJS(t), lww.StoreConfig{})
 	st, err := s.Get(ctx, events.TargetSkipcall, contact)
@@ -111,6 +172,10 @@ func TestStoreGetCommit(t *testing.T) {
 }
 
 func TestStoreCommitStaleStateMerges(t *testing.T) {
+	bothWritePaths(t, testStoreCommitStaleStateMerges)
+}
+
+func testStoreCommitStaleStateMerges(t *testing.T) {
 	ctx := testCtx(t)
 	s := newStore(t, startJS(t), lww.StoreConfig{})
 	stale, _ := s.Get(ctx, events.TargetRevyOps, "42") // Revision 0
@@ -136,7 +201,9 @@ func TestStoreCommitStaleStateMerges(t *testing.T) {
 	}
 }
 
-func TestStoreConcurrentCommits(t *testing.T) {
+func TestStoreConcurrentCommits(t *testing.T) { bothWritePaths(t, testStoreConcurrentCommits) }
+
+func testStoreConcurrentCommits(t *testing.T) {
 	ctx := testCtx(t)
 	s := newStore(t, startJS(t), lww.StoreConfig{})
 	const writers, commits = 6, 15
@@ -190,7 +257,9 @@ func TestStoreConcurrentCommits(t *testing.T) {
 	}
 }
 
-func TestStoreConflictBounded(t *testing.T) {
+func TestStoreConflictBounded(t *testing.T) { bothWritePaths(t, testStoreConflictBounded) }
+
+func testStoreConflictBounded(t *testing.T) {
 	ctx := testCtx(t)
 	s := newStore(t, startJS(t), lww.StoreConfig{MaxAttempts: 1})
 	st, _ := s.Get(ctx, events.TargetSkipcall, contact)
