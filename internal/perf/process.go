@@ -116,6 +116,7 @@ func RunProcesses(ctx context.Context, cfg ProcessConfig, log io.Writer) (Proces
 	batch := ProcessRow{Name: "ingest, batches of 100", Process: "patchbay ingest", Floor: "ceiling: async publish straight to JetStream"}
 	worker := ProcessRow{Name: "worker, default concurrency", Process: "patchbay worker", Floor: "floor: bare consumer (Fetch, PATCH, ack)"}
 	peerWorker := ProcessRow{Name: "worker", Process: "Watermill peer worker", Floor: "same floor"}
+	stateFloor := ProcessRow{Name: "worker, durable state floor", Process: "bare consumer + KV read and compare-and-set per event", Floor: "same floor"}
 	for r := range cfg.Runs {
 		fmt.Fprintf(b.log, "run %d of %d\n", r+1, cfg.Runs)
 		// Rotate the order each run so no process always goes first.
@@ -156,7 +157,7 @@ func RunProcesses(ctx context.Context, cfg ProcessConfig, log io.Writer) (Proces
 			}
 			batch.Samples = append(batch.Samples, s)
 		}
-		for _, kind := range rotate([]string{"patchbay", "bare", "watermill"}, r) {
+		for _, kind := range rotate([]string{"patchbay", "bare", "watermill", "bare-state"}, r) {
 			if !cfg.runs("worker") || kind == "watermill" && !cfg.Peer {
 				continue
 			}
@@ -170,6 +171,9 @@ func RunProcesses(ctx context.Context, cfg ProcessConfig, log io.Writer) (Proces
 			case "bare":
 				worker.Floors = append(worker.Floors, s)
 				peerWorker.Floors = append(peerWorker.Floors, s)
+				stateFloor.Floors = append(stateFloor.Floors, s)
+			case "bare-state":
+				stateFloor.Samples = append(stateFloor.Samples, s)
 			default:
 				peerWorker.Samples = append(peerWorker.Samples, s)
 			}
@@ -190,6 +194,7 @@ func RunProcesses(ctx context.Context, cfg ProcessConfig, log io.Writer) (Proces
 		if cfg.Peer {
 			rows = append(rows, peerWorker)
 		}
+		rows = append(rows, stateFloor)
 	}
 	for _, c := range cfg.Sweep {
 		if !cfg.runs("worker") {
@@ -569,8 +574,9 @@ func (b *procBench) workerRun(ctx context.Context, kind string, concurrency int)
 		if err == nil && admin != "" {
 			profile = b.profile(ctx, name, admin)
 		}
-	case "bare":
-		p, err = b.role("consumer", "-nats", b.srv.URL, "-url", b.targetURL, "-concurrency", strconv.Itoa(defaultConcurrency))
+	case "bare", "bare-state":
+		p, err = b.role("consumer", "-nats", b.srv.URL, "-url", b.targetURL, "-concurrency", strconv.Itoa(defaultConcurrency),
+			"-state="+strconv.FormatBool(kind == "bare-state"))
 	case "watermill":
 		p, err = proc.Start(b.peerBin, "Watermill worker", []string{"worker", "-nats", b.srv.URL, "-target", b.targetURL,
 			"-subscribers", strconv.Itoa(defaultConcurrency), "-skipcall-key", skKey}, nil)
@@ -597,6 +603,16 @@ func (b *procBench) workerRun(ctx context.Context, kind string, concurrency int)
 	}
 	if n := after - before; !s.Partial && n < b.cfg.Events {
 		return Sample{}, fmt.Errorf("perf: %s acknowledged %d events but the target answered only %d PATCHes", label, b.cfg.Events, n)
+	}
+	if kind == "bare-state" && !s.Partial {
+		// Every event wrote its contact's key (one contact per event).
+		st, err := b.js.Stream(ctx, "KV_"+benchStateBucket)
+		if err != nil {
+			return Sample{}, err
+		}
+		if n := st.CachedInfo().State.Msgs; n != uint64(b.cfg.Events) {
+			return Sample{}, fmt.Errorf("perf: %s acknowledged %d events but stored %d keys", label, b.cfg.Events, n)
+		}
 	}
 	if s.Partial {
 		fmt.Fprintf(b.log, "  worker %s: queue not drained in %s (%.0f events/s, longest stall %s); its output:\n%s\n", label, b.cfg.Timeout, s.Rate, s.Stall, tail(p.Output()))

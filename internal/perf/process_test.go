@@ -49,7 +49,7 @@ func TestProcessSmoke(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	names := []string{"ingest, single events", "ingest, batches of 100", "worker, default concurrency", "worker, concurrency 8"}
+	names := []string{"ingest, single events", "ingest, batches of 100", "worker, default concurrency", "worker, durable state floor", "worker, concurrency 8"}
 	if len(rep.Rows) != len(names) {
 		t.Fatalf("%d rows, want %d: %+v", len(rep.Rows), len(names), rep.Rows)
 	}

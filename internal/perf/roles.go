@@ -45,6 +45,7 @@ func Role(ctx context.Context, name string, args []string, out io.Writer) error 
 	conns := fs.Int("conns", 64, "connections (load)")
 	run := fs.String("run", "r", "event id prefix (load, ceiling)")
 	concurrency := fs.Int("concurrency", 32, "PATCHes in flight (consumer)")
+	state := fs.Bool("state", false, "read and compare-and-set a KV key per event, as a durable last-writer-wins store must (consumer)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -66,7 +67,7 @@ func Role(ctx context.Context, name string, args []string, out io.Writer) error 
 		}
 		return printResult(out, res)
 	case "consumer":
-		return consume(ctx, *natsURL, *url, *concurrency)
+		return consume(ctx, *natsURL, *url, *concurrency, *state)
 	}
 	return fmt.Errorf("perf: unknown role %q", name)
 }
@@ -348,7 +349,13 @@ const bareConsumerName = "bench-bare"
 // Consume or Messages(): in nats.go v1.55.0 both can skip a refill under
 // load and wait ~30 s for the missing-heartbeat timer (nats-io/nats.go#1621,
 // #1622), which the floor must not measure.
-func consume(ctx context.Context, url, target string, n int) error {
+//
+// With state, each event also costs what any durable per-contact
+// last-writer-wins store in NATS costs at the least: a KV read of the
+// contact's key before the PATCH and a compare-and-set write after it,
+// with nats.go's KeyValue API, before the ack. It is the floor of
+// patchbay's design, not of its code.
+func consume(ctx context.Context, url, target string, n int, state bool) error {
 	nc, err := stream.Connect(ctx, url, "", "bench-consumer")
 	if err != nil {
 		return err
@@ -364,6 +371,13 @@ func consume(ctx context.Context, url, target string, n int) error {
 	cons, err := js.CreateOrUpdateConsumer(ctx, scfg.EventsStream, ccfg)
 	if err != nil {
 		return err
+	}
+	var kv jetstream.KeyValue
+	if state {
+		kv, err = js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: benchStateBucket, History: 1, Storage: jetstream.FileStorage})
+		if err != nil {
+			return err
+		}
 	}
 	room := make(chan struct{}, 2*n)
 	for range 2 * n {
@@ -381,7 +395,7 @@ func consume(ctx context.Context, url, target string, n int) error {
 				case <-ctx.Done():
 					return
 				case m := <-msgs:
-					bareDeliver(ctx, client, target, m)
+					bareDeliver(ctx, client, kv, target, m)
 					room <- struct{}{}
 				}
 			}
@@ -421,11 +435,28 @@ func consume(ctx context.Context, url, target string, n int) error {
 	}
 }
 
-func bareDeliver(ctx context.Context, client *http.Client, target string, m jetstream.Msg) {
+// benchStateBucket is the KV bucket of the bare consumer with state.
+const benchStateBucket = "BENCH_STATE"
+
+// bareDeliver PATCHes m's event to target and acknowledges it; with kv, it
+// reads the contact's key first and compare-and-sets it after the PATCH.
+func bareDeliver(ctx context.Context, client *http.Client, kv jetstream.KeyValue, target string, m jetstream.Msg) {
 	var ev floorEvent
 	if err := json.Unmarshal(m.Data(), &ev); err != nil {
 		_ = m.Term()
 		return
+	}
+	var rev uint64
+	key := "skipcall." + ev.ContactID
+	if kv != nil {
+		e, err := kv.Get(ctx, key)
+		switch {
+		case err == nil:
+			rev = e.Revision()
+		case !errors.Is(err, jetstream.ErrKeyNotFound):
+			_ = m.Nak()
+			return
+		}
 	}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPatch, target+"/v1/contacts/"+ev.ContactID, bytes.NewReader(ev.Patch))
 	req.Header.Set("Content-Type", "application/json")
@@ -440,6 +471,18 @@ func bareDeliver(ctx context.Context, client *http.Client, target string, m jets
 	if resp.StatusCode >= 300 {
 		_ = m.Nak()
 		return
+	}
+	if kv != nil {
+		value := m.Data()[:min(len(m.Data()), 64)] // about the size of a contact's stored clocks
+		if rev == 0 {
+			_, err = kv.Create(ctx, key, value)
+		} else {
+			_, err = kv.Update(ctx, key, value, rev)
+		}
+		if err != nil {
+			_ = m.Nak()
+			return
+		}
 	}
 	_ = m.Ack()
 }
