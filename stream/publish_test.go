@@ -11,27 +11,14 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/patchbay/patchbay/stream/embedded"
+	"github.com/patchbay/patchbay/internal/natstest"
 )
 
 // startJS runs an embedded JetStream server for one test and connects to it.
 func startJS(t *testing.T) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	emb, err := embedded.Run(embedded.Config{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Shutdown)
-	nc, err := Connect(context.Background(), emb.ClientURL(), "", t.Name())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return nc, js
+	js := natstest.JetStream(t)
+	return js.Conn(), js
 }
 
 func addStream(t *testing.T, js jetstream.JetStream, name, subjects string) {
@@ -49,6 +36,18 @@ func newPublisher(t *testing.T, nc *nats.Conn) *Publisher {
 	}
 	t.Cleanup(func() { _ = p.Close() })
 	return p
+}
+
+// noCallsLeft fails the test if p still waits for answers to a call that
+// ended.
+func noCallsLeft(t *testing.T, p *Publisher) {
+	t.Helper()
+	p.mu.Lock()
+	left := len(p.calls)
+	p.mu.Unlock()
+	if left != 0 {
+		t.Fatalf("%d calls still registered after they ended", left)
+	}
 }
 
 func msgsWithIDs(subject string, ids ...string) []*nats.Msg {
@@ -91,12 +90,7 @@ func TestPublisherStoresInOrderAndReportsDuplicates(t *testing.T) {
 			t.Fatalf("ack %d = %+v, want %+v", i, acks[i], want[i])
 		}
 	}
-	p.mu.Lock()
-	left := len(p.calls)
-	p.mu.Unlock()
-	if left != 0 {
-		t.Fatalf("%d calls still registered after they ended", left)
-	}
+	noCallsLeft(t, p)
 }
 
 // TestPublisherReadsTheServersPubAcksWithoutEncodingJSON guards the reason
@@ -301,12 +295,7 @@ func TestPublisherWaitEndsWithItsContext(t *testing.T) {
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v, want the context's deadline", err)
 	}
-	p.mu.Lock()
-	left := len(p.calls)
-	p.mu.Unlock()
-	if left != 0 {
-		t.Fatalf("%d calls still registered after their context ended", left)
-	}
+	noCallsLeft(t, p)
 }
 
 func TestParseReplyToken(t *testing.T) {

@@ -10,11 +10,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nats-io/nats.go/jetstream"
-
+	"github.com/patchbay/patchbay/internal/natstest"
 	"github.com/patchbay/patchbay/sources"
-	"github.com/patchbay/patchbay/stream"
-	"github.com/patchbay/patchbay/stream/embedded"
 )
 
 const testSources = "../../sources/testdata/sources.yaml"
@@ -75,21 +72,9 @@ func TestSourcesCheckRefusesBadSampleAndConfig(t *testing.T) {
 }
 
 func TestContactsMapCommands(t *testing.T) {
-	emb, err := embedded.Run(embedded.Config{StoreDir: t.TempDir(), Port: -1})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Shutdown)
+	emb := natstest.Server(t)
 	ctx := context.Background()
-	nc, err := stream.Connect(ctx, emb.ClientURL(), "", "test")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
+	js := natstest.Connect(t, emb, "test")
 	cm, err := sources.OpenContactMap(ctx, js, sources.DefaultContactsBucket, 1)
 	if err != nil {
 		t.Fatal(err)

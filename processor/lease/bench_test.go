@@ -4,14 +4,15 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/patchbay/patchbay/internal/natstest"
 	"github.com/patchbay/patchbay/processor/lease"
 )
 
 // BenchmarkKVCreateDeleteFloor is a bare KV Create and Purge on the embedded
 // server: the two round trips a lease cannot avoid.
 func BenchmarkKVCreateDeleteFloor(b *testing.B) {
-	ctx := testCtx(b)
-	js := startJS(b)
+	ctx := natstest.Context(b)
+	js := natstest.JetStream(b)
 	newLeases(b, js, lease.Config{})
 	kv, err := js.KeyValue(ctx, lease.DefaultBucket)
 	if err != nil {
@@ -34,8 +35,8 @@ func BenchmarkKVCreateDeleteFloor(b *testing.B) {
 // BenchmarkAcquireRelease is one lease per event: Acquire then Release,
 // over 1000 contacts (so most Acquires create over a release marker).
 func BenchmarkAcquireRelease(b *testing.B) {
-	ctx := testCtx(b)
-	l := newLeases(b, startJS(b), lease.Config{})
+	ctx := natstest.Context(b)
+	l := newLeases(b, natstest.JetStream(b), lease.Config{})
 	b.ReportAllocs()
 	i := 0
 	for b.Loop() {

@@ -8,58 +8,22 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/patchbay/patchbay/internal/natstest"
 	"github.com/patchbay/patchbay/processor/lease"
 	"github.com/patchbay/patchbay/stream/embedded"
 )
 
-// startJS runs an embedded JetStream server for the test and returns a
-// client on it.
-func startJS(t testing.TB) jetstream.JetStream {
-	t.Helper()
-	emb, err := embedded.Run(embedded.Config{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Shutdown)
-	return connect(t, emb)
-}
-
 // connect returns a client of its own on emb, closed at cleanup.
 func connect(t testing.TB, emb *embedded.Server) jetstream.JetStream {
 	t.Helper()
-	nc, err := nats.Connect(emb.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js
-}
-
-// testCtx is a context ending a little before the test's deadline (at most
-// two minutes from now).
-func testCtx(t testing.TB) context.Context {
-	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
-	if tt, ok := t.(*testing.T); ok {
-		if d, ok := tt.Deadline(); ok && d.Add(-5*time.Second).Before(deadline) {
-			deadline = d.Add(-5 * time.Second)
-		}
-	}
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	t.Cleanup(cancel)
-	return ctx
+	return natstest.Connect(t, emb, t.Name())
 }
 
 func newLeases(t testing.TB, js jetstream.JetStream, cfg lease.Config) *lease.Leases {
 	t.Helper()
-	l, err := lease.New(testCtx(t), js, cfg)
+	l, err := lease.New(natstest.Context(t), js, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,8 +51,8 @@ func acquireEventually(t *testing.T, ctx context.Context, l *lease.Leases, key s
 }
 
 func TestAcquireExclusiveUnderRace(t *testing.T) {
-	ctx := testCtx(t)
-	js := startJS(t)
+	ctx := natstest.Context(t)
+	js := natstest.JetStream(t)
 	// Two Leases values share the bucket, as two worker processes would.
 	ls := []*lease.Leases{newLeases(t, js, lease.Config{}), newLeases(t, js, lease.Config{})}
 	const goroutines, wantAcquired = 16, 200
@@ -138,8 +102,8 @@ func TestAcquireExclusiveUnderRace(t *testing.T) {
 }
 
 func TestDifferentKeysIndependent(t *testing.T) {
-	ctx := testCtx(t)
-	l := newLeases(t, startJS(t), lease.Config{})
+	ctx := natstest.Context(t)
+	l := newLeases(t, natstest.JetStream(t), lease.Config{})
 	a, err := l.Acquire(ctx, "skipcall.a")
 	if err != nil {
 		t.Fatal(err)
@@ -170,9 +134,9 @@ func TestDifferentKeysIndependent(t *testing.T) {
 }
 
 func TestExpiryFreesKey(t *testing.T) {
-	ctx := testCtx(t)
+	ctx := natstest.Context(t)
 	const ttl = time.Second
-	l := newLeases(t, startJS(t), lease.Config{TTL: ttl, Margin: 300 * time.Millisecond})
+	l := newLeases(t, natstest.JetStream(t), lease.Config{TTL: ttl, Margin: 300 * time.Millisecond})
 	before := time.Now()
 	dead, err := l.Acquire(ctx, "revyops.42") // its holder "dies": never released
 	if err != nil {
@@ -193,8 +157,8 @@ func TestExpiryFreesKey(t *testing.T) {
 }
 
 func TestReleaseOfExpiredLeaseLeavesNewHolder(t *testing.T) {
-	ctx := testCtx(t)
-	l := newLeases(t, startJS(t), lease.Config{TTL: time.Second})
+	ctx := natstest.Context(t)
+	l := newLeases(t, natstest.JetStream(t), lease.Config{TTL: time.Second})
 	old, err := l.Acquire(ctx, "skipcall.c")
 	if err != nil {
 		t.Fatal(err)
@@ -215,8 +179,8 @@ func TestReleaseOfExpiredLeaseLeavesNewHolder(t *testing.T) {
 }
 
 func TestReleaseOfExpiredUntakenLease(t *testing.T) {
-	ctx := testCtx(t)
-	js := startJS(t)
+	ctx := natstest.Context(t)
+	js := natstest.JetStream(t)
 	l := newLeases(t, js, lease.Config{TTL: time.Second})
 	le, err := l.Acquire(ctx, "skipcall.d")
 	if err != nil {
@@ -247,8 +211,8 @@ func TestReleaseOfExpiredUntakenLease(t *testing.T) {
 }
 
 func TestBucketConfig(t *testing.T) {
-	ctx := testCtx(t)
-	js := startJS(t)
+	ctx := natstest.Context(t)
+	js := natstest.JetStream(t)
 	newLeases(t, js, lease.Config{TTL: 7 * time.Second})
 	kv, err := js.KeyValue(ctx, lease.DefaultBucket)
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/patchbay/patchbay/internal/natstest"
 	"github.com/patchbay/patchbay/processor/lease"
 	"github.com/patchbay/patchbay/stream/embedded"
 )
@@ -37,23 +38,13 @@ func waitMode(t *testing.T, ctx context.Context, s *lease.Solo, want string) {
 	}
 }
 
-func runEmbedded(t *testing.T) *embedded.Server {
-	t.Helper()
-	emb, err := embedded.Run(embedded.Config{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Shutdown)
-	return emb
-}
-
 // TestSoloHandsOverWhenASecondMemberJoins: a lone member works solo; a
 // second member waits while the first still has solo work running, then
 // both work under per-key leases; when the second leaves, the first is
 // solo again.
 func TestSoloHandsOverWhenASecondMemberJoins(t *testing.T) {
-	ctx := testCtx(t)
-	emb := runEmbedded(t)
+	ctx := natstest.Context(t)
+	emb := natstest.Server(t)
 	a := join(t, emb, "skipcall")
 	waitMode(t, ctx, a, "solo")
 	tk, ok := a.Enter()
@@ -94,8 +85,8 @@ func TestSoloHandsOverWhenASecondMemberJoins(t *testing.T) {
 // TestSoloNeverBesideSharedWork: members joining and leaving at random
 // never have solo work of one member running beside any work of another.
 func TestSoloNeverBesideSharedWork(t *testing.T) {
-	ctx := testCtx(t)
-	emb := runEmbedded(t)
+	ctx := natstest.Context(t)
+	emb := natstest.Server(t)
 	var (
 		mu                         sync.Mutex
 		running                    = map[*lease.Solo][2]int{} // per member: solo, shared work running
@@ -199,8 +190,8 @@ func TestSoloNeverBesideSharedWork(t *testing.T) {
 // long work is not cut short while the key is held; once the member leaves
 // the fence is the zero time, and no work may go on under it.
 func TestTicketFenceFollowsRenewals(t *testing.T) {
-	ctx := testCtx(t)
-	emb := runEmbedded(t)
+	ctx := natstest.Context(t)
+	emb := natstest.Server(t)
 	a := join(t, emb, "skipcall") // TTL 3 s: renewed every second
 	waitMode(t, ctx, a, "solo")
 	tk, ok := a.Enter()

@@ -4,12 +4,12 @@ import (
 	"fmt"
 	"reflect"
 	"sync"
-	"sync/atomic"
 	"testing"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/patchbay/patchbay/events"
+	"github.com/patchbay/patchbay/internal/natstest"
 	"github.com/patchbay/patchbay/processor/lww"
 )
 
@@ -18,8 +18,8 @@ import (
 // own after a batch that ended normally), and a reader with nothing to
 // read sends nothing: one more Get costs exactly one request.
 func TestBatchedReadsCostOneRequestAndStop(t *testing.T) {
-	ctx := testCtx(t)
-	js := startJS(t)
+	ctx := natstest.Context(t)
+	js := natstest.JetStream(t)
 	s := newStore(t, js, lww.StoreConfig{Bucket: "IDLE"})
 	const n = 40
 	want := make([]map[string]lww.Clock, n)
@@ -38,16 +38,29 @@ func TestBatchedReadsCostOneRequestAndStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	var batched, single atomic.Int64
-	for subj, count := range map[string]*atomic.Int64{
-		"$JS.API.DIRECT.GET.KV_IDLE":   &batched,
-		"$JS.API.DIRECT.GET.KV_IDLE.>": &single,
-	} {
-		sub, err := nc.Subscribe(subj, func(*nats.Msg) { count.Add(1) })
+	// Synchronous subscriptions queue what they receive in the order the
+	// connection reads it, so once a Flush of nc returns, every request
+	// sent before it is counted in Pending (a callback may not have run
+	// yet).
+	subscribe := func(subj string) *nats.Subscription {
+		sub, err := nc.SubscribeSync(subj)
 		if err != nil {
 			t.Fatal(err)
 		}
-		defer sub.Unsubscribe()
+		if err := sub.SetPendingLimits(-1, -1); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = sub.Unsubscribe() })
+		return sub
+	}
+	batchedSub, singleSub := subscribe("$JS.API.DIRECT.GET.KV_IDLE"), subscribe("$JS.API.DIRECT.GET.KV_IDLE.>")
+	count := func(sub *nats.Subscription) int {
+		t.Helper()
+		n, _, err := sub.Pending()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return n
 	}
 	if err := nc.Flush(); err != nil {
 		t.Fatal(err)
@@ -86,19 +99,19 @@ func TestBatchedReadsCostOneRequestAndStop(t *testing.T) {
 		t.Error(err)
 	}
 	flushed()
-	if got := single.Load(); got != 0 {
-		t.Fatalf("%d keys read one by one beside %d batched reads, want 0: a batch that ended normally was taken for a failure", got, batched.Load())
+	if got := count(singleSub); got != 0 {
+		t.Fatalf("%d keys read one by one beside %d batched reads, want 0: a batch that ended normally was taken for a failure", got, count(batchedSub))
 	}
-	if batched.Load() == 0 {
+	if count(batchedSub) == 0 {
 		t.Fatal("no batched read counted: the test watches the wrong subject")
 	}
 
-	before := batched.Load()
+	before := count(batchedSub)
 	if _, err := s.Get(ctx, events.TargetRevyOps, "1"); err != nil {
 		t.Fatal(err)
 	}
 	flushed()
-	if got := batched.Load() - before; got != 1 {
+	if got := count(batchedSub) - before; got != 1 {
 		t.Fatalf("one Get of an idle reader cost %d batched reads, want 1: the reader reads with nothing pending", got)
 	}
 }

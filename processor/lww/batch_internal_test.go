@@ -7,8 +7,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-
-	"github.com/patchbay/patchbay/stream/embedded"
+	"github.com/patchbay/patchbay/internal/natstest"
 )
 
 // TestBatchRepliesAreBufferedWhole guards route's buffer: every reply of a
@@ -40,16 +39,7 @@ func TestBatchRepliesAreBufferedWhole(t *testing.T) {
 // the server cut the batch short, so the caller reads the keys one by one
 // instead of taking missing keys for keys without an entry.
 func TestBatchEndSaysWhetherItIsWhole(t *testing.T) {
-	emb, err := embedded.Run(embedded.Config{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Shutdown)
-	nc, err := nats.Connect(emb.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
+	nc := natstest.JetStream(t).Conn()
 	// A fake direct-get responder: one entry, then the end of the batch
 	// with the pending count the case sets ("-" for no header).
 	var pending atomic.Value

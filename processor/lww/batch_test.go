@@ -10,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/patchbay/patchbay/events"
+	"github.com/patchbay/patchbay/internal/natstest"
 	"github.com/patchbay/patchbay/processor/lww"
 )
 
@@ -17,8 +18,8 @@ import (
 // answered by far fewer requests, and each gets exactly its own contact's
 // state: committed, deleted, purged or never written.
 func TestConcurrentGetsAreBatched(t *testing.T) {
-	ctx := testCtx(t)
-	js := startJS(t)
+	ctx := natstest.Context(t)
+	js := natstest.JetStream(t)
 	s := newStore(t, js, lww.StoreConfig{Bucket: "BATCH"})
 	kv, err := js.KeyValue(ctx, "BATCH")
 	if err != nil {

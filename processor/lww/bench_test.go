@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/patchbay/patchbay/events"
+	"github.com/patchbay/patchbay/internal/natstest"
 	"github.com/patchbay/patchbay/processor/lww"
 )
 
@@ -75,8 +76,8 @@ func BenchmarkFilterDropSome(b *testing.B) {
 // BenchmarkKVGetPutFloor is one KV Get and one Put on the embedded server:
 // the two round trips Store.Get+Commit cannot avoid.
 func BenchmarkKVGetPutFloor(b *testing.B) {
-	js := startJS(b)
-	ctx := testCtx(b)
+	js := natstest.JetStream(b)
+	ctx := natstest.Context(b)
 	newStore(b, js, lww.StoreConfig{})
 	kv, err := js.KeyValue(ctx, lww.DefaultBucket)
 	if err != nil {
@@ -100,8 +101,8 @@ func BenchmarkKVGetPutFloor(b *testing.B) {
 // BenchmarkStoreGetCommit is one event's state round trips: Get, then
 // Commit of its fields' clocks, over 1000 contacts.
 func BenchmarkStoreGetCommit(b *testing.B) {
-	js := startJS(b)
-	ctx := testCtx(b)
+	js := natstest.JetStream(b)
+	ctx := natstest.Context(b)
 	s := newStore(b, js, lww.StoreConfig{})
 	_, clocks, _ := lww.Merge(events.TargetSkipcall, lww.Change{Patch: benchPatch, Clock: at(0, "e")})
 	b.ReportAllocs()
@@ -126,8 +127,8 @@ func BenchmarkStoreGetCommit(b *testing.B) {
 // BenchmarkEncodedSize reports the stored value's size for the bench patch's
 // six fields from one event, and from six events.
 func BenchmarkEncodedSize(b *testing.B) {
-	js := startJS(b)
-	ctx := testCtx(b)
+	js := natstest.JetStream(b)
+	ctx := natstest.Context(b)
 	s := newStore(b, js, lww.StoreConfig{})
 	kv, _ := js.KeyValue(ctx, lww.DefaultBucket)
 	names, _ := lww.Fields(events.TargetSkipcall, benchPatch)

@@ -16,6 +16,7 @@ import (
 	"pgregory.net/rapid"
 
 	"github.com/patchbay/patchbay/events"
+	"github.com/patchbay/patchbay/internal/natstest"
 	"github.com/patchbay/patchbay/processor/lww"
 	"github.com/patchbay/patchbay/sandbox"
 )
@@ -87,8 +88,8 @@ func TestPropertyLastWriterWins(t *testing.T) {
 	if f := flag.Lookup("rapid.seed"); f != nil && f.Value.String() == "0" {
 		flag.Set("rapid.seed", "20261125")
 	}
-	ctx := testCtx(t)
-	store := newStore(t, startJS(t), lww.StoreConfig{})
+	ctx := natstest.Context(t)
+	store := newStore(t, natstest.JetStream(t), lww.StoreConfig{})
 	skip, err := sandbox.NewSkipcall(sandbox.SkipcallConfig{AutoCreate: true})
 	if err != nil {
 		t.Fatal(err)

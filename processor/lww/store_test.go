@@ -1,7 +1,6 @@
 package lww_test
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -10,56 +9,20 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/patchbay/patchbay/events"
+	"github.com/patchbay/patchbay/internal/natstest"
 	"github.com/patchbay/patchbay/processor/lww"
 	"github.com/patchbay/patchbay/stream"
-	"github.com/patchbay/patchbay/stream/embedded"
 )
-
-// startJS runs an embedded JetStream server for the test and returns a
-// client on it.
-func startJS(t testing.TB) jetstream.JetStream {
-	t.Helper()
-	emb, err := embedded.Run(embedded.Config{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Shutdown)
-	nc, err := nats.Connect(emb.ClientURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js
-}
-
-// testCtx is a context ending a little before the test's deadline.
-func testCtx(t testing.TB) context.Context {
-	t.Helper()
-	deadline := time.Now().Add(2 * time.Minute)
-	if tt, ok := t.(*testing.T); ok {
-		if d, ok := tt.Deadline(); ok && d.Add(-5*time.Second).Before(deadline) {
-			deadline = d.Add(-5 * time.Second)
-		}
-	}
-	ctx, cancel := context.WithDeadline(context.Background(), deadline)
-	t.Cleanup(cancel)
-	return ctx
-}
 
 func newStore(t testing.TB, js jetstream.JetStream, cfg lww.StoreConfig) *lww.Store {
 	t.Helper()
 	if pub, ok := t.(interface{ Name() string }); ok && strings.HasSuffix(pub.Name(), "/publisher") && cfg.Publisher == nil {
 		cfg.Publisher = newPublisher(t, js)
 	}
-	s, err := lww.NewStore(testCtx(t), js, cfg)
+	s, err := lww.NewStore(natstest.Context(t), js, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,8 +56,8 @@ func TestStoreCommitOverADeleteMarker(t *testing.T) {
 }
 
 func testStoreCommitOverADeleteMarker(t *testing.T) {
-	ctx := testCtx(t)
-	js := startJS(t)
+	ctx := natstest.Context(t)
+	js := natstest.JetStream(t)
 	s := newStore(t, js, lww.StoreConfig{})
 	st, _ := s.Get(ctx, events.TargetSkipcall, contact)
 	if err := s.Commit(ctx, events.TargetSkipcall, contact, st, map[string]lww.Clock{"city": at(1, "a")}); err != nil {
@@ -125,8 +88,8 @@ const contact = "0b7e4c6a-1f2d-4e3a-9b8c-7d6e5f4a3b2c"
 func TestStoreGetCommit(t *testing.T) { bothWritePaths(t, testStoreGetCommit) }
 
 func testStoreGetCommit(t *testing.T) {
-	ctx := testCtx(t)
-	s := newStore(t, startJS(t), lww.StoreConfig{})
+	ctx := natstest.Context(t)
+	s := newStore(t, natstest.JetStream(t), lww.StoreConfig{})
 	st, err := s.Get(ctx, events.TargetSkipcall, contact)
 	if err != nil {
 		t.Fatal(err)
@@ -176,8 +139,8 @@ func TestStoreCommitStaleStateMerges(t *testing.T) {
 }
 
 func testStoreCommitStaleStateMerges(t *testing.T) {
-	ctx := testCtx(t)
-	s := newStore(t, startJS(t), lww.StoreConfig{})
+	ctx := natstest.Context(t)
+	s := newStore(t, natstest.JetStream(t), lww.StoreConfig{})
 	stale, _ := s.Get(ctx, events.TargetRevyOps, "42") // Revision 0
 	if err := s.Commit(ctx, events.TargetRevyOps, "42", stale, map[string]lww.Clock{"first_name": at(5, "b")}); err != nil {
 		t.Fatal(err)
@@ -204,8 +167,8 @@ func testStoreCommitStaleStateMerges(t *testing.T) {
 func TestStoreConcurrentCommits(t *testing.T) { bothWritePaths(t, testStoreConcurrentCommits) }
 
 func testStoreConcurrentCommits(t *testing.T) {
-	ctx := testCtx(t)
-	s := newStore(t, startJS(t), lww.StoreConfig{})
+	ctx := natstest.Context(t)
+	s := newStore(t, natstest.JetStream(t), lww.StoreConfig{})
 	const writers, commits = 6, 15
 	fields := []string{"city", "firstName", "lastName", "customFields/a", "customFields/b"}
 	want := map[string]lww.Clock{}
@@ -260,8 +223,8 @@ func testStoreConcurrentCommits(t *testing.T) {
 func TestStoreConflictBounded(t *testing.T) { bothWritePaths(t, testStoreConflictBounded) }
 
 func testStoreConflictBounded(t *testing.T) {
-	ctx := testCtx(t)
-	s := newStore(t, startJS(t), lww.StoreConfig{MaxAttempts: 1})
+	ctx := natstest.Context(t)
+	s := newStore(t, natstest.JetStream(t), lww.StoreConfig{MaxAttempts: 1})
 	st, _ := s.Get(ctx, events.TargetSkipcall, contact)
 	if err := s.Commit(ctx, events.TargetSkipcall, contact, st, map[string]lww.Clock{"city": at(1, "a")}); err != nil {
 		t.Fatal(err)
@@ -273,8 +236,8 @@ func testStoreConflictBounded(t *testing.T) {
 }
 
 func TestStoreBucketConfig(t *testing.T) {
-	ctx := testCtx(t)
-	js := startJS(t)
+	ctx := natstest.Context(t)
+	js := natstest.JetStream(t)
 	newStore(t, js, lww.StoreConfig{})
 	kv, err := js.KeyValue(ctx, lww.DefaultBucket)
 	if err != nil {
@@ -307,8 +270,8 @@ func TestStoreBucketConfig(t *testing.T) {
 }
 
 func TestStoreInvalidKeyAndCorrupt(t *testing.T) {
-	ctx := testCtx(t)
-	js := startJS(t)
+	ctx := natstest.Context(t)
+	js := natstest.JetStream(t)
 	s := newStore(t, js, lww.StoreConfig{})
 	for _, c := range []string{"", "a.b", "a b", "*", ">"} {
 		if _, err := s.Get(ctx, events.TargetSkipcall, c); !errors.Is(err, lww.ErrInvalid) {

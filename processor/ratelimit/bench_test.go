@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/patchbay/patchbay/internal/natstest"
 )
 
 // The benchmarks compare the cost of one slot with floors measured in the
@@ -30,10 +31,10 @@ import (
 //
 //	go test -run '^$' -bench . -benchtime 2000x ./processor/ratelimit/
 func BenchmarkSlot(b *testing.B) {
-	emb := runNATS(b)
+	emb := natstest.Server(b)
 	conns := make([]jetstream.JetStream, 3)
 	for i := range conns {
-		conns[i] = connect(b, emb, fmt.Sprintf("bench-%d", i))
+		conns[i] = natstest.Connect(b, emb, fmt.Sprintf("bench-%d", i))
 	}
 	ctx := context.Background()
 

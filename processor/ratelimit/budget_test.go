@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/patchbay/patchbay/internal/natstest"
 )
 
 func TestConfigValidate(t *testing.T) {
@@ -46,7 +47,7 @@ func TestConfigValidate(t *testing.T) {
 
 // TestNamesDoNotRevealKey: nothing stored in NATS names the API key.
 func TestNamesDoNotRevealKey(t *testing.T) {
-	emb := runNATS(t)
+	emb := natstest.Server(t)
 	b := replicas(t, emb, 1, testConfig(5, 2*time.Second))[0]
 	ctx := testContext(t)
 	if _, err := b.TryTake(ctx); err != nil {
@@ -55,7 +56,7 @@ func TestNamesDoNotRevealKey(t *testing.T) {
 	if err := b.Pause(ctx, time.Now(), "test"); err != nil {
 		t.Fatal(err)
 	}
-	js := connect(t, emb, "inspect")
+	js := natstest.Connect(t, emb, "inspect")
 	kv, err := js.KeyValue(ctx, DefaultBucket)
 	if err != nil {
 		t.Fatal(err)
@@ -102,7 +103,7 @@ func TestReplicasNeverExceedProviderLimit(t *testing.T) {
 		window  = 2 * time.Second
 		windows = 3
 	)
-	emb := runNATS(t)
+	emb := natstest.Server(t)
 	sb, base := skipcall(t, limit, window)
 	bs := replicas(t, emb, 3, testConfig(limit, window))
 	ctx, cancel := context.WithTimeout(testContext(t), windows*window)
@@ -179,7 +180,7 @@ func TestReplicasNeverExceedProviderLimit(t *testing.T) {
 func TestWindowAlignsToProviderReset(t *testing.T) {
 	const limit = 4
 	window := 2 * time.Second
-	emb := runNATS(t)
+	emb := natstest.Server(t)
 	_, base := skipcall(t, limit, window)
 	cfg := testConfig(limit, window)
 	bs := replicas(t, emb, 2, cfg)
@@ -236,7 +237,7 @@ func TestWindowAlignsToProviderReset(t *testing.T) {
 // others within milliseconds, invalidates a slot they granted before it, is
 // not an attempt (nothing is counted), and leaves another target alone.
 func TestPauseSeenByAllReplicas(t *testing.T) {
-	emb := runNATS(t)
+	emb := natstest.Server(t)
 	cfg := testConfig(100, 4*time.Second)
 	bs := replicas(t, emb, 3, cfg)
 	other := cfg
@@ -311,7 +312,7 @@ func TestPauseSeenByAllReplicas(t *testing.T) {
 // one replica per round; the first accepted probe resumes every replica.
 // State shows the pause (the /readyz detail) while it lasts.
 func TestCredentialProbe(t *testing.T) {
-	emb := runNATS(t)
+	emb := natstest.Server(t)
 	sb, base := skipcall(t, 10_000, 10*time.Second)
 	sb.SetKeyStatus(testKey, http.StatusUnauthorized, "")
 	cfg := testConfig(10_000, 10*time.Second)

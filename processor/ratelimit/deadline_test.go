@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/patchbay/patchbay/internal/natstest"
 )
 
 // stallThenSend waits until the request's deadline has passed, as a
@@ -45,7 +47,7 @@ func countingServer(t *testing.T) (*httptest.Server, *atomic.Int64) {
 // reaches the server whole.
 func TestRequestPastItsDeadlineIsNotWritten(t *testing.T) {
 	srv, got := countingServer(t)
-	emb := runNATS(t)
+	emb := natstest.Server(t)
 	b := replicas(t, emb, 1, testConfig(Unlimited, time.Minute))[0]
 	hc := &http.Client{Transport: b.Transport(stallThenSend{next: http.DefaultTransport})}
 	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
@@ -90,7 +92,7 @@ func (s lapseThenSend) RoundTrip(req *http.Request) (*http.Response, error) {
 // however late that happens.
 func TestFenceIsReadAtTheWire(t *testing.T) {
 	srv, got := countingServer(t)
-	emb := runNATS(t)
+	emb := natstest.Server(t)
 	b := replicas(t, emb, 1, testConfig(Unlimited, time.Minute))[0]
 	var until atomic.Int64
 	fence := func() time.Time { return time.Unix(0, until.Load()) }
@@ -134,7 +136,7 @@ func TestFenceIsReadAtTheWire(t *testing.T) {
 // held to that earlier request's fence once it has passed.
 func TestWireFencedConnectionWritesNothingPastTheFence(t *testing.T) {
 	srv, got := countingServer(t)
-	emb := runNATS(t)
+	emb := natstest.Server(t)
 	b := replicas(t, emb, 1, testConfig(Unlimited, time.Minute))[0]
 	var until atomic.Int64
 	var lapseOnDial atomic.Bool

@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/patchbay/patchbay/internal/natstest"
 )
 
 // fixedWindows is a provider whose windows are fixed to the clock
@@ -68,7 +70,7 @@ func TestFixedProviderWindows(t *testing.T) {
 	f := &fixedWindows{limit: limit, window: window, latency: 400 * time.Millisecond, status: map[int]int{}}
 	srv := httptest.NewServer(f)
 	t.Cleanup(srv.Close)
-	emb := runNATS(t)
+	emb := natstest.Server(t)
 	bs := replicas(t, emb, 3, testConfig(limit, window))
 	ctx, cancel := context.WithTimeout(testContext(t), run)
 	defer cancel()

@@ -13,41 +13,15 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
+	"github.com/patchbay/patchbay/internal/natstest"
 	"github.com/patchbay/patchbay/sandbox"
-	"github.com/patchbay/patchbay/stream"
 	"github.com/patchbay/patchbay/stream/embedded"
 )
 
 // testKey is the Skipcall key the sandbox accepts in these tests.
 const testKey = "sk_test_Zq9xSecretKeyMaterial"
 
-// runNATS starts an embedded JetStream server for the test.
-func runNATS(t testing.TB) *embedded.Server {
-	t.Helper()
-	emb, err := embedded.Run(embedded.Config{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Shutdown)
-	return emb
-}
-
 // connect opens a NATS connection of its own, as a worker replica would.
-func connect(t testing.TB, emb *embedded.Server, name string) jetstream.JetStream {
-	t.Helper()
-	nc, err := stream.Connect(context.Background(), emb.ClientURL(), "", name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return js
-}
 
 // testConfig is a Skipcall budget with a scaled window.
 func testConfig(limit int, window time.Duration) Config {
@@ -62,7 +36,7 @@ func replicas(t testing.TB, emb *embedded.Server, n int, cfg Config) []*Budget {
 	t.Helper()
 	out := make([]*Budget, n)
 	for i := range out {
-		js := connect(t, emb, fmt.Sprintf("replica-%d", i))
+		js := natstest.Connect(t, emb, fmt.Sprintf("replica-%d", i))
 		b, err := New(testContext(t), js, cfg, testLogger(t))
 		if err != nil {
 			t.Fatal(err)

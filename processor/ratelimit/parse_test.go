@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/patchbay/patchbay/internal/natstest"
 )
 
 func TestParseHeadersStrictWithUnits(t *testing.T) {
@@ -39,7 +41,7 @@ func TestParseHeadersStrictWithUnits(t *testing.T) {
 // TestImplausibleResetIgnored: a reset sent in milliseconds where seconds
 // were meant (here a year ahead) must not pause the target for a year.
 func TestImplausibleResetIgnored(t *testing.T) {
-	emb := runNATS(t)
+	emb := natstest.Server(t)
 	b := replicas(t, emb, 1, testConfig(10, 2*time.Second))[0]
 	ctx := testContext(t)
 	if _, err := b.TryTake(ctx); err != nil {
@@ -68,7 +70,7 @@ func TestTransportRefusesPastDeadline(t *testing.T) {
 	var hits atomic.Int32
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { hits.Add(1) }))
 	defer srv.Close()
-	emb := runNATS(t)
+	emb := natstest.Server(t)
 	b := replicas(t, emb, 1, testConfig(10, 2*time.Second))[0]
 	ctx := staleDeadline{Context: context.Background(), dl: time.Now().Add(-time.Second)}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPatch, srv.URL, nil)

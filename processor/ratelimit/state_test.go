@@ -4,6 +4,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/patchbay/patchbay/internal/natstest"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -33,12 +34,12 @@ func gauge(t *testing.T, reg *prometheus.Registry, name, target string) (float64
 // TestMetrics: the gauges follow a credentials pause set by another
 // replica, and Close unregisters them.
 func TestMetrics(t *testing.T) {
-	emb := runNATS(t)
+	emb := natstest.Server(t)
 	cfg := testConfig(10, 4*time.Second)
 	bs := replicas(t, emb, 1, cfg)
 	reg := prometheus.NewRegistry()
 	cfg.Registerer = reg
-	watched, err := New(testContext(t), connect(t, emb, "metrics"), cfg, testLogger(t))
+	watched, err := New(testContext(t), natstest.Connect(t, emb, "metrics"), cfg, testLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,13 +5,15 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/patchbay/patchbay/internal/natstest"
 )
 
 // TestTransport: the transport observes every response (the window aligns
 // without an explicit Observe) and refuses, without sending, a request
 // whose slot was granted before another replica paused the target.
 func TestTransport(t *testing.T) {
-	emb := runNATS(t)
+	emb := natstest.Server(t)
 	sb, base := skipcall(t, 5, 2*time.Second)
 	cfg := testConfig(5, 2*time.Second)
 	bs := replicas(t, emb, 2, cfg)
@@ -54,7 +56,7 @@ func TestTransport(t *testing.T) {
 // limit instead of running into 429s.
 func TestObserveCountsOtherClients(t *testing.T) {
 	const limit = 10
-	emb := runNATS(t)
+	emb := natstest.Server(t)
 	_, base := skipcall(t, limit, 4*time.Second)
 	b := replicas(t, emb, 1, testConfig(limit, 4*time.Second))[0]
 	ctx := testContext(t)

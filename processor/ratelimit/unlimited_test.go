@@ -8,16 +8,17 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/patchbay/patchbay/internal/natstest"
 )
 
 // TestUnlimitedCountsNothingUntilALimitIsNamed: a budget without a plan
 // limit grants slots without a counter round trip, still refuses during a
 // pause, and starts counting once a response names a limit.
 func TestUnlimitedCountsNothingUntilALimitIsNamed(t *testing.T) {
-	emb := runNATS(t)
+	emb := natstest.Server(t)
 	b := replicas(t, emb, 1, testConfig(Unlimited, 2*time.Second))[0]
 	ctx := testContext(t)
-	js := connect(t, emb, "inspect")
+	js := natstest.Connect(t, emb, "inspect")
 	counted := func() uint64 {
 		t.Helper()
 		s, err := js.Stream(ctx, DefaultCounterStream)
@@ -62,7 +63,7 @@ func TestUnlimitedCountsNothingUntilALimitIsNamed(t *testing.T) {
 // TestUnlimitedFollowsTheProvidersLimit: once a response names a limit,
 // slots are counted and the window closes at that limit.
 func TestUnlimitedFollowsTheProvidersLimit(t *testing.T) {
-	emb := runNATS(t)
+	emb := natstest.Server(t)
 	b := replicas(t, emb, 1, testConfig(Unlimited, time.Minute))[0]
 	ctx := testContext(t)
 	if _, err := b.TryTake(ctx); err != nil {
@@ -94,7 +95,7 @@ func TestUnlimitedFollowsTheProvidersLimit(t *testing.T) {
 	if granted != 2 {
 		t.Fatalf("after the provider named a limit of 3 with 2 remaining, %d slots were granted, want 2", granted)
 	}
-	js := connect(t, emb, "inspect")
+	js := natstest.Connect(t, emb, "inspect")
 	s, err := js.Stream(ctx, DefaultCounterStream)
 	if err != nil {
 		t.Fatal(err)
