@@ -24,27 +24,26 @@ type Response struct {
 	Body   []byte
 }
 
-// Send performs req with c and reads at most MaxResponseBody bytes of the
-// answer, draining a bounded remainder so the connection can be reused.
-// c.Timeout bounds the whole call, the answer's body included. Transport
-// errors are classified with TransportError.
-func Send(ctx context.Context, c *http.Client, req *http.Request) (Response, error) {
-	call := ctx
-	if c.Timeout > 0 {
-		// The timeout as the call's context deadline rather than
-		// http.Client.Timeout: with a RoundTripper other than
-		// *http.Transport (the rate budget's), the client enforces its
-		// Timeout with a goroutine and a timer of its own per request.
-		var cancel context.CancelFunc
-		call, cancel = context.WithTimeout(ctx, c.Timeout)
-		defer cancel()
-		cc := *c
-		cc.Timeout = 0
-		c = &cc
+// bound returns the context of a call with c: ctx with c.Timeout as its
+// deadline, and c without its Timeout. With a RoundTripper other than
+// *http.Transport (the rate budget's), http.Client enforces its Timeout
+// with a goroutine and a timer of its own per request; a deadline does
+// the same for free.
+func bound(ctx context.Context, c *http.Client) (context.Context, *http.Client, context.CancelFunc) {
+	if c.Timeout <= 0 {
+		return ctx, c, func() {}
 	}
-	if req.Context() != call {
-		req = req.WithContext(call)
-	}
+	call, cancel := context.WithTimeout(ctx, c.Timeout)
+	cc := *c
+	cc.Timeout = 0
+	return call, &cc, cancel
+}
+
+// send performs req, which carries the call's context, with c and reads at
+// most MaxResponseBody bytes of the answer, draining a bounded remainder so
+// the connection can be reused. Transport errors are classified with
+// TransportError against ctx, the caller's context.
+func send(ctx context.Context, c *http.Client, req *http.Request) (Response, error) {
 	resp, err := c.Do(req)
 	if err != nil {
 		return Response{}, processor.TransportError(ctx, err)
@@ -73,14 +72,20 @@ func ValidBaseURL(raw string) bool {
 }
 
 // PatchJSON sends body as a JSON PATCH to u with one authentication header
-// and returns the provider's bounded answer (errors as Send).
+// and returns the provider's answer, its body read up to MaxResponseBody.
+// c.Timeout bounds the whole call, the answer's body included. Transport
+// errors are classified with TransportError.
 func PatchJSON(ctx context.Context, c *http.Client, u string, body []byte, authHeader, authValue string) (Response, error) {
-	req, err := http.NewRequestWithContext(ctx, http.MethodPatch, u, bytes.NewReader(body))
+	call, c, cancel := bound(ctx, c)
+	defer cancel()
+	// The request is built with the call's context: no copy of it for
+	// another context (http.Request.WithContext) on every PATCH.
+	req, err := http.NewRequestWithContext(call, http.MethodPatch, u, bytes.NewReader(body))
 	if err != nil {
 		return Response{}, &processor.Error{Class: processor.ClassPermanent, Err: err}
 	}
 	req.Header.Set(authHeader, authValue)
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Accept", "application/json")
-	return Send(ctx, c, req)
+	return send(ctx, c, req)
 }
