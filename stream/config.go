@@ -74,3 +74,20 @@ func (c Config) EventsSubjects() string { return c.SubjectPrefix + ".patch.>" }
 
 // DLQSubjects is the wildcard subject of the dead-letter stream.
 func (c Config) DLQSubjects() string { return c.SubjectPrefix + ".dlq.>" }
+
+// KeyToken reports whether s can be one dot-separated token of a NATS KV
+// key: not empty, and made of letters, digits, '-', '_', '=' and '/' (the
+// characters nats.go's KeyValue accepts in a key, but the dot).
+func KeyToken(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_', c == '=', c == '/':
+		default:
+			return false
+		}
+	}
+	return true
+}

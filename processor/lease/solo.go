@@ -14,6 +14,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/patchbay/patchbay/stream"
 )
 
 // Solo spares the only member of a group the per-key leases: while one
@@ -136,7 +137,7 @@ func (t Ticket) Done() {
 // at each moment, whether and how work may start. Join itself does not
 // wait for NATS: a member that cannot reach it never gets a Ticket.
 func (l *Leases) Join(group string, log *slog.Logger) (*Solo, error) {
-	if !keyValidToken(group) {
+	if !stream.KeyToken(group) {
 		return nil, fmt.Errorf("lease: group %q is not a key token", group)
 	}
 	var b [8]byte
@@ -149,20 +150,6 @@ func (l *Leases) Join(group string, log *slog.Logger) (*Solo, error) {
 		stop: stop, done: make(chan struct{}), idle: make(chan struct{}, 1), leaves: make(chan struct{})}
 	go s.run(ctx)
 	return s, nil
-}
-
-func keyValidToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for _, c := range s {
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_', c == '=', c == '/':
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // Enter returns a Ticket when work may start now: solo (no per-key lease)

@@ -126,25 +126,10 @@ func NewStore(ctx context.Context, js jetstream.JetStream, cfg StoreConfig) (*St
 // characters a KV key token allows (letters, digits, '-', '_', '=', '/'),
 // as canonical contact ids are.
 func Key(target events.Target, contact string) (string, error) {
-	if !keyToken(string(target)) || !keyToken(contact) {
+	if !stream.KeyToken(string(target)) || !stream.KeyToken(contact) {
 		return "", fmt.Errorf("%w: target %q and contact %q cannot form a KV key", ErrInvalid, target, contact)
 	}
 	return string(target) + "." + contact, nil
-}
-
-func keyToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '-', c == '_', c == '=', c == '/':
-		default:
-			return false
-		}
-	}
-	return true
 }
 
 // Get returns the stored state of (target, contact): its field clocks and
