@@ -116,6 +116,12 @@ func TestNearlyFullWorkerStillFetches(t *testing.T) {
 	a, b := "a3a3a3a3-2222-4333-8444-555555555555", "b3b3b3b3-2222-4333-8444-555555555555"
 	s.Skipcall.PutContact(a, map[string]any{"firstName": "A", "lastName": "B"})
 	s.Skipcall.PutContact(b, map[string]any{"firstName": "A", "lastName": "B"})
+	for i := range held {
+		s.PostEvent(skipEvent(fmt.Sprintf("full-a-%04d", i), a, map[string]any{"city": "Metz"}))
+	}
+	// The other replica's lease is taken once the events are posted (which
+	// takes a while on a busy machine): it must outlast the rest of the
+	// test, and it is not renewed.
 	leases, err := lease.New(context.Background(), s.JS, lease.Config{Bucket: s.Stream.KVBucket("LEASES"), TTL: processor.DefaultLeaseTTL})
 	if err != nil {
 		t.Fatal(err)
@@ -125,9 +131,6 @@ func TestNearlyFullWorkerStillFetches(t *testing.T) {
 		t.Fatalf("the other replica's lease: %v", err)
 	}
 	defer func() { _ = other.Release(context.Background()) }()
-	for i := range held {
-		s.PostEvent(skipEvent(fmt.Sprintf("full-a-%04d", i), a, map[string]any{"city": "Metz"}))
-	}
 	pulls := watchPulls(t, s, "skipcall")
 	w := startObserved(t, s, cfg, nil)
 	// The pull request that A's events did not fill expires (fetchExpiry);
