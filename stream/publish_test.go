@@ -321,6 +321,15 @@ func TestParseReplyToken(t *testing.T) {
 	}
 }
 
+func TestPublishingNothingReturnsAtOnce(t *testing.T) {
+	nc, _ := startJS(t)
+	p := newPublisher(t, nc)
+	acks, err := p.Publish(context.Background(), nil) // no deadline: it must not wait
+	if err != nil || len(acks) != 0 {
+		t.Fatalf("Publish(nothing) = %v, %v; want no acks, no error", acks, err)
+	}
+}
+
 func TestPublisherSendsNothingOnceItsContextIsDone(t *testing.T) {
 	nc, js := startJS(t)
 	addStream(t, js, "S", "s.>")
