@@ -236,9 +236,7 @@ func (l *lane) apply(ctx context.Context, j job, msgs []pending, evs []events.Ev
 			}
 			l.ack(ctx, p, outcome, log)
 		}
-		if len(msgs) > 1 {
-			l.w.m.coalesced.WithLabelValues(l.name).Add(float64(len(msgs) - 1))
-		}
+		l.w.m.coalesced.WithLabelValues(l.name).Add(float64(len(msgs) - 1))
 		log.Debug("applied", "status", res.Status)
 		return r
 	}
