@@ -63,8 +63,16 @@ func (w *Worker) deadLetterBySeq(ctx context.Context, seq uint64, deliveries int
 	if err := w.dlq.Publish(ctx, l); err != nil {
 		return err
 	}
-	if err := str.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
-		return err
+	// Another replica may have handled the same advisory and deleted the
+	// message since GetMsg. The server answers that delete with a generic
+	// failure (ErrMsgDeleteUnsuccessful, "no message found"), never
+	// ErrMsgNotFound, so a failed delete asks again whether the message is
+	// gone: then it is dead-lettered, by this letter or the other replica's
+	// (deduplicated by stream sequence).
+	if err := str.DeleteMsg(ctx, seq); err != nil {
+		if _, gerr := str.GetMsg(ctx, seq); !errors.Is(gerr, jetstream.ErrMsgNotFound) {
+			return err
+		}
 	}
 	w.m.deadLetters.WithLabelValues(target, string(l.Reason)).Inc()
 	return nil

@@ -83,9 +83,9 @@ func encodeAttempts(n int, first time.Time) []byte {
 
 func decodeAttempts(b []byte, now time.Time) (int, time.Time) {
 	ns, ms, _ := strings.Cut(string(b), " ")
-	n, err := strconv.Atoi(ns)
-	if err != nil || n < 0 {
-		n = 0
+	n := 0 // a count that cannot be read, or is negative, counts from zero
+	if v, err := strconv.ParseUint(ns, 10, strconv.IntSize-1); err == nil {
+		n = int(v)
 	}
 	first := now
 	if v, err := strconv.ParseInt(ms, 10, 64); err == nil {

@@ -13,9 +13,7 @@ import (
 // connections that refuse to write a request past its lease's fence
 // (ratelimit.WireFenced: HTTP/1.1).
 func NewHTTPClient(timeout time.Duration, conns int) *http.Client {
-	if conns < 2 {
-		conns = 2
-	}
+	conns = max(conns, 2)
 	tr := &http.Transport{
 		Proxy:                 http.ProxyFromEnvironment,
 		DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,

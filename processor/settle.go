@@ -71,7 +71,9 @@ func (w *Worker) backoff(attempt int) time.Duration {
 		backoff.WithMaxElapsedTime(0),
 	)
 	d := b.NextBackOff()
-	for i := 1; i < attempt && i < 64; i++ {
+	// One step per attempt after the first, at most 63: BackoffMax is
+	// reached long before, and an absurd count costs no time.
+	for range min(attempt-1, 63) {
 		d = b.NextBackOff()
 	}
 	return d
