@@ -35,6 +35,7 @@ func TestRoundTrip(t *testing.T) {
 			"linkedinUrl": "https://linkedin.com/in/zoe", "linkedinSalesUrl": "https://linkedin.com/sales/zoe",
 			"role": "CTO", "allowPhoneCalls": false, "phoneNumbers": ["+33612345678", "+14155550100"],
 			"customFields": {"industry": "Technology", "team_size": "50-100", "emoji": "\ud83d\ude00 \u00e9"}}`)},
+		{"skipcall upper-case surrogate pair", scPatch(`{"firstName":"\uD83D\uDE00 \uDBFF\uDFFF \uD800\uDC00"}`)},
 		{"skipcall offset time", sc("occurred_at", `"2024-05-01T14:30:00.123456789+02:00"`)},
 		{"revyops minimal", ro()},
 		{"revyops full", roPatch(`{"email":"a@b.co","linkedin_url":"https://l/x","first_name":"A","last_name":"B",
@@ -83,6 +84,13 @@ func TestValidationRules(t *testing.T) {
 			p[i] = jstr("+3361234567" + strconv.Itoa(i%10))
 		}
 		return "[" + strings.Join(p, ",") + "]"
+	}
+	manyKeys := func(n int) string {
+		k := make([]string, n)
+		for i := range k {
+			k[i] = `"k` + strconv.Itoa(i) + `":"x"`
+		}
+		return strings.Join(k, ",")
 	}
 	tests := []struct {
 		name   string
@@ -185,6 +193,7 @@ func TestValidationRules(t *testing.T) {
 			want: []string{"patch.phoneNumbers[1]", "patch.phoneNumbers[2]", "patch.phoneNumbers[3]", "patch.phoneNumbers[4]", "patch.phoneNumbers[5]"}, reason: "E.164"},
 		{name: "sc phoneNumbers item number", body: scPatch(`{"phoneNumbers":[33612345678]}`), want: []string{"patch.phoneNumbers[0]"}},
 		{name: "sc phoneNumbers 15 digits", body: scPatch(`{"phoneNumbers":["+123456789012345","+12"]}`)},
+		{name: "sc phoneNumbers country code 9", body: scPatch(`{"phoneNumbers":["+971501234567"]}`)},
 		{name: "sc customFields ok", body: scPatch(`{"customFields":{"industry":"Tech","team_size":"50-100"}}`)},
 		{name: "sc customFields empty object ok", body: scPatch(`{"customFields":{}}`)},
 		{name: "sc customFields not object", body: scPatch(`{"customFields":["a"]}`), want: []string{"patch.customFields"}},
@@ -193,6 +202,8 @@ func TestValidationRules(t *testing.T) {
 		{name: "sc customFields null value", body: scPatch(`{"customFields":{"industry":null}}`), want: []string{"patch.customFields.industry"}},
 		{name: "sc customFields empty key", body: scPatch(`{"customFields":{"":"x"}}`), want: []string{"patch.customFields"}, reason: "keys"},
 		{name: "sc customFields duplicate key", body: scPatch(`{"customFields":{"a":"x","a":"y"}}`), want: []string{"patch.customFields.a"}},
+		{name: "sc customFields duplicate beyond 16 keys", body: scPatch(`{"customFields":{` + manyKeys(20) + `,"k0":"y","k17":"y"}}`),
+			want: []string{"patch.customFields.k0", "patch.customFields.k17"}, reason: "duplicate key"},
 		{name: "sc unknown field", body: scPatch(`{"firstName":"A","foo":1}`), want: []string{"patch.foo"}, reason: "unknown field"},
 		{name: "sc revyops field", body: scPatch(`{"first_name":"A"}`), want: []string{"patch.first_name"}},
 		{name: "sc field names are case sensitive", body: scPatch(`{"FirstName":"A"}`), want: []string{"patch.FirstName"}},
@@ -211,6 +222,12 @@ func TestValidationRules(t *testing.T) {
 		{name: "ro first_name empty ok", body: roPatch(`{"first_name":""}`)},
 		{name: "ro company_id int", body: roPatch(`{"company_id":7}`)},
 		{name: "ro company_id domain", body: roPatch(`{"company_id":"sub.Acme-Corp.co.uk"}`)},
+		{name: "ro company_id domain of z Z 0 9", body: roPatch(`{"company_id":"z0-9Z.xyz"}`)},
+		{name: "ro company_id 63-byte label", body: roPatch(`{"company_id":"` + long(63) + `.com"}`)},
+		{name: "ro company_id 64-byte label", body: roPatch(`{"company_id":"` + long(64) + `.com"}`), want: []string{"patch.company_id"}},
+		{name: "ro company_id 253 bytes", body: roPatch(`{"company_id":"` + strings.Repeat(long(62)+".", 4) + `a"}`)},
+		{name: "ro company_id 254 bytes", body: roPatch(`{"company_id":"` + strings.Repeat(long(62)+".", 4) + `ab"}`), want: []string{"patch.company_id"}},
+		{name: "ro company_id last label 9", body: roPatch(`{"company_id":"acme.9"}`), want: []string{"patch.company_id"}},
 		{name: "ro company_id null", body: roPatch(`{"company_id":null}`)},
 		{name: "ro company_id 0", body: roPatch(`{"company_id":0}`), want: []string{"patch.company_id"}},
 		{name: "ro company_id negative", body: roPatch(`{"company_id":-1}`), want: []string{"patch.company_id"}},
@@ -229,8 +246,8 @@ func TestValidationRules(t *testing.T) {
 		{name: "ro ccf null", body: roPatch(`{"contact_custom_fields":null}`), want: []string{"patch.contact_custom_fields"}},
 		{name: "ro ccf item not object", body: roPatch(`{"contact_custom_fields":["a"]}`), want: []string{"patch.contact_custom_fields[0]"}},
 		{name: "ro ccf field_name missing", body: roPatch(`{"contact_custom_fields":[{"field_value":"x"}]}`), want: []string{"patch.contact_custom_fields[0].field_name"}, reason: "required"},
-		{name: "ro ccf field_name empty", body: roPatch(`{"contact_custom_fields":[{"field_name":""}]}`), want: []string{"patch.contact_custom_fields[0].field_name"}},
-		{name: "ro ccf field_name null", body: roPatch(`{"contact_custom_fields":[{"field_name":null}]}`), want: []string{"patch.contact_custom_fields[0].field_name"}},
+		{name: "ro ccf field_name empty", body: roPatch(`{"contact_custom_fields":[{"field_name":""}]}`), want: []string{"patch.contact_custom_fields[0].field_name"}, reason: "must not be empty"},
+		{name: "ro ccf field_name null", body: roPatch(`{"contact_custom_fields":[{"field_name":null}]}`), want: []string{"patch.contact_custom_fields[0].field_name"}, reason: "must be a string, not null"},
 		{name: "ro ccf field_value number", body: roPatch(`{"contact_custom_fields":[{"field_name":"a","field_value":5}]}`), want: []string{"patch.contact_custom_fields[0].field_value"}},
 		{name: "ro ccf field_value 2501", body: roPatch(`{"contact_custom_fields":[{"field_name":"a","field_value":"` + long(2501) + `"}]}`), want: []string{"patch.contact_custom_fields[0].field_value"}, reason: "2500"},
 		{name: "ro ccf unknown key", body: roPatch(`{"contact_custom_fields":[{"field_name":"a","id":1}]}`), want: []string{"patch.contact_custom_fields[0].id"}, reason: "unknown field"},
@@ -303,6 +320,15 @@ func TestDecodeRequestMalformed(t *testing.T) {
 		{"lone high surrogate", scPatch(`{"firstName":"\ud800"}`), "surrogate"},
 		{"lone low surrogate", scPatch(`{"firstName":"\udc00x"}`), "surrogate"},
 		{"reversed surrogates", scPatch(`{"firstName":"\ude00\ud83d"}`), "surrogate"},
+		// The offset an error names is the first bad byte or escape, so a
+		// client can find it: 9 is just past `{"id":"ab`, 10 past `{"id":"`
+		// and a valid U+FFFD (which utf8.DecodeRune also reads as RuneError).
+		{"invalid UTF-8 names its offset", "{\"id\":\"ab\xff\"}", "invalid UTF-8 at offset 9"},
+		{"invalid UTF-8 after U+FFFD", "{\"id\":\"\xef\xbf\xbd\xff\"}", "invalid UTF-8 at offset 10"},
+		{"invalid UTF-8 at offset 0", "\xff{}", "invalid UTF-8 at offset 0"},
+		{"lone surrogate names its offset", `{"id":"ab\ud800"}`, "surrogate escape at offset 9"},
+		{"upper-case lone surrogate", `{"id":"\uD800"}`, "surrogate escape at offset 7"},
+		{"upper-case reversed surrogates", `{"id":"\uDE00\uD83D"}`, "surrogate escape at offset 7"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -355,6 +381,12 @@ func TestDecodeRequestBatch(t *testing.T) {
 			want: []problem{{1, "contact_id"}, {1, "zz"}}},
 		{name: "duplicate ids", body: batch(valid("a"), valid("b"), valid("a"), valid("b")),
 			want: []problem{{2, "id"}, {3, "id"}}, reason: "event 0"},
+		// An event whose id already has a problem is not also told that
+		// its id repeats; any other problem does not hide a repeat.
+		{name: "repeated id beside another problem", body: batch(valid("a"), sc("id", `"a"`, "zz", `1`)),
+			want: []problem{{1, "id"}, {1, "zz"}}, reason: "repeats the id of event 0"},
+		{name: "invalid id repeated", body: batch(sc("id", `"a b"`), sc("id", `"a b"`)),
+			want: []problem{{0, "id"}, {1, "id"}}, reason: "printable ASCII"},
 		{name: "same id different targets", body: batch(valid("a"), ro("id", `"a"`)), want: []problem{{1, "id"}}},
 		{name: "element needs own id despite header", body: batch(sc("id", "-")), header: "hdr", want: []problem{{0, "id"}}},
 		{name: "header ignored for arrays", body: batch(valid("a")), header: "other", n: 1},
@@ -405,6 +437,8 @@ func TestCanonicalContactID(t *testing.T) {
 		{"skipcall upper case", sc("contact_id", jstr(uuidUpper)), uuidLower},
 		{"skipcall mixed case", sc("contact_id", `"550e8400-E29B-41d4-a716-446655440000"`), uuidLower},
 		{"skipcall lower case", sc(), uuidLower},
+		{"skipcall upper case A only", sc("contact_id", `"550e8400-e29b-41d4-A716-446655440000"`), uuidLower},
+		{"skipcall upper case F only", sc("contact_id", `"550e8400-e29b-41d4-a716-44665544000F"`), "550e8400-e29b-41d4-a716-44665544000f"},
 		{"revyops number", ro("contact_id", `42`), "42"},
 		{"revyops string", ro("contact_id", `"42"`), "42"},
 		{"revyops leading zeros", ro("contact_id", `"00042"`), "42"},

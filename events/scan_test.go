@@ -5,7 +5,7 @@ import "testing"
 // TestWalkersTerminate feeds the walkers text that is not valid JSON: they
 // must stop without panicking or looping.
 func TestWalkersTerminate(t *testing.T) {
-	inputs := []string{"", "{", "[", "{}", "[]", `{"a"`, `{"a":}`, `{"a":1,}`, `[1,}`, `[}`, `{:}`, `["\`, `{"a":"\`, `[,,,]`, `{"a":[}`}
+	inputs := []string{"", "{", "[", "{}", "[]", `{"a"`, `{"a":}`, `{"a":1,}`, `[1,}`, `[}`, `{:}`, `["\`, `{"a":"\`, `[,,,]`, `{"a":[}`, `"\ud800`, `"\ud800\`, `"\ud800\u`}
 	for _, in := range inputs {
 		t.Run(in, func(t *testing.T) {
 			for m, n := newMembers([]byte(in)), 0; ; n++ {
@@ -26,6 +26,9 @@ func TestWalkersTerminate(t *testing.T) {
 			}
 			_ = skipValue([]byte(in), 0)
 			_ = unpairedSurrogate([]byte(in))
+			if len(in) > 0 && (in[0] == '{' || in[0] == '[') {
+				_ = isEmptyContainer([]byte(in))
+			}
 		})
 	}
 }
@@ -44,6 +47,12 @@ func TestUnpairedSurrogate(t *testing.T) {
 		{`"ab\udc00"`, 3},
 		{`"\ud83d\ude00\ud83d"`, 13},
 		{`"\u12"`, 1},
+		// the ends of the low surrogate range, and upper-case digits
+		{`"\ud800\udc00"`, -1},
+		{`"\udbff\udfff"`, -1},
+		{`"\uD83D\uDE00"`, -1},
+		{`"\uD800"`, 1},
+		{`"\uDBFF\uE000"`, 1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.in, func(t *testing.T) {

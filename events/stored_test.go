@@ -200,6 +200,22 @@ func TestDecodePoison(t *testing.T) {
 	}
 }
 
+// TestDecodeTruncatedStoredForm checks every prefix of stored events, as a
+// message cut short by a publisher writing around ingest: each is invalid,
+// and Decode answers as the full decoder does instead of reading past the
+// end (a cut in a string of the envelope, or just after "patch":).
+func TestDecodeTruncatedStoredForm(t *testing.T) {
+	for _, data := range storedForms(t) {
+		for i := range data {
+			m := data[:i:i]
+			if _, err := events.Decode(m); !errors.Is(err, events.ErrInvalid) {
+				t.Fatalf("Decode(%s) error = %v, want ErrInvalid", m, err)
+			}
+			assertDecodeAgrees(t, m)
+		}
+	}
+}
+
 func FuzzDecodeStored(f *testing.F) {
 	for _, data := range storedForms(f) {
 		f.Add(data)
@@ -243,6 +259,12 @@ func TestMarshalRechecksReplacedPatch(t *testing.T) {
 	e.Patch = json.RawMessage(`{"firstName":"Ada"`) // same length as the decoded patch, minus one
 	if _, err := e.Marshal(); err == nil {
 		t.Fatal("Marshal accepted an invalid replacement patch")
+	}
+	// A reslice of the decoded patch starts at the same byte but is not the
+	// patch the decoder checked.
+	e.Patch = evs[0].Patch[:len(evs[0].Patch)-1]
+	if _, err := e.Marshal(); err == nil {
+		t.Fatalf("Marshal accepted the decoded patch cut short: %s", e.Patch)
 	}
 	e.Patch = json.RawMessage(`{ "lastName": "B" }`)
 	got, err := e.Marshal()
