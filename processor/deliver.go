@@ -236,7 +236,7 @@ func (l *lane) apply(ctx context.Context, j job, msgs []pending, evs []events.Ev
 			}
 			l.ack(ctx, p, outcome, log)
 		}
-		l.w.m.coalesced.WithLabelValues(l.name).Add(float64(len(msgs) - 1))
+		l.coalesced.Add(float64(len(msgs) - 1))
 		log.Debug("applied", "status", res.Status)
 		return r
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/patchbay/patchbay/events"
 	"github.com/patchbay/patchbay/processor/lease"
@@ -27,10 +28,13 @@ type lane struct {
 	cons     jetstream.Consumer
 	group    *lease.Solo // the target's lease group: solo while no other replica delivers it; nil with Config.AlwaysLease
 	stopping atomic.Bool // the delivery goroutines' context is cancelled: shutdown past the drain timeout
+
+	coalesced prometheus.Counter // looked up once: every applied delivery adds to it
 }
 
 func newLane(w *Worker, t events.Target, tg Target) *lane {
-	l := &lane{w: w, target: t, name: string(t), log: w.log.With("provider", string(t)), provider: tg.Provider, budget: tg.Budget}
+	l := &lane{w: w, target: t, name: string(t), log: w.log.With("provider", string(t)), provider: tg.Provider, budget: tg.Budget,
+		coalesced: w.m.coalesced.WithLabelValues(string(t))}
 	w.m.paused.WithLabelValues(l.name).Set(0)
 	return l
 }
