@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/patchbay/patchbay/dlq"
+	"github.com/patchbay/patchbay/internal/logtest"
 )
 
 // TestAdvisoryDeadLetterFailureIsLogged: when the dead letter of a message
@@ -21,14 +22,14 @@ import (
 func TestAdvisoryDeadLetterFailureIsLogged(t *testing.T) {
 	t.Parallel()
 	e := startEmbedded(t)
-	tap, log := newLogTap()
+	tap, log := logtest.New()
 	w := e.worker(t, advisoryConfig(), log)
 	w.dlq = dlq.NewPublisher(&dlqTap{js: e.js, refuse: true}, e.scfg.SubjectPrefix)
 	watch(t, w)
 	seq := e.strand(t, "evt-6")
 
-	r := tap.await(t, 15*time.Second, advisoryFailed, 1)[0]
-	if r.Level != slog.LevelError || r.seq() != seq {
+	r := tap.Await(t, 15*time.Second, advisoryFailed, 1)[0]
+	if r.Level != slog.LevelError || r.Uint("seq") != seq {
 		t.Fatalf("logged %+v, want error level and seq %d", r, seq)
 	}
 	if err, _ := r.Attrs["err"].Any().(error); !errors.Is(err, errDLQRefused) {
@@ -51,7 +52,7 @@ func TestAdvisoryDeadLetterFailureIsLogged(t *testing.T) {
 func TestAdvisoryForAMessageAlreadyGone(t *testing.T) {
 	t.Parallel()
 	e := startEmbedded(t)
-	tap, log := newLogTap()
+	tap, log := logtest.New()
 	w := e.worker(t, advisoryConfig(), log)
 	deleted := make(chan error, 1)
 	w.dlq = dlq.NewPublisher(&dlqTap{js: e.js, before: func(m *nats.Msg) {
@@ -82,7 +83,7 @@ func TestAdvisoryForAMessageAlreadyGone(t *testing.T) {
 	if l := e.awaitLetters(t, 1)[0]; l.StreamSeq != seq {
 		t.Fatalf("letter of seq %d, want %d", l.StreamSeq, seq)
 	}
-	if rs := tap.records(advisoryFailed); len(rs) != 0 {
+	if rs := tap.Records(advisoryFailed); len(rs) != 0 {
 		t.Fatalf("a message another replica deleted first logged %q: %+v", advisoryFailed, rs)
 	}
 	if e.inEvents(t, seq) {
@@ -111,13 +112,13 @@ func TestAdvisoryDeleteRefusedIsLogged(t *testing.T) {
 	if _, err := e.js.UpdateStream(ctx, cfg); err != nil {
 		t.Fatalf("deny deletes on the events stream: %v", err)
 	}
-	tap, log := newLogTap()
+	tap, log := logtest.New()
 	w := e.worker(t, advisoryConfig(), log)
 	watch(t, w)
 	seq := e.strand(t, "evt-8")
 
-	r := tap.await(t, 15*time.Second, advisoryFailed, 1)[0]
-	if r.Level != slog.LevelError || r.seq() != seq {
+	r := tap.Await(t, 15*time.Second, advisoryFailed, 1)[0]
+	if r.Level != slog.LevelError || r.Uint("seq") != seq {
 		t.Fatalf("logged %+v, want error level and seq %d", r, seq)
 	}
 	if err, _ := r.Attrs["err"].Any().(error); !errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) {

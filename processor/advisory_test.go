@@ -7,6 +7,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/patchbay/patchbay/dlq"
+	"github.com/patchbay/patchbay/internal/logtest"
 )
 
 // advisoryConfig is the worker configuration of the advisory tests.
@@ -92,7 +93,7 @@ func (e *embeddedEnv) awaitLetters(t *testing.T, n int) []dlq.Letter {
 func TestMaxDeliveriesAdvisoryDeadLetters(t *testing.T) {
 	t.Parallel()
 	e := startEmbedded(t)
-	tap, log := newLogTap()
+	tap, log := logtest.New()
 	w := e.worker(t, advisoryConfig(), log)
 	watch(t, w)
 	seq := e.strand(t, "evt-5")
@@ -105,7 +106,7 @@ func TestMaxDeliveriesAdvisoryDeadLetters(t *testing.T) {
 	if e.inEvents(t, seq) {
 		t.Fatal("the stranded message is still in the events stream")
 	}
-	if rs := tap.records(advisoryFailed); len(rs) != 0 {
+	if rs := tap.Records(advisoryFailed); len(rs) != 0 {
 		t.Fatalf("a dead-lettered message logged %q: %+v", advisoryFailed, rs)
 	}
 }

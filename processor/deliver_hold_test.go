@@ -38,9 +38,9 @@ func TestContactLeaseUnavailableHoldsTheEvent(t *testing.T) {
 	s.PostEvent(revEvent("nolease-1", 7, map[string]any{"first_name": "Ada"}))
 	const msg = "contact lease unavailable; holding the events"
 	pbtest.Eventually(t, waitFor, "the event held for its lease", func() bool {
-		return len(logs.find(msg)) > 0 && w.deliveries(t, "revyops", "held") > 0
+		return len(logs.Records(msg)) > 0 && w.deliveries(t, "revyops", "held") > 0
 	})
-	logs.expect(t, slog.LevelWarn, msg, map[string]string{"provider": "revyops", "err": ""})
+	expectLog(t, logs, slog.LevelWarn, msg, map[string]string{"provider": "revyops", "err": ""})
 	if n := s.RevyOps.PatchCount(7); n != 0 {
 		t.Fatalf("%d PATCHes without the contact's lease, want 0", n)
 	}

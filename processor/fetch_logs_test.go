@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/patchbay/patchbay/internal/logtest"
 )
 
 // fetchFailed is the warning of a pull request that failed or ended with
@@ -20,7 +21,7 @@ const fetchFailed = "fetch"
 // to tap, with room and maxBatch 2; its pull requests are counted.
 type fetchEnv struct {
 	*embeddedEnv
-	tap      *logTap
+	tap      *logtest.Recorder
 	cons     jetstream.Consumer
 	f        *fetcher
 	out      chan jetstream.Msg
@@ -50,7 +51,7 @@ func newFetchEnv(t *testing.T, e *embeddedEnv, js jetstream.JetStream) *fetchEnv
 		t.Fatal(err)
 	}
 	var log *slog.Logger
-	fe.tap, log = newLogTap()
+	fe.tap, log = logtest.New()
 	fe.f = newFetcher(cons, 2, 2, log)
 	return fe
 }
@@ -115,19 +116,19 @@ func TestFetchWarnsOnlyWhenABatchFails(t *testing.T) {
 	// The batch of 2 was full; the next request finds nothing and expires
 	// after fetchExpiry; the one after it shows that it has ended.
 	fe.awaitRequests(t, 3, fetchExpiry+15*time.Second)
-	if rs := fe.tap.records(fetchFailed); len(rs) != 0 {
+	if rs := fe.tap.Records(fetchFailed); len(rs) != 0 {
 		t.Fatalf("routine pull requests logged: %+v", rs)
 	}
 
 	if err := e.js.DeleteConsumer(testCtx(t), e.scfg.EventsStream, e.scfg.TargetConsumer("revyops")); err != nil {
 		t.Fatal(err)
 	}
-	r := fe.tap.await(t, 10*time.Second, fetchFailed, 1)[0]
+	r := fe.tap.Await(t, 10*time.Second, fetchFailed, 1)[0]
 	if err, _ := r.Attrs["err"].Any().(error); r.Level != slog.LevelWarn || !errors.Is(err, jetstream.ErrConsumerDeleted) {
 		t.Fatalf("logged %+v, want a warning with the consumer's deletion", r)
 	}
 	stop()
-	t.Logf("%d warnings, %d pull requests", len(fe.tap.records(fetchFailed)), fe.requests.Load())
+	t.Logf("%d warnings, %d pull requests", len(fe.tap.Records(fetchFailed)), fe.requests.Load())
 }
 
 // TestFailedPullRequestIsLoggedAndRetried: a pull request that cannot be
@@ -143,7 +144,7 @@ func TestFailedPullRequestIsLoggedAndRetried(t *testing.T) {
 	fe.awaitRequests(t, 1, 10*time.Second)
 	nc.Close()
 
-	rs := fe.tap.await(t, 10*time.Second, fetchFailed, 3)
+	rs := fe.tap.Await(t, 10*time.Second, fetchFailed, 3)
 	for _, r := range rs[1:3] { // the first may be the end of the request that was out
 		if err, _ := r.Attrs["err"].Any().(error); r.Level != slog.LevelWarn || !errors.Is(err, nats.ErrConnectionClosed) {
 			t.Fatalf("logged %+v, want a warning with the closed connection", r)

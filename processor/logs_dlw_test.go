@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
-	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -13,87 +12,35 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/patchbay/patchbay/events"
+	"github.com/patchbay/patchbay/internal/logtest"
 	"github.com/patchbay/patchbay/internal/pbtest"
 	"github.com/patchbay/patchbay/processor"
 )
 
-// logRecord is one record a logRecorder kept: its level, message, and
-// every attribute (the logger's own and the record's) as text. Groups are
-// not kept apart: the worker logs none.
-type logRecord struct {
-	level slog.Level
-	msg   string
-	attrs map[string]string
-}
-
-// logRecorder is a slog.Handler that keeps every record at every level, for
-// tests of what the worker tells an operator.
-type logRecorder struct {
-	mu    *sync.Mutex
-	recs  *[]logRecord
-	attrs []slog.Attr // of the logger this handler belongs to (With)
-}
-
 // recordLogs makes s's logger a recorder and returns it: the workers and
 // budgets started on s from now on log to it.
-func recordLogs(s *pbtest.Stack) *logRecorder {
-	r := &logRecorder{mu: new(sync.Mutex), recs: new([]logRecord)}
-	s.Log = slog.New(r)
+func recordLogs(s *pbtest.Stack) *logtest.Recorder {
+	r, log := logtest.New()
+	s.Log = log
 	return r
 }
 
-func (r *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
-
-func (r *logRecorder) Handle(_ context.Context, rec slog.Record) error {
-	lr := logRecord{level: rec.Level, msg: rec.Message, attrs: map[string]string{}}
-	for _, a := range r.attrs {
-		lr.attrs[a.Key] = a.Value.Resolve().String()
-	}
-	rec.Attrs(func(a slog.Attr) bool {
-		lr.attrs[a.Key] = a.Value.Resolve().String()
-		return true
-	})
-	r.mu.Lock()
-	*r.recs = append(*r.recs, lr)
-	r.mu.Unlock()
-	return nil
-}
-
-func (r *logRecorder) WithAttrs(as []slog.Attr) slog.Handler {
-	return &logRecorder{mu: r.mu, recs: r.recs, attrs: append(slices.Clone(r.attrs), as...)}
-}
-
-func (r *logRecorder) WithGroup(string) slog.Handler { return r }
-
-// find returns the records whose message is msg.
-func (r *logRecorder) find(msg string) []logRecord {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	var out []logRecord
-	for _, lr := range *r.recs {
-		if lr.msg == msg {
-			out = append(out, lr)
-		}
-	}
-	return out
-}
-
-// expect fails t unless msg was logged at level with attrs (a value ""
+// expectLog fails t unless msg was logged at level with attrs (a value ""
 // asks only that the attribute is there and not empty), and returns the
 // records that match.
-func (r *logRecorder) expect(t *testing.T, level slog.Level, msg string, attrs map[string]string) []logRecord {
+func expectLog(t *testing.T, r *logtest.Recorder, level slog.Level, msg string, attrs map[string]string) []logtest.Record {
 	t.Helper()
-	var out []logRecord
+	var out []logtest.Record
 	var seen []string
 next:
-	for _, lr := range r.find(msg) {
-		seen = append(seen, fmt.Sprintf("%s %v", lr.level, lr.attrs))
-		if lr.level != level {
+	for _, lr := range r.Records(msg) {
+		seen = append(seen, fmt.Sprintf("%s %v", lr.Level, lr.Attrs))
+		if lr.Level != level {
 			continue
 		}
 		for k, v := range attrs {
-			got, ok := lr.attrs[k]
-			if !ok || got == "" || v != "" && got != v {
+			got := lr.Str(k)
+			if got == "" || v != "" && got != v {
 				continue next
 			}
 		}
@@ -105,12 +52,12 @@ next:
 	return out
 }
 
-// never fails t for each of msgs that was logged.
-func (r *logRecorder) never(t *testing.T, msgs ...string) {
+// neverLogged fails t for each of msgs that was logged.
+func neverLogged(t *testing.T, r *logtest.Recorder, msgs ...string) {
 	t.Helper()
 	for _, msg := range msgs {
-		if got := r.find(msg); len(got) > 0 {
-			t.Errorf("logged %q %d times, though nothing it reports failed: %v", msg, len(got), got[0].attrs)
+		if got := r.Records(msg); len(got) > 0 {
+			t.Errorf("logged %q %d times, though nothing it reports failed: %v", msg, len(got), got[0].Attrs)
 		}
 	}
 }
@@ -181,11 +128,11 @@ func TestDeliveryLogs(t *testing.T) {
 			for k, v := range tc.attrs {
 				want[k] = v
 			}
-			if got := logs.expect(t, tc.level, tc.msg, want); len(got) > 1 {
+			if got := expectLog(t, logs, tc.level, tc.msg, want); len(got) > 1 {
 				t.Errorf("%q logged %d times for one failure, want once", tc.msg, len(got))
 			}
-			logs.never(t, failureWarnings...)
-			logs.never(t, logLegacyRemoved)
+			neverLogged(t, logs, failureWarnings...)
+			neverLogged(t, logs, logLegacyRemoved)
 		})
 	}
 }
@@ -214,10 +161,10 @@ func TestLegacyConsumerRemovalIsLogged(t *testing.T) {
 	if err := w.Stop(); err != nil {
 		t.Fatal(err)
 	}
-	if got := logs.expect(t, slog.LevelInfo, logLegacyRemoved, map[string]string{"consumer": s.Stream.Consumer}); len(got) > 1 {
+	if got := expectLog(t, logs, slog.LevelInfo, logLegacyRemoved, map[string]string{"consumer": s.Stream.Consumer}); len(got) > 1 {
 		t.Errorf("the removal logged %d times, want once", len(got))
 	}
-	logs.never(t, failureWarnings...)
+	neverLogged(t, logs, failureWarnings...)
 	if _, err := s.JS.Consumer(ctx, s.Stream.EventsStream, s.Stream.Consumer); err == nil {
 		t.Error("the consumer of an earlier version is still there")
 	}
@@ -286,7 +233,7 @@ func TestFailedSharesAreLogged(t *testing.T) {
 				return &afterFirstPatch{inner: p, do: deleteBucket(t, s, tc.bucket)}
 			})
 			s.PostEvent(revEvent("share-1", 7, map[string]any{"first_name": "Ada"}))
-			pbtest.Eventually(t, waitFor, "the warning logged", func() bool { return len(logs.find(tc.msg)) > 0 })
+			pbtest.Eventually(t, waitFor, "the warning logged", func() bool { return len(logs.Records(tc.msg)) > 0 })
 			if err := w.Stop(); err != nil {
 				t.Fatal(err)
 			}
@@ -294,7 +241,7 @@ func TestFailedSharesAreLogged(t *testing.T) {
 			for k, v := range tc.attrs {
 				want[k] = v
 			}
-			logs.expect(t, slog.LevelWarn, tc.msg, want)
+			expectLog(t, logs, slog.LevelWarn, tc.msg, want)
 			if tc.applied {
 				if n := w.deliveries(t, "revyops", "applied"); n != 1 {
 					t.Errorf("%.0f deliveries applied, want 1", n)
@@ -306,7 +253,7 @@ func TestFailedSharesAreLogged(t *testing.T) {
 					others = append(others, m)
 				}
 			}
-			logs.never(t, others...)
+			neverLogged(t, logs, others...)
 		})
 	}
 }

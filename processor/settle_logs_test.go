@@ -12,6 +12,7 @@ import (
 
 	"github.com/patchbay/patchbay/dlq"
 	"github.com/patchbay/patchbay/events"
+	"github.com/patchbay/patchbay/internal/logtest"
 )
 
 // The warnings of deadLetter an operator relies on.
@@ -30,7 +31,7 @@ const (
 func TestDeadLetterSettleFailuresAreLogged(t *testing.T) {
 	t.Parallel()
 	e := startEmbedded(t)
-	tap, log := newLogTap()
+	tap, log := logtest.New()
 	w := e.worker(t, advisoryConfig(), log)
 	l := laneOf(t, w, events.TargetRevyOps)
 	for i, tc := range []struct {
@@ -53,15 +54,15 @@ func TestDeadLetterSettleFailuresAreLogged(t *testing.T) {
 			l.deadLetter(testCtx(t), p, nil, dlq.ReasonRejected, errors.New("test: rejected"), 1, time.Time{})
 
 			for _, msg := range tc.want {
-				rs := recordsOfSeq(tap.records(msg), p.seq)
+				rs := recordsOfSeq(tap.Records(msg), p.seq)
 				if len(rs) != 1 {
-					t.Fatalf("%d records %q of seq %d, want 1 (all: %+v)", len(rs), msg, p.seq, tap.records(msg))
+					t.Fatalf("%d records %q of seq %d, want 1 (all: %+v)", len(rs), msg, p.seq, tap.Records(msg))
 				}
 				if rs[0].Attrs["err"].Any() == nil {
 					t.Errorf("%q without its cause: %+v", msg, rs[0])
 				}
 				if msg == dlqPublishFailed {
-					if rs[0].Level != slog.LevelError || rs[0].str("provider") != "revyops" {
+					if rs[0].Level != slog.LevelError || rs[0].Str("provider") != "revyops" {
 						t.Errorf("%q: %+v, want error level and provider revyops", msg, rs[0])
 					}
 					continue
@@ -74,7 +75,7 @@ func TestDeadLetterSettleFailuresAreLogged(t *testing.T) {
 				}
 			}
 			for _, msg := range tc.notWant {
-				if rs := recordsOfSeq(tap.records(msg), p.seq); len(rs) != 0 {
+				if rs := recordsOfSeq(tap.Records(msg), p.seq); len(rs) != 0 {
 					t.Errorf("%q logged though it did not happen: %+v", msg, rs)
 				}
 			}
@@ -83,10 +84,10 @@ func TestDeadLetterSettleFailuresAreLogged(t *testing.T) {
 }
 
 // recordsOfSeq returns the records of rs whose seq is seq.
-func recordsOfSeq(rs []tapRecord, seq uint64) []tapRecord {
-	var out []tapRecord
+func recordsOfSeq(rs []logtest.Record, seq uint64) []logtest.Record {
+	var out []logtest.Record
 	for _, r := range rs {
-		if r.seq() == seq {
+		if r.Uint("seq") == seq {
 			out = append(out, r)
 		}
 	}
