@@ -12,6 +12,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/patchbay/patchbay/events"
+	"github.com/patchbay/patchbay/internal/natstest"
 	"github.com/patchbay/patchbay/processor/ratelimit"
 	"github.com/patchbay/patchbay/stream"
 	"github.com/patchbay/patchbay/stream/embedded"
@@ -20,7 +21,7 @@ import (
 // embeddedEnv is an embedded NATS server with patchbay's streams, for the
 // package's internal tests (which cannot use pbtest: it imports processor).
 type embeddedEnv struct {
-	url  string
+	emb  *embedded.Server
 	nc   *nats.Conn
 	js   jetstream.JetStream
 	scfg stream.Config
@@ -30,12 +31,8 @@ type embeddedEnv struct {
 // the test ends.
 func startEmbedded(t *testing.T) *embeddedEnv {
 	t.Helper()
-	emb, err := embedded.Run(embedded.Config{StoreDir: t.TempDir()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(emb.Shutdown)
-	e := &embeddedEnv{url: emb.ClientURL()}
+	emb := natstest.Server(t)
+	e := &embeddedEnv{emb: emb}
 	e.scfg = stream.Config{SubjectPrefix: "contacts", EventsStream: "EV", DLQStream: "DLQ", Replicas: 1, DedupWindow: time.Hour, Consumer: "workers", MaxBytes: -1}
 	e.nc, e.js = e.connect(t, "embedded-env")
 	if err := stream.Ensure(testCtx(t), e.js, e.scfg); err != nil {
@@ -44,31 +41,15 @@ func startEmbedded(t *testing.T) *embeddedEnv {
 	return e
 }
 
-// testCtx returns a context ending with the test, or a little before its
-// deadline.
-func testCtx(t *testing.T) context.Context {
-	ctx, cancel := context.WithCancel(context.Background())
-	if d, ok := t.Deadline(); ok {
-		ctx, cancel = context.WithDeadline(context.Background(), d.Add(-time.Second))
-	}
-	t.Cleanup(cancel)
-	return ctx
-}
+// testCtx returns a context ending a little before the test's deadline.
+func testCtx(t *testing.T) context.Context { return natstest.Context(t) }
 
 // connect opens another connection to the server, closed when the test
 // ends (closing it earlier is fine).
 func (e *embeddedEnv) connect(t *testing.T, name string) (*nats.Conn, jetstream.JetStream) {
 	t.Helper()
-	nc, err := stream.Connect(testCtx(t), e.url, "", name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return nc, js
+	js := natstest.Connect(t, e.emb, name)
+	return js.Conn(), js
 }
 
 // unusedProvider is the provider of a worker whose tests call no provider.
