@@ -26,6 +26,7 @@ type fetchEnv struct {
 	f        *fetcher
 	out      chan jetstream.Msg
 	requests *atomic.Int64
+	first    atomic.Pointer[time.Time] // when the first pull request arrived
 }
 
 // newFetchEnv creates the consumer and the fetcher; js is the connection
@@ -42,7 +43,11 @@ func newFetchEnv(t *testing.T, e *embeddedEnv, js jetstream.JetStream) *fetchEnv
 		t.Fatal(err)
 	}
 	fe := &fetchEnv{embeddedEnv: e, cons: cons, out: make(chan jetstream.Msg), requests: new(atomic.Int64)}
-	sub, err := e.nc.Subscribe("$JS.API.CONSUMER.MSG.NEXT."+e.scfg.EventsStream+"."+cc.Durable, func(*nats.Msg) { fe.requests.Add(1) })
+	sub, err := e.nc.Subscribe("$JS.API.CONSUMER.MSG.NEXT."+e.scfg.EventsStream+"."+cc.Durable, func(*nats.Msg) {
+		now := time.Now()
+		fe.first.CompareAndSwap(nil, &now)
+		fe.requests.Add(1)
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -169,14 +174,51 @@ func TestGatherWaitsOnlyBelowAQuarter(t *testing.T) {
 	for _, free := range []int{0, 2, 3, 15} {
 		f := &fetcher{room: make(chan struct{}, 16), maxBatch: 16}
 		f.release(free)
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		start := time.Now()
-		got := f.gather(context.Background())
+		got := f.gather(ctx)
+		ended := ctx.Err()
+		cancel()
 		if got != free {
 			t.Errorf("%d free: gather took %d", free, got)
+		}
+		if ended != nil {
+			t.Errorf("%d free: gather waited until its context ended, not gatherWait", free)
 		}
 		// run holds one slot, so gather has a quarter (4) with 3 free.
 		if waited := time.Since(start); free < 3 && waited < gatherWait {
 			t.Errorf("%d free: gather returned after %s, want at least %s", free, waited, gatherWait)
 		}
 	}
+}
+
+// TestPausedFetcherPullsWhenThePauseEnds: a fetcher whose target is paused
+// sends no pull request until the pause ends (it checks again at least
+// every second), and then fetches: a pause never stops it for good.
+func TestPausedFetcherPullsWhenThePauseEnds(t *testing.T) {
+	t.Parallel()
+	e := startEmbedded(t)
+	fe := newFetchEnv(t, e, e.js)
+	if _, err := e.js.Publish(testCtx(t), "contacts.patch.revyops.1", []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	until := time.Now().Add(1500 * time.Millisecond) // past one capped wait of 1 s
+	// As the lane's pausedFor: the time left, 0 when not paused.
+	fe.f.paused = func(now time.Time) time.Duration { return max(until.Sub(now), 0) }
+	done, stop := fe.run(t)
+	select {
+	case m := <-fe.out:
+		if err := m.Ack(); err != nil {
+			t.Fatal(err)
+		}
+	case <-done:
+		t.Fatal("the fetcher stopped after a pause, with its context alive")
+	case <-time.After(15 * time.Second):
+		t.Fatal("nothing fetched 15 s after the pause began")
+	}
+	fe.awaitRequests(t, 1, 10*time.Second) // its callback may run after the message arrived
+	if first := fe.first.Load(); first.Before(until) {
+		t.Fatalf("first pull request at %v, during the pause (until %s)", first, until)
+	}
+	stop()
 }
