@@ -235,6 +235,12 @@ func TestMarshalMatchesEncodingJSON(t *testing.T) {
 	tests := []events.Event{
 		{ID: "e1", Target: events.TargetRevyOps, ContactID: "7", OccurredAt: at, Patch: json.RawMessage(`{ "first_name" : "<A&B>\u2028" }`), Structure: "FLAT"},
 		{ID: "e\"1\\<&>\u2028\x01\n\xff", Target: "x\ty", ContactID: "é", OccurredAt: at.In(time.FixedZone("", 5*3600+1800)), Patch: json.RawMessage(`{"a":[1,2.5e3,true,null]}`)},
+		// Long strings beside a short patch: Marshal's buffer is sized from
+		// their lengths, and an event it does not validate may hold any.
+		{ID: strings.Repeat("i", 200), Target: events.TargetRevyOps, ContactID: "7", OccurredAt: at, Patch: json.RawMessage(`{}`)},
+		{ID: "e1", Target: events.Target(strings.Repeat("t", 500)), OccurredAt: at, Patch: json.RawMessage(`{}`)},
+		{ID: "e1", ContactID: strings.Repeat("7", 500), OccurredAt: at, Patch: json.RawMessage(`{}`)},
+		{ID: "e1", OccurredAt: at, Patch: json.RawMessage(`{}`), Structure: strings.Repeat("S", 500)},
 		{ID: "e1", OccurredAt: at.Add(123456789), Patch: nil},
 		{ID: "e1", OccurredAt: at, Patch: json.RawMessage(``)},
 		{ID: "e1", OccurredAt: at, Patch: json.RawMessage(`{`)},
@@ -308,6 +314,31 @@ func FuzzCheckJSON(f *testing.F) {
 	}
 	for _, s := range []string{`1`, `-0.5e+3`, `01`, `1.`, `"\ud800"`, `"\ud83d\ude00"`, `"\u00"`, "\"\xed\xa0\x80\"", `[ ]`, `{"a" :1 }`, `tru`, `nul`, `[1,]`, `{"a":1,}`} {
 		f.Add([]byte(s))
+	}
+	// Every prefix of a text with each kind of value, escape and space: all
+	// but the whole are cut short, and must be refused without a panic.
+	all := "{\"a\":[1,-0.5e+3,0,2E-7,true,false,null,\"\\u00e9\\uD83D\\uDE00\\udbff\\udfff\\n\\\"\\\\\\/\\b\\f\\r\\t\xc3\xa9\",{},[]]," +
+		"\"b\":{ \"c\" : [ { } , [ ] ] },\"d\":{\"e\":[[1],{\"f\":1}]}}"
+	for i := 0; i <= len(all); i++ {
+		f.Add([]byte(all[:i]))
+	}
+	// Texts that are cut short or wrong in their first bytes, where a check
+	// that gave up with index 1 instead of -1 would read on from the start
+	// (and accept "t" and spaces) or loop for ever on the same escape; and
+	// digits, literals and surrogate halves at the ends of their ranges.
+	for _, s := range []string{" ", "[", "[ ", `"`, "\"\t", "t   ", "- ", `"\x"`, `"\ud800\u0041"`, `"\udc00"`,
+		`"\uD800\uDC00"`, "true", "false", "null", "10.0e10", "19.9e9"} {
+		f.Add([]byte(s))
+	}
+	// Nesting: 64 levels are followed, deeper texts are left to
+	// encoding/json, which refuses more than 10000; and closing a container
+	// gives its level back, however many there are.
+	f.Add([]byte(strings.Repeat(`{"a":`, 63) + "{}" + strings.Repeat("}", 63)))
+	f.Add([]byte(strings.Repeat(`[`, 64) + strings.Repeat("]", 64)))
+	f.Add([]byte(strings.Repeat(`{"a":`, 10001) + "1" + strings.Repeat("}", 10001)))
+	f.Add([]byte(strings.Repeat(`[`, 10001) + "1" + strings.Repeat("]", 10001)))
+	for _, item := range []string{`{}`, `[]`, `{"a":1}`, `[1]`} {
+		f.Add([]byte("[" + strings.Repeat(item+",", 70) + item + "]"))
 	}
 	f.Fuzz(func(t *testing.T, b []byte) {
 		ok, spaced := events.CheckJSONFast(b)

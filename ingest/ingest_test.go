@@ -2,6 +2,7 @@ package ingest_test
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
@@ -231,6 +232,27 @@ func TestIngestNATSDown(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != 503 || resp.Header.Get("Retry-After") == "" {
 		t.Fatalf("readyz %d with NATS down", resp.StatusCode)
+	}
+}
+
+// TestBatchNotAcknowledgedIsRefused publishes a batch that JetStream does
+// not store: with the events stream gone, every pipelined publish fails
+// with no responders, and the request must be answered 503, not 202.
+func TestBatchNotAcknowledgedIsRefused(t *testing.T) {
+	s := pbtest.Start(t, pbtest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.JS.DeleteStream(ctx, s.Stream.EventsStream); err != nil {
+		t.Fatal(err)
+	}
+	batch := []map[string]any{skipEvent("lost-1"), skipEvent("lost-2"), skipEvent("lost-3")}
+	code, body := s.Post(mustJSON(t, batch), nil)
+	if code != http.StatusServiceUnavailable {
+		t.Fatalf("status %d for a batch JetStream did not store, want 503: %s", code, body)
+	}
+	var p ingest.Problem
+	if err := json.Unmarshal(body, &p); err != nil || p.Type != ingest.ProblemUnavailable {
+		t.Fatalf("problem %+v (%v), want type %s: %s", p, err, ingest.ProblemUnavailable, body)
 	}
 }
 
