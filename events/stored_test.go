@@ -326,7 +326,7 @@ func FuzzCheckJSON(f *testing.F) {
 	// that gave up with index 1 instead of -1 would read on from the start
 	// (and accept "t" and spaces) or loop for ever on the same escape; and
 	// digits, literals and surrogate halves at the ends of their ranges.
-	for _, s := range []string{" ", "[", "[ ", `"`, "\"\t", "t   ", "- ", `"\x"`, `"\ud800\u0041"`, `"\udc00"`,
+	for _, s := range []string{" ", "[", "[ ", `"`, "\"\t", "t   ", "-", "- ", `"\`, `"\x"`, `"\ud800\u0041"`, `"\udc00"`,
 		`"\uD800\uDC00"`, "true", "false", "null", "10.0e10", "19.9e9"} {
 		f.Add([]byte(s))
 	}
