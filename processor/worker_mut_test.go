@@ -3,6 +3,8 @@ package processor_test
 import (
 	"context"
 	"errors"
+	"log/slog"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -130,7 +132,8 @@ func bucketTTL(t *testing.T, s *pbtest.Stack, name string) time.Duration {
 // TestWorkerSetupRetriesArePaced: a worker that cannot declare its
 // consumers (here the events stream is missing, as while NATS elects its
 // leaders) tries again after 500 ms, then 1 s, ... rather than hammering
-// NATS in a loop, and starts delivering once the stream is there.
+// NATS in a loop, warning of each failed try by its number, and starts
+// delivering once the stream is there.
 func TestWorkerSetupRetriesArePaced(t *testing.T) {
 	t.Parallel()
 	s := pbtest.Start(t, pbtest.Options{})
@@ -154,6 +157,7 @@ func TestWorkerSetupRetriesArePaced(t *testing.T) {
 	if err := s.NC.Flush(); err != nil {
 		t.Fatal(err)
 	}
+	logs := recordLogs(s)
 	s.StartWorker(pbtest.WorkerConfig())
 	pbtest.Eventually(t, waitFor, "three tries to set the worker up", func() bool {
 		mu.Lock()
@@ -165,6 +169,10 @@ func TestWorkerSetupRetriesArePaced(t *testing.T) {
 	mu.Unlock()
 	if gap < 1400*time.Millisecond {
 		t.Fatalf("three setup tries within %s, want the second after 500 ms and the third 1 s later", gap)
+	}
+	// Each failed try is logged before the next, numbered from 1.
+	for try := range 2 {
+		expectLog(t, logs, slog.LevelWarn, logSetupRetry, map[string]string{"try": strconv.Itoa(try + 1), "err": ""})
 	}
 
 	if err := stream.Ensure(ctx, s.JS, s.Stream); err != nil {
