@@ -115,13 +115,13 @@ func (e *embeddedEnv) fetchOne(t *testing.T, id string) (pending, *nats.Conn) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for m := range batch.Messages() {
-		md, err := m.Metadata()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return pending{msg: m, md: md, seq: md.Sequence.Stream}, nc
+	m, ok := <-batch.Messages()
+	if !ok {
+		t.Fatalf("no message on %s: %v", subject, batch.Error())
 	}
-	t.Fatalf("no message on %s: %v", subject, batch.Error())
-	return pending{}, nil
+	md, err := m.Metadata()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return pending{msg: m, md: md, seq: md.Sequence.Stream}, nc
 }
