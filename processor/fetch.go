@@ -45,6 +45,11 @@ type fetcher struct {
 	// request goes out before then, so a paused target's backlog stays in
 	// the stream instead of being fetched and handed back again and again.
 	paused func(now time.Time) time.Duration
+	// redeclare, if set, declares the consumer again; the fetcher calls it
+	// when a pull request expired empty and the consumer is found gone
+	// (deleted by an operator, or lost with a restored stream), instead of
+	// pulling from nothing until restarted.
+	redeclare func(ctx context.Context) (jetstream.Consumer, error)
 }
 
 // newFetcher returns a fetcher allowing room messages in the worker at once,
@@ -158,12 +163,40 @@ func (f *fetcher) run(ctx context.Context, out chan<- jetstream.Msg) {
 			}
 		}
 		f.release(n - got)
-		if err := batch.Error(); err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		err = batch.Error()
+		if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 			f.log.Warn("fetch", "err", err)
 		}
 		cancel()
+		if got == 0 && ctx.Err() == nil {
+			f.checkConsumer(ctx)
+		}
 	}
 }
+
+// checkConsumer declares the consumer again if it is gone. A pull request
+// to a deleted consumer is not answered: it only expires, like one with
+// nothing to deliver, so an empty pull is the moment to ask.
+func (f *fetcher) checkConsumer(ctx context.Context) {
+	if f.redeclare == nil {
+		return
+	}
+	ictx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := f.cons.Info(ictx); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		return // there, or NATS cannot tell now: the next pull asks again
+	}
+	cons, err := f.redeclare(ictx)
+	if err != nil {
+		f.log.Warn("the consumer is gone and could not be declared again; retrying", "consumer", f.cons.CachedInfo().Name, "err", err)
+		return
+	}
+	f.cons = cons
+	f.log.Warn(logConsumerDeclaredAgain, "consumer", cons.CachedInfo().Name)
+}
+
+// logConsumerDeclaredAgain is the warning of a consumer found deleted.
+const logConsumerDeclaredAgain = "the consumer was deleted; declared it again, its events are delivered from the stream"
 
 // Wait blocks until d has passed or ctx is done.
 func Wait(ctx context.Context, d time.Duration) error {

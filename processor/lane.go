@@ -67,6 +67,10 @@ func (l *lane) run(ctx context.Context) {
 	}
 	f := newFetcher(l.cons, w.cfg.Room(), w.cfg.maxFetch(), w.log.With("provider", l.name))
 	f.paused = l.pausedFor
+	f.redeclare = func(ctx context.Context) (jetstream.Consumer, error) {
+		cc := w.scfg.TargetConsumerConfig(l.name, w.cfg.AckWait, w.cfg.Room())
+		return w.js.CreateOrUpdateConsumer(ctx, w.scfg.EventsStream, cc)
+	}
 	fetchCtx, stopFetching := context.WithCancel(ctx)
 	defer stopFetching()
 	incoming := make(chan jetstream.Msg)
