@@ -44,15 +44,20 @@ type Publisher struct {
 	calls map[uint64]*call
 }
 
-// call is one Publish waiting for its answers. Only the subscription's
-// goroutine writes acks, errs and left while the call is registered; the
-// caller reads them after done is closed.
+// call is one round of a Publish waiting for its answers. Only the
+// subscription's goroutine writes answers and left while the call is
+// registered; the caller reads them after done is closed.
 type call struct {
-	acks []jetstream.PubAck
-	errs []error
-	seen []bool
-	left int
-	done chan struct{}
+	answers []answer
+	left    int
+	done    chan struct{}
+}
+
+// answer is JetStream's answer to one message of a call.
+type answer struct {
+	ack  jetstream.PubAck
+	err  error
+	seen bool // an answer came (a second one is ignored)
 }
 
 // errNoResponders marks a message nobody answered, to be sent again.
@@ -128,13 +133,7 @@ func (p *Publisher) round(ctx context.Context, msgs []*nats.Msg, todo []int, ack
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("stream: publish %s: %w", msgs[todo[0]].Subject, err)
 	}
-	c := &call{
-		acks: make([]jetstream.PubAck, len(todo)),
-		errs: make([]error, len(todo)),
-		seen: make([]bool, len(todo)),
-		left: len(todo),
-		done: make(chan struct{}),
-	}
+	c := &call{answers: make([]answer, len(todo)), left: len(todo), done: make(chan struct{})}
 	p.mu.Lock()
 	p.next++
 	id := p.next
@@ -160,9 +159,9 @@ func (p *Publisher) round(ctx context.Context, msgs []*nats.Msg, todo []int, ack
 	var retry []int
 	var firstErr error
 	for k, i := range todo {
-		switch err := c.errs[k]; {
+		switch err := c.answers[k].err; {
 		case err == nil:
-			acks[i] = c.acks[k]
+			acks[i] = c.answers[k].ack
 		case errors.Is(err, errNoResponders):
 			retry = append(retry, i)
 		case firstErr == nil:
@@ -181,11 +180,12 @@ func (p *Publisher) reply(m *nats.Msg) {
 	p.mu.Lock()
 	c := p.calls[id]
 	p.mu.Unlock()
-	if c == nil || k >= len(c.seen) || c.seen[k] {
+	if c == nil || k >= len(c.answers) || c.answers[k].seen {
 		return // the call ended (its context did), or an answer came twice
 	}
-	c.seen[k] = true
-	c.acks[k], c.errs[k] = readAnswer(m)
+	a := &c.answers[k]
+	a.ack, a.err = readAnswer(m)
+	a.seen = true
 	c.left--
 	if c.left == 0 {
 		close(c.done)

@@ -116,7 +116,7 @@ func NewStore(ctx context.Context, js jetstream.JetStream, cfg StoreConfig) (*St
 	}
 	s := &Store{kv: kv, maxAttempts: cfg.MaxAttempts, pub: cfg.Publisher, subjects: "$KV." + cfg.Bucket + "."}
 	if nc := js.Conn(); nc != nil {
-		s.reader = &reader{nc: nc, stream: "KV_" + cfg.Bucket, prefix: "$KV." + cfg.Bucket + ".", single: s.get}
+		s.reader = &reader{nc: nc, stream: "KV_" + cfg.Bucket, prefix: s.subjects, single: s.get}
 	}
 	return s, nil
 }
