@@ -7,15 +7,11 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
-	"runtime"
-	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -111,68 +107,25 @@ func sourcePhase(ctx context.Context, cfg Config) (loadResult, error) {
 	const path = "/v1/sources/hubspot"
 	url := "http://" + ln.Addr().String() + path
 
-	tr := &http.Transport{MaxIdleConnsPerHost: cfg.Conns, MaxConnsPerHost: cfg.Conns}
-	defer tr.CloseIdleConnections()
-	client := &http.Client{Transport: tr, Timeout: 10 * time.Second}
 	run := time.Now().UnixNano() / 1000 * 1000
-	var seq, failed atomic.Int64
-	lctx, cancel := context.WithTimeout(ctx, cfg.Duration)
-	defer cancel()
-	var mu sync.Mutex
-	var all latencies
-	var ms0, ms1 runtime.MemStats
-	runtime.ReadMemStats(&ms0)
-	start := time.Now()
-	var wg sync.WaitGroup
-	for range cfg.Conns {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var local latencies
-			var buf []byte
-			mac := hmac.New(sha256.New, []byte(hubspotSecret))
-			for lctx.Err() == nil {
-				buf = hubspotItem(buf[:0], run, int(seq.Add(1)))
-				ts := strconv.FormatInt(time.Now().UnixMilli(), 10)
-				mac.Reset()
-				mac.Write([]byte("POST" + hubspotBaseURL + path))
-				mac.Write(buf)
-				mac.Write([]byte(ts))
-				req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(buf))
-				req.Header.Set("Content-Type", "application/json")
-				req.Header.Set(sources.HeaderHubSpotSignature, base64.StdEncoding.EncodeToString(mac.Sum(nil)))
-				req.Header.Set(sources.HeaderHubSpotTimestamp, ts)
-				t0 := time.Now()
-				resp, err := client.Do(req)
-				if err != nil {
-					failed.Add(1)
-					continue
-				}
-				_, _ = io.Copy(io.Discard, resp.Body)
-				resp.Body.Close()
-				if resp.StatusCode != http.StatusAccepted {
-					failed.Add(1)
-					continue
-				}
-				local = append(local, time.Since(t0))
-			}
-			mu.Lock()
-			all = append(all, local...)
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	runtime.ReadMemStats(&ms1)
-	if f := failed.Load(); f > int64(len(all))/100 {
-		return loadResult{}, fmt.Errorf("perf: hubspot source: %d of %d requests failed", f, int64(len(all))+f)
-	}
-	slices.Sort(all)
-	return loadResult{
-		rate:   float64(len(all)) / elapsed.Seconds(),
-		lat:    all,
-		allocs: float64(ms1.Mallocs-ms0.Mallocs) / float64(max(len(all), 1)),
-	}, nil
+	var seq atomic.Int64
+	return closedLoop(ctx, cfg, "perf: hubspot source", 1, func() func(context.Context) *http.Request {
+		var buf []byte
+		mac := hmac.New(sha256.New, []byte(hubspotSecret))
+		return func(ctx context.Context) *http.Request {
+			buf = hubspotItem(buf[:0], run, int(seq.Add(1)))
+			ts := strconv.FormatInt(time.Now().UnixMilli(), 10)
+			mac.Reset()
+			mac.Write([]byte("POST" + hubspotBaseURL + path))
+			mac.Write(buf)
+			mac.Write([]byte(ts))
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(buf))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set(sources.HeaderHubSpotSignature, base64.StdEncoding.EncodeToString(mac.Sum(nil)))
+			req.Header.Set(sources.HeaderHubSpotTimestamp, ts)
+			return req
+		}
+	})
 }
 
 // addSourceRows measures the HubSpot source against ing, the native
