@@ -47,15 +47,25 @@ func ParseHeaders(h http.Header) (o Observation, ok bool) {
 	return parseHeaders(h, time.Now())
 }
 
+// The rate-limit headers, in the canonical form http.Header keys have
+// (textproto.CanonicalMIMEHeaderKey): Header.Get of a name already in that
+// form finds the same value without allocating its canonical copy, which
+// "X-RateLimit-Limit" costs on every response.
+const (
+	hdrLimit     = "X-Ratelimit-Limit"
+	hdrRemaining = "X-Ratelimit-Remaining"
+	hdrReset     = "X-Ratelimit-Reset"
+)
+
 func parseHeaders(h http.Header, now time.Time) (o Observation, ok bool) {
 	o.Remaining = -1
-	if v, err := strconv.Atoi(h.Get("X-RateLimit-Limit")); err == nil && v > 0 {
+	if v, err := strconv.Atoi(h.Get(hdrLimit)); err == nil && v > 0 {
 		o.Limit, ok = v, true
 	}
-	if v, err := strconv.Atoi(h.Get("X-RateLimit-Remaining")); err == nil && v >= 0 {
+	if v, err := strconv.Atoi(h.Get(hdrRemaining)); err == nil && v >= 0 {
 		o.Remaining, ok = v, true
 	}
-	if v, err := strconv.ParseUint(h.Get("X-RateLimit-Reset"), 10, 63); err == nil && v > 0 {
+	if v, err := strconv.ParseUint(h.Get(hdrReset), 10, 63); err == nil && v > 0 {
 		switch {
 		case v < 1e9:
 			o.Reset = now.Add(time.Duration(v) * time.Second)
