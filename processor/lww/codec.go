@@ -3,7 +3,7 @@ package lww
 import (
 	"encoding/binary"
 	"fmt"
-	"sort"
+	"slices"
 	"time"
 )
 
@@ -20,31 +20,59 @@ const codecVersion = 1
 //	uvarint nfields, then per field (sorted by name): uvarint len(name),
 //	        name, uvarint clock index
 func encodeFields(fields map[string]Clock) []byte {
-	names := make([]string, 0, len(fields))
+	var namesBuf [16]string
+	names := namesBuf[:0]
 	for n := range fields {
 		names = append(names, n)
 	}
-	sort.Strings(names)
+	slices.Sort(names)
 	type key struct {
 		sec  int64
 		nsec int64
 		id   string
 	}
-	index := map[key]uint64{}
-	var clocks []key
-	refs := make([]uint64, len(names))
+	// The clock table: the fields of one event share its clock, so a
+	// value holds few distinct clocks, found by a linear scan; index takes
+	// over past a few, so a value of many clocks is not quadratic.
+	var (
+		buf    [4]key
+		clocks = buf[:0]
+		index  map[key]uint64
+	)
+	var refsBuf [16]uint64
+	refs := refsBuf[:0]
+	if len(names) > len(refsBuf) {
+		refs = make([]uint64, 0, len(names))
+	}
 	size := 1 + 2*binary.MaxVarintLen64
-	for i, n := range names {
+	for _, n := range names {
 		c := fields[n]
 		k := key{c.At.Unix(), int64(c.At.Nanosecond()), c.ID}
-		ix, ok := index[k]
+		ix, ok := uint64(0), false
+		if index != nil {
+			ix, ok = index[k]
+		} else {
+			for j := range clocks {
+				if clocks[j] == k {
+					ix, ok = uint64(j), true
+					break
+				}
+			}
+		}
 		if !ok {
 			ix = uint64(len(clocks))
-			index[k] = ix
 			clocks = append(clocks, k)
+			if index != nil {
+				index[k] = ix
+			} else if len(clocks) > len(buf) {
+				index = make(map[key]uint64, 2*len(clocks))
+				for j, k := range clocks {
+					index[k] = uint64(j)
+				}
+			}
 			size += 3*binary.MaxVarintLen64 + len(k.id)
 		}
-		refs[i] = ix
+		refs = append(refs, ix)
 		size += 2*binary.MaxVarintLen64 + len(n)
 	}
 	b := make([]byte, 0, size)

@@ -54,7 +54,7 @@ type unit struct {
 // key (ingest refuses those too; a repeated field_name is not a repeated
 // key).
 func Fields(target events.Target, patch json.RawMessage) ([]string, error) {
-	us, err := units(target, patch, false)
+	us, err := units(nil, target, patch, false)
 	if err != nil {
 		return nil, err
 	}
@@ -65,8 +65,14 @@ func Fields(target events.Target, patch json.RawMessage) ([]string, error) {
 	return names, nil
 }
 
-// units splits patch into its fields at target.
-func units(target events.Target, patch json.RawMessage, valid bool) ([]unit, error) {
+// unitsBuf is the number of units a caller's buffer for units holds on its
+// stack: more fields than a typical patch sets.
+const unitsBuf = 16
+
+// units splits patch into its fields at target, appending them to dst
+// (which may be a caller's buffer, so a typical patch costs no slice).
+// valid says patch is known to be valid JSON.
+func units(dst []unit, target events.Target, patch json.RawMessage, valid bool) ([]unit, error) {
 	var custom, prefix string
 	switch target {
 	case events.TargetSkipcall:
@@ -79,7 +85,7 @@ func units(target events.Target, patch json.RawMessage, valid bool) ([]unit, err
 	if !valid && !json.Valid(patch) {
 		return nil, fmt.Errorf("%w: %s patch is not valid JSON", ErrInvalid, target)
 	}
-	out := make([]unit, 0, 8)
+	out := dst[:0]
 	var tops [16]string
 	seen := tops[:0]
 	err := eachMember(patch, func(k string, v json.RawMessage) error {
@@ -92,11 +98,17 @@ func units(target events.Target, patch json.RawMessage, valid bool) ([]unit, err
 			return nil
 		}
 		if target == events.TargetSkipcall {
-			return eachMember(v, func(ck string, cv json.RawMessage) error {
-				if repeated(out, prefix+ck) {
+			return eachMemberRaw(v, func(tok []byte, cv json.RawMessage) error {
+				name, err := unquotePrefixed(prefix, tok)
+				if err != nil {
+					return err
+				}
+				ck := name[len(prefix):]
+				if repeated(out, name) {
 					return fmt.Errorf("key %q repeated in %s", ck, k)
 				}
-				out = append(out, unit{name: prefix + ck, top: k, sub: ck, keyed: true, val: cv})
+				// sub shares name's bytes: one string per member.
+				out = append(out, unit{name: name, top: k, sub: name[len(prefix):], keyed: true, val: cv})
 				return nil
 			})
 		}
@@ -113,7 +125,8 @@ func units(target events.Target, patch json.RawMessage, valid bool) ([]unit, err
 			if err != nil || !ok {
 				return fmt.Errorf("%s[%d] has no string field_name", k, i)
 			}
-			out = append(out, unit{name: prefix + name, top: k, sub: name, keyed: true, val: it})
+			full := prefix + name
+			out = append(out, unit{name: full, top: k, sub: full[len(prefix):], keyed: true, val: it})
 			return nil
 		})
 	})
