@@ -196,12 +196,14 @@ func (l *lane) apply(ctx context.Context, j job, msgs []pending, evs []events.Ev
 	res, err := l.provider.Patch(ratelimit.WithGrant(ctx, grant), &merged)
 	status := res.Status
 	var pe *Error
-	if errors.As(err, &pe) {
-		status = pe.Status
-	}
-	if we := (*ratelimit.WaitError)(nil); errors.As(err, &we) {
-		// A pause began after the slot was granted: nothing was sent.
-		return l.hold(r, msgs, we.Until, "paused")
+	if err != nil { // errors.As's targets escape: not for every success
+		if errors.As(err, &pe) {
+			status = pe.Status
+		}
+		if we := (*ratelimit.WaitError)(nil); errors.As(err, &we) {
+			// A pause began after the slot was granted: nothing was sent.
+			return l.hold(r, msgs, we.Until, "paused")
+		}
 	}
 	l.requestDuration(status).Observe(l.w.now().Sub(start).Seconds())
 	class := ClassOf(err)

@@ -88,6 +88,9 @@ func (e *Error) Unwrap() error { return e.Err }
 // ClassTransient for anything else (an unclassified error is worth retrying,
 // bounded by the attempt and age limits).
 func ClassOf(err error) Class {
+	if err == nil { // what errors.As would say, without its target escaping
+		return ClassTransient
+	}
 	var pe *Error
 	if errors.As(err, &pe) {
 		return pe.Class

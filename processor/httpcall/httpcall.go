@@ -9,6 +9,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/textproto"
 	"net/url"
 
 	"github.com/patchbay/patchbay/processor"
@@ -53,7 +54,9 @@ func send(ctx context.Context, c *http.Client, req *http.Request) (Response, err
 	if err != nil {
 		return Response{}, processor.TransportError(ctx, err)
 	}
-	_, _ = io.CopyN(io.Discard, resp.Body, 4*MaxResponseBody)
+	if len(body) == MaxResponseBody { // cut at the bound; otherwise the body is at its end already
+		_, _ = io.CopyN(io.Discard, resp.Body, 4*MaxResponseBody)
+	}
 	return Response{Status: resp.StatusCode, Header: resp.Header, Body: body}, nil
 }
 
@@ -84,8 +87,10 @@ func PatchJSON(ctx context.Context, c *http.Client, u string, body []byte, authH
 	if err != nil {
 		return Response{}, &processor.Error{Class: processor.ClassPermanent, Err: err}
 	}
-	req.Header.Set(authHeader, authValue)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
+	// Header.Set's values, in one allocation instead of one each.
+	vals := [...]string{authValue, "application/json"}
+	req.Header[textproto.CanonicalMIMEHeaderKey(authHeader)] = vals[0:1:1]
+	req.Header["Content-Type"] = vals[1:2:2]
+	req.Header["Accept"] = vals[1:2:2]
 	return send(ctx, c, req)
 }

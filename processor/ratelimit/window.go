@@ -59,13 +59,23 @@ const (
 
 func parseHeaders(h http.Header, now time.Time) (o Observation, ok bool) {
 	o.Remaining = -1
-	if v, err := strconv.Atoi(h.Get(hdrLimit)); err == nil && v > 0 {
-		o.Limit, ok = v, true
+	// An absent header is skipped before strconv, whose error for "" is an
+	// allocation on every response of a provider that sends none.
+	if s := h.Get(hdrLimit); s != "" {
+		if v, err := strconv.Atoi(s); err == nil && v > 0 {
+			o.Limit, ok = v, true
+		}
 	}
-	if v, err := strconv.Atoi(h.Get(hdrRemaining)); err == nil && v >= 0 {
-		o.Remaining, ok = v, true
+	if s := h.Get(hdrRemaining); s != "" {
+		if v, err := strconv.Atoi(s); err == nil && v >= 0 {
+			o.Remaining, ok = v, true
+		}
 	}
-	if v, err := strconv.ParseUint(h.Get(hdrReset), 10, 63); err == nil && v > 0 {
+	s := h.Get(hdrReset)
+	if s == "" {
+		return o, ok
+	}
+	if v, err := strconv.ParseUint(s, 10, 63); err == nil && v > 0 {
 		switch {
 		case v < 1e9:
 			o.Reset = now.Add(time.Duration(v) * time.Second)
