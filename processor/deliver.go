@@ -335,7 +335,9 @@ func (l *lane) decodeAll(ctx context.Context, msgs []pending) ([]pending, []even
 	ok := make([]pending, 0, len(msgs))
 	evs := make([]events.Event, 0, len(msgs))
 	for _, p := range msgs {
-		ev, err := events.Decode(p.msg.Data())
+		// The message's data is its own (the NATS client copies every
+		// message it reads) and never changed: the event may share it.
+		ev, err := events.DecodeShared(p.msg.Data())
 		if err == nil && !isSubjectOf(p.msg.Subject(), l.w.scfg.SubjectPrefix, &ev) {
 			err = fmt.Errorf("%w: subject %s does not match the event's %s", events.ErrInvalid, p.msg.Subject(), ev.Subject(l.w.scfg.SubjectPrefix))
 		}
