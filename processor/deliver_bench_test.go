@@ -1,10 +1,12 @@
 package processor_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -32,12 +34,22 @@ func BenchmarkWorkerDrain(b *testing.B) {
 	b.Cleanup(target.Close)
 	s.SkipURL = target.URL
 	at := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	// The process mode's event: a ~1 KiB Skipcall patch of 13 fields.
+	patch, err := json.Marshal(map[string]any{
+		"firstName": "Ada", "lastName": "Lovelace", "email": "ada@example.com", "company": "Analytical Engines Ltd",
+		"city": "London", "country": "United Kingdom", "role": "Chief Mathematician", "url": "https://example.com/ada",
+		"linkedinUrl": "https://linkedin.com/in/ada", "allowPhoneCalls": true, "phoneNumbers": []string{"+442071234567", "+442079876543"},
+		"customFields": map[string]string{"industry": "Computing", "team_size": "50-100", "notes": strings.Repeat("n", 380)},
+	})
+	if err != nil {
+		b.Fatal(err)
+	}
 	for i := range b.N {
 		ev := events.Event{
 			ID: fmt.Sprintf("evt-%08d", i), Target: events.TargetSkipcall,
 			ContactID:  fmt.Sprintf("0b6c7c8e-6f1d-4a53-9d6e-%012x", i),
 			OccurredAt: at.Add(time.Duration(i) * time.Millisecond),
-			Patch:      []byte(`{"firstName":"Ada","lastName":"Lovelace","city":"Paris","customFields":{"tier":"gold"}}`),
+			Patch:      patch,
 		}
 		data, err := ev.Marshal()
 		if err != nil {

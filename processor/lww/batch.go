@@ -146,7 +146,7 @@ func (r *reader) multi(ctx context.Context, batch []*call) (map[string]*nats.Msg
 	if err != nil {
 		return nil, err
 	}
-	replies, token, err := r.open()
+	replies, token, err := r.open(len(subjects))
 	if err != nil {
 		return nil, err
 	}
@@ -180,8 +180,10 @@ func (r *reader) multi(ctx context.Context, batch []*call) (map[string]*nats.Msg
 	}
 }
 
-// open subscribes the reply inbox on first use and registers a new batch.
-func (r *reader) open() (<-chan *nats.Msg, string, error) {
+// open subscribes the reply inbox on first use and registers a new batch
+// of n keys: its channel holds every reply the batch can have (one per
+// key, and the end), without the room of a full batch every time.
+func (r *reader) open(n int) (<-chan *nats.Msg, string, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.sub == nil {
@@ -195,7 +197,7 @@ func (r *reader) open() (<-chan *nats.Msg, string, error) {
 	}
 	r.seq++
 	token := strconv.FormatUint(r.seq, 10)
-	ch := make(chan *nats.Msg, maxBatch+2)
+	ch := make(chan *nats.Msg, n+2)
 	r.batches[token] = ch
 	return ch, token, nil
 }

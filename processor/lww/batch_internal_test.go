@@ -12,24 +12,32 @@ import (
 )
 
 // TestBatchRepliesAreBufferedWhole guards route's buffer: every reply of a
-// full batch (maxBatch entries and the end-of-batch status) fits in the
-// batch's channel before its reader takes any, so route drops none of a
-// batch's own replies while multi is slow to read them.
+// batch (an entry per key and the end-of-batch status), a full one or a
+// small one, fits in the batch's channel before its reader takes any, so
+// route drops none of a batch's own replies while multi is slow to read
+// them.
 func TestBatchRepliesAreBufferedWhole(t *testing.T) {
 	r := &reader{sub: new(nats.Subscription), inbox: "_INBOX.test", batches: map[string]chan *nats.Msg{}}
-	replies, token, err := r.open()
+	for _, n := range []int{1, 3, maxBatch} {
+		replies, token, err := r.open(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range n + 1 {
+			r.route(&nats.Msg{Subject: r.inbox + "." + token})
+		}
+		if got := len(replies); got != n+1 {
+			t.Fatalf("%d of a batch of %d keys' %d replies buffered, want all", got, n, n+1)
+		}
+		r.close(token)
+	}
+	_, token, err := r.open(maxBatch)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for range maxBatch + 1 {
-		r.route(&nats.Msg{Subject: r.inbox + "." + token})
-	}
-	if got := len(replies); got != maxBatch+1 {
-		t.Fatalf("%d of a full batch's %d replies buffered, want all", got, maxBatch+1)
-	}
 	r.close(token)
 	r.route(&nats.Msg{Subject: r.inbox + "." + token}) // a closed batch's reply is dropped, not a panic
-	if _, other, err := r.open(); err != nil || other == token {
+	if _, other, err := r.open(1); err != nil || other == token {
 		t.Fatalf("next batch token %q (err %v), want one other than %q", other, err, token)
 	}
 }

@@ -44,7 +44,8 @@ func encodeFields(fields map[string]Clock) []byte {
 	if len(names) > len(refsBuf) {
 		refs = make([]uint64, 0, len(names))
 	}
-	size := 1 + 2*binary.MaxVarintLen64
+	// size is the value's exact length (one allocation, no slack).
+	size := 1 + uvarintLen(uint64(len(names)))
 	for _, n := range names {
 		c := fields[n]
 		k := key{c.At.Unix(), int64(c.At.Nanosecond()), c.ID}
@@ -70,11 +71,12 @@ func encodeFields(fields map[string]Clock) []byte {
 					index[k] = uint64(j)
 				}
 			}
-			size += 3*binary.MaxVarintLen64 + len(k.id)
+			size += varintLen(k.sec) + uvarintLen(uint64(k.nsec)) + uvarintLen(uint64(len(k.id))) + len(k.id)
 		}
 		refs = append(refs, ix)
-		size += 2*binary.MaxVarintLen64 + len(n)
+		size += uvarintLen(uint64(len(n))) + len(n) + uvarintLen(ix)
 	}
+	size += uvarintLen(uint64(len(clocks)))
 	b := make([]byte, 0, size)
 	b = append(b, codecVersion)
 	b = binary.AppendUvarint(b, uint64(len(clocks)))
@@ -91,6 +93,24 @@ func encodeFields(fields map[string]Clock) []byte {
 		b = binary.AppendUvarint(b, refs[i])
 	}
 	return b
+}
+
+// uvarintLen is the length of binary.AppendUvarint's encoding of v.
+func uvarintLen(v uint64) int {
+	n := 1
+	for ; v >= 0x80; v >>= 7 {
+		n++
+	}
+	return n
+}
+
+// varintLen is the length of binary.AppendVarint's encoding of v.
+func varintLen(v int64) int {
+	u := uint64(v) << 1
+	if v < 0 {
+		u = ^u
+	}
+	return uvarintLen(u)
 }
 
 // decodeFields decodes what encodeFields wrote; it fails, wrapping

@@ -142,7 +142,13 @@ func TestEncodeFieldsRoundTrip(t *testing.T) {
 			c := i % nclocks
 			fields["f"+strconv.Itoa(i)] = Clock{At: base.Add(time.Duration(c) * time.Millisecond), ID: "e" + strconv.Itoa(c)}
 		}
+		if nclocks == 2 { // a clock before 1970, and a long id: lengths of every size
+			fields["early"] = Clock{At: time.Date(1901, 1, 1, 0, 0, 0, 999999999, time.UTC), ID: strings.Repeat("i", 300)}
+		}
 		b := encodeFields(fields)
+		if len(b) != cap(b) {
+			t.Errorf("%d clocks: value of %d bytes in %d allocated", nclocks, len(b), cap(b))
+		}
 		got, err := decodeFields(b)
 		if err != nil {
 			t.Fatalf("%d clocks: %v", nclocks, err)
@@ -156,7 +162,11 @@ func TestEncodeFieldsRoundTrip(t *testing.T) {
 			}
 		}
 		d := decoder{b: b[1:]}
-		if n := d.uvarint(); n != uint64(nclocks) {
+		want := nclocks
+		if nclocks == 2 {
+			want++
+		}
+		if n := d.uvarint(); n != uint64(want) {
 			t.Fatalf("%d clocks stored as %d", nclocks, n)
 		}
 	}
