@@ -50,7 +50,7 @@ func send(ctx context.Context, c *http.Client, req *http.Request) (Response, err
 		return Response{}, processor.TransportError(ctx, err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBody))
+	body, err := readBounded(resp.Body, MaxResponseBody, resp.ContentLength)
 	if err != nil {
 		return Response{}, processor.TransportError(ctx, err)
 	}
@@ -58,6 +58,31 @@ func send(ctx context.Context, c *http.Client, req *http.Request) (Response, err
 		_, _ = io.CopyN(io.Discard, resp.Body, 4*MaxResponseBody)
 	}
 	return Response{Status: resp.StatusCode, Header: resp.Header, Body: body}, nil
+}
+
+// readBounded is io.ReadAll(io.LimitReader(r, limit)) without the
+// LimitReader, in a buffer sized by size (the answer's Content-Length, -1
+// when unknown): the first limit bytes of r, up to its end.
+func readBounded(r io.Reader, limit int, size int64) ([]byte, error) {
+	n := 512 // io.ReadAll's first buffer
+	if size >= 0 && size < int64(limit) {
+		n = int(size) + 1 // room to read the end without growing
+	}
+	b := make([]byte, 0, min(n, limit))
+	for len(b) < limit {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)] // grow as append does
+		}
+		m, err := r.Read(b[len(b):min(cap(b), limit)])
+		b = b[:len(b)+m]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
+	return b, nil
 }
 
 // Excerpt returns at most n bytes of b as a string.
