@@ -88,7 +88,11 @@ func units(dst []unit, target events.Target, patch json.RawMessage, valid bool) 
 	out := dst[:0]
 	var tops [16]string
 	seen := tops[:0]
-	err := eachMember(patch, func(k string, v json.RawMessage) error {
+	err := eachMemberRaw(patch, func(tok []byte, v json.RawMessage) error {
+		k, err := topKey(tok)
+		if err != nil {
+			return err
+		}
 		if slices.Contains(seen, k) {
 			return fmt.Errorf("key %q repeated", k)
 		}
@@ -134,6 +138,59 @@ func units(dst []unit, target events.Target, patch json.RawMessage, valid bool) 
 		return nil, fmt.Errorf("%w: %s patch: %v", ErrInvalid, target, err)
 	}
 	return out, nil
+}
+
+// topKey decodes the JSON string token of a top-level key, as unquote
+// does; a key of the providers' schemas (all a valid event's patch holds)
+// is its constant instead of a new string per event.
+func topKey(tok []byte) (string, error) {
+	if len(tok) >= 2 {
+		switch string(tok[1 : len(tok)-1]) {
+		// Skipcall's PublicUpdateContactDto.
+		case "firstName":
+			return "firstName", nil
+		case "lastName":
+			return "lastName", nil
+		case "email":
+			return "email", nil
+		case "company":
+			return "company", nil
+		case "city":
+			return "city", nil
+		case "country":
+			return "country", nil
+		case "url":
+			return "url", nil
+		case "linkedinUrl":
+			return "linkedinUrl", nil
+		case "linkedinSalesUrl":
+			return "linkedinSalesUrl", nil
+		case "role":
+			return "role", nil
+		case "allowPhoneCalls":
+			return "allowPhoneCalls", nil
+		case "phoneNumbers":
+			return "phoneNumbers", nil
+		case skipcallCustom:
+			return skipcallCustom, nil
+		// RevyOps' PatchedContactPatchRequest.
+		case "linkedin_url":
+			return "linkedin_url", nil
+		case "first_name":
+			return "first_name", nil
+		case "last_name":
+			return "last_name", nil
+		case "company_id":
+			return "company_id", nil
+		case "origin":
+			return "origin", nil
+		case "contact_status":
+			return "contact_status", nil
+		case revyopsCustom:
+			return revyopsCustom, nil
+		}
+	}
+	return unquote(tok)
 }
 
 // repeated reports whether a unit named name is in us. Patches have few
