@@ -131,9 +131,15 @@ func (l *lane) run(ctx context.Context) {
 	var wg sync.WaitGroup
 	for range w.cfg.Concurrency {
 		wg.Go(func() {
+			// Each delivery goroutine's contexts hang off a child of
+			// workCtx of its own, cancelled with it: registering and
+			// removing a delivery's context then takes no lock that
+			// the other deliveries contend for.
+			gctx, cancel := context.WithCancel(workCtx)
+			defer cancel()
 			for j := range jobs {
 				w.m.inflight.Inc()
-				r := l.deliver(workCtx, j)
+				r := l.deliver(gctx, j)
 				w.m.inflight.Dec()
 				f.release(len(j.msgs) - len(r.back))
 				results <- r
