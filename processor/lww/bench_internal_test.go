@@ -48,3 +48,20 @@ func BenchmarkDecodeFields(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkEncodeFieldsLarge encodes the clocks of the process mode's
+// event: 15 fields from one event.
+func BenchmarkEncodeFieldsLarge(b *testing.B) {
+	c := Clock{At: time.Date(2026, 12, 2, 10, 0, 0, 123456789, time.UTC), ID: "r-12345"}
+	fields := map[string]Clock{}
+	for _, n := range []string{"firstName", "lastName", "email", "company", "city", "country", "role", "url",
+		"linkedinUrl", "allowPhoneCalls", "phoneNumbers", "customFields/industry", "customFields/team_size", "customFields/notes"} {
+		fields[n] = c
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if len(encodeFields(fields)) == 0 {
+			b.Fatal("empty")
+		}
+	}
+}
