@@ -2,6 +2,7 @@ package lww
 
 import (
 	"context"
+	"encoding/json"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -84,6 +85,28 @@ func TestBatchEndSaysWhetherItIsWhole(t *testing.T) {
 			t.Errorf("Nats-Num-Pending %s: multi = %v, %v; want the one entry found", tc.pending, found, err)
 		case !tc.whole && err == nil:
 			t.Errorf("Nats-Num-Pending %s: multi = %v, nil; want an error (batch cut short)", tc.pending, found)
+		}
+	}
+}
+
+// TestMultiLastRequestIsJSONMarshal: the batched read's request is, byte
+// for byte, what encoding/json writes for it, for KV subjects and for
+// subjects it must escape.
+func TestMultiLastRequestIsJSONMarshal(t *testing.T) {
+	for _, subjects := range [][]string{
+		nil, {}, {"$KV.PATCHBAY_LWW.skipcall.0b6c7c8e-6f1d-4a53-9d6e-2f4f5e9c1a01"},
+		{"$KV.B.revyops.1", "$KV.B.revyops.22", "$KV.B.skipcall.a=b/c_d-e"},
+		{"a\"b"}, {"a\\b"}, {"<&>"}, {"tab\there"}, {"é"}, {"ok", "\u2028"}, {"x", "\x7f"},
+	} {
+		want, err := json.Marshal(struct {
+			MultiLast []string `json:"multi_last"`
+		}{subjects})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := multiLastRequest(subjects)
+		if err != nil || string(got) != string(want) {
+			t.Errorf("multiLastRequest(%q) = %s, %v; json.Marshal writes %s", subjects, got, err, want)
 		}
 	}
 }
