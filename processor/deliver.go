@@ -110,32 +110,46 @@ func fenced(ctx context.Context, fence func() time.Time) (context.Context, conte
 		cancel(errLapsed)
 		return cctx, func() {}
 	}
-	var (
-		mu      sync.Mutex // t is set after AfterFunc returns; a stopped timer stays stopped
-		t       *time.Timer
-		stopped bool
-	)
-	mu.Lock()
-	t = time.AfterFunc(d, func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if stopped {
-			return
-		}
-		if d := time.Until(fence()); d > 0 {
-			t.Reset(d)
-			return
-		}
-		cancel(errLapsed)
-	})
-	mu.Unlock()
-	return cctx, func() {
-		mu.Lock()
-		stopped = true
-		t.Stop()
-		mu.Unlock()
-		cancel(context.Canceled)
+	// One allocation holds the timer's state; the timer's func and the
+	// returned stop are its methods.
+	ft := &fenceTimer{fence: fence, cancel: cancel}
+	ft.mu.Lock()
+	ft.t = time.AfterFunc(d, ft.fire)
+	ft.mu.Unlock()
+	return cctx, ft.stop
+}
+
+// fenceTimer cancels a delivery's context once its fence has passed (see
+// fenced).
+type fenceTimer struct {
+	mu      sync.Mutex // t is set after AfterFunc returns; a stopped timer stays stopped
+	t       *time.Timer
+	stopped bool
+	fence   func() time.Time
+	cancel  context.CancelCauseFunc
+}
+
+// fire re-reads the fence: the timer is set again while it is ahead.
+func (f *fenceTimer) fire() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.stopped {
+		return
 	}
+	if d := time.Until(f.fence()); d > 0 {
+		f.t.Reset(d)
+		return
+	}
+	f.cancel(errLapsed)
+}
+
+// stop stops the timer and cancels the context.
+func (f *fenceTimer) stop() {
+	f.mu.Lock()
+	f.stopped = true
+	f.t.Stop()
+	f.mu.Unlock()
+	f.cancel(context.Canceled)
 }
 
 // apply sends one PATCH for msgs (one contact, the lease held) and settles
