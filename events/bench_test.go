@@ -70,6 +70,26 @@ func BenchmarkDecode(b *testing.B) {
 	}
 }
 
+// BenchmarkDecodeShared is BenchmarkDecode without the patch's copy, as the
+// worker decodes.
+func BenchmarkDecodeShared(b *testing.B) {
+	evs, _, err := events.DecodeRequest([]byte(benchEvent(0)), "", events.Limits{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	data, err := evs[0].Marshal()
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		if _, err := events.DecodeShared(data); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 func BenchmarkMarshal(b *testing.B) {
 	evs, _, err := events.DecodeRequest([]byte(benchEvent(0)), "", events.Limits{})
 	if err != nil {

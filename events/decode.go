@@ -137,6 +137,18 @@ func Decode(data []byte) (Event, error) {
 	return decodeFull(data)
 }
 
+// DecodeShared is Decode for a caller that owns data and leaves it
+// unchanged while the event is in use (the worker, with a message's data
+// that the NATS client allocated for it alone): the event's Patch may be a
+// sub-slice of data instead of a copy. The event, the answer and the error
+// are Decode's.
+func DecodeShared(data []byte) (Event, error) {
+	if e, ok := decodeStoredPatch(data, false); ok {
+		return e, nil
+	}
+	return decodeFull(data)
+}
+
 // decodeFull is Decode without the fast path for the stored form.
 func decodeFull(data []byte) (Event, error) {
 	b := trimSpace(data)

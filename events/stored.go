@@ -30,11 +30,26 @@ import (
 // name, unquoting strings with escapes, compacting, and json.Valid's and
 // utf8.Valid's separate passes over the envelope's plain ASCII.
 func decodeStored(data []byte) (e Event, ok bool) {
+	return decodeStoredPatch(data, true)
+}
+
+// decodeStoredPatch is decodeStored; copyPatch false leaves the event's
+// Patch a sub-slice of data instead of a copy (DecodeShared).
+func decodeStoredPatch(data []byte, copyPatch bool) (e Event, ok bool) {
 	r := storedReader{b: data}
 	r.lit(`{"id":"`)
 	e.ID = r.plain()
 	r.lit(`,"target":"`)
-	e.Target = Target(r.plain())
+	// A known target is its constant, not a new string per event; any
+	// other is refused below (known), as the conversion would be.
+	switch t := r.plainBytes(); string(t) {
+	case string(TargetSkipcall):
+		e.Target = TargetSkipcall
+	case string(TargetRevyOps):
+		e.Target = TargetRevyOps
+	default:
+		e.Target = Target(t)
+	}
 	r.lit(`,"contact_id":"`)
 	e.ContactID = r.plain()
 	r.lit(`,"occurred_at":"`)
@@ -63,7 +78,12 @@ func decodeStored(data []byte) (e Event, ok bool) {
 	if c.errs != nil {
 		return Event{}, false
 	}
-	e.setPatch(patch, true)
+	if copyPatch {
+		e.setPatch(patch, true)
+	} else {
+		e.Patch = patch
+		e.checked = markOf(patch) // checked above, and compact: as setPatch marks its copy
+	}
 	return e, true
 }
 

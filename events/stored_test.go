@@ -73,6 +73,15 @@ func assertDecodeAgrees(t testing.TB, data []byte) (fast bool) {
 	case err == nil:
 		assertEqualEvents(t, full, got)
 	}
+	shared, sharedErr := events.DecodeShared(data)
+	switch {
+	case (sharedErr == nil) != (fullErr == nil):
+		t.Fatalf("DecodeShared(%q) error = %v, full decoder's = %v", data, sharedErr, fullErr)
+	case sharedErr != nil && sharedErr.Error() != fullErr.Error():
+		t.Fatalf("DecodeShared(%q) error = %q, full decoder's = %q", data, sharedErr, fullErr)
+	case sharedErr == nil:
+		assertEqualEvents(t, full, shared)
+	}
 	quick, ok := events.DecodeStored(data)
 	if ok {
 		if fullErr != nil {
@@ -111,7 +120,29 @@ func TestDecodeStoredForm(t *testing.T) {
 		if !assertDecodeAgrees(t, data) {
 			t.Errorf("stored form %s does not take the fast path", data)
 		}
+		// DecodeShared's patch is data's own bytes, and still marked
+		// checked: Marshal writes the stored form back unchanged.
+		shared, err := events.DecodeShared(data)
+		if err != nil {
+			t.Fatalf("DecodeShared(%s): %v", data, err)
+		}
+		if p := &shared.Patch[0]; !inside(p, data) {
+			t.Errorf("DecodeShared(%s): the patch is a copy", data)
+		}
+		if again, err := shared.Marshal(); err != nil || !bytes.Equal(again, data) {
+			t.Errorf("Marshal of DecodeShared(%s) = %s, %v", data, again, err)
+		}
 	}
+}
+
+// inside reports whether p points into b.
+func inside(p *byte, b []byte) bool {
+	for i := range b {
+		if p == &b[i] {
+			return true
+		}
+	}
+	return false
 }
 
 // TestDecodeStoredPoison mutates stored events at every byte (replacing,

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime"
+	"strings"
 	"sync"
 	"time"
 
@@ -108,32 +110,46 @@ func fenced(ctx context.Context, fence func() time.Time) (context.Context, conte
 		cancel(errLapsed)
 		return cctx, func() {}
 	}
-	var (
-		mu      sync.Mutex // t is set after AfterFunc returns; a stopped timer stays stopped
-		t       *time.Timer
-		stopped bool
-	)
-	mu.Lock()
-	t = time.AfterFunc(d, func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if stopped {
-			return
-		}
-		if d := time.Until(fence()); d > 0 {
-			t.Reset(d)
-			return
-		}
-		cancel(errLapsed)
-	})
-	mu.Unlock()
-	return cctx, func() {
-		mu.Lock()
-		stopped = true
-		t.Stop()
-		mu.Unlock()
-		cancel(context.Canceled)
+	// One allocation holds the timer's state; the timer's func and the
+	// returned stop are its methods.
+	ft := &fenceTimer{fence: fence, cancel: cancel}
+	ft.mu.Lock()
+	ft.t = time.AfterFunc(d, ft.fire)
+	ft.mu.Unlock()
+	return cctx, ft.stop
+}
+
+// fenceTimer cancels a delivery's context once its fence has passed (see
+// fenced).
+type fenceTimer struct {
+	mu      sync.Mutex // t is set after AfterFunc returns; a stopped timer stays stopped
+	t       *time.Timer
+	stopped bool
+	fence   func() time.Time
+	cancel  context.CancelCauseFunc
+}
+
+// fire re-reads the fence: the timer is set again while it is ahead.
+func (f *fenceTimer) fire() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.stopped {
+		return
 	}
+	if d := time.Until(f.fence()); d > 0 {
+		f.t.Reset(d)
+		return
+	}
+	f.cancel(errLapsed)
+}
+
+// stop stops the timer and cancels the context.
+func (f *fenceTimer) stop() {
+	f.mu.Lock()
+	f.stopped = true
+	f.t.Stop()
+	f.mu.Unlock()
+	f.cancel(context.Canceled)
 }
 
 // apply sends one PATCH for msgs (one contact, the lease held) and settles
@@ -155,7 +171,7 @@ func (l *lane) apply(ctx context.Context, j job, msgs []pending, evs []events.Ev
 		return r
 	}
 	merged := evs[len(evs)-1]
-	log := l.log.With("event_id", merged.ID, "seq", msgs[0].seq, "coalesced", len(msgs))
+	log := &deliveryLog{base: l.log, eventID: merged.ID, seq: msgs[0].seq, coalesced: len(msgs)}
 
 	// Drop every field a newer event already set at the provider.
 	st, err := l.w.state.Get(ctx, l.target, merged.ContactID)
@@ -194,14 +210,16 @@ func (l *lane) apply(ctx context.Context, j job, msgs []pending, evs []events.Ev
 	res, err := l.provider.Patch(ratelimit.WithGrant(ctx, grant), &merged)
 	status := res.Status
 	var pe *Error
-	if errors.As(err, &pe) {
-		status = pe.Status
+	if err != nil { // errors.As's targets escape: not for every success
+		if errors.As(err, &pe) {
+			status = pe.Status
+		}
+		if we := (*ratelimit.WaitError)(nil); errors.As(err, &we) {
+			// A pause began after the slot was granted: nothing was sent.
+			return l.hold(r, msgs, we.Until, "paused")
+		}
 	}
-	if we := (*ratelimit.WaitError)(nil); errors.As(err, &we) {
-		// A pause began after the slot was granted: nothing was sent.
-		return l.hold(r, msgs, we.Until, "paused")
-	}
-	l.w.m.requests.WithLabelValues(l.name, StatusClass(status)).Observe(l.w.now().Sub(start).Seconds())
+	l.requestDuration(status).Observe(l.w.now().Sub(start).Seconds())
 	class := ClassOf(err)
 	if status != 0 && class != ClassCredentials {
 		// The provider took our key: a credentials pause the probe was for
@@ -331,8 +349,10 @@ func (l *lane) decodeAll(ctx context.Context, msgs []pending) ([]pending, []even
 	ok := make([]pending, 0, len(msgs))
 	evs := make([]events.Event, 0, len(msgs))
 	for _, p := range msgs {
-		ev, err := events.Decode(p.msg.Data())
-		if err == nil && ev.Subject(l.w.scfg.SubjectPrefix) != p.msg.Subject() {
+		// The message's data is its own (the NATS client copies every
+		// message it reads) and never changed: the event may share it.
+		ev, err := events.DecodeShared(p.msg.Data())
+		if err == nil && !isSubjectOf(p.msg.Subject(), l.w.scfg.SubjectPrefix, &ev) {
 			err = fmt.Errorf("%w: subject %s does not match the event's %s", events.ErrInvalid, p.msg.Subject(), ev.Subject(l.w.scfg.SubjectPrefix))
 		}
 		if err != nil {
@@ -343,6 +363,18 @@ func (l *lane) decodeAll(ctx context.Context, msgs []pending) ([]pending, []even
 		evs = append(evs, ev)
 	}
 	return ok, evs
+}
+
+// isSubjectOf reports whether subject is ev.Subject(prefix), without
+// building that string for every message.
+func isSubjectOf(subject, prefix string, ev *events.Event) bool {
+	for _, part := range [...]string{prefix, ".patch.", string(ev.Target), "."} {
+		if !strings.HasPrefix(subject, part) {
+			return false
+		}
+		subject = subject[len(part):]
+	}
+	return subject == ev.ContactID
 }
 
 // pace takes one request slot from the target's shared budget, waiting up
@@ -436,11 +468,11 @@ func (l *lane) abandon(r result, msgs []pending) result {
 }
 
 // ack settles p as done with outcome (applied, superseded).
-func (l *lane) ack(ctx context.Context, p pending, outcome string, log *slog.Logger) {
+func (l *lane) ack(ctx context.Context, p pending, outcome string, log *deliveryLog) {
 	if err := p.msg.Ack(); err != nil {
 		log.Warn("ack failed; the event will be redelivered and re-applied", "err", err, "seq", p.seq)
 	}
-	l.w.m.deliveries.WithLabelValues(l.name, outcome).Inc()
+	l.delivered(outcome).Inc()
 	if p.md.NumDelivered > 1 {
 		l.w.attempts.forget(ctx, p.seq)
 	}
@@ -450,7 +482,7 @@ func (l *lane) ack(ctx context.Context, p pending, outcome string, log *slog.Log
 // failure, or dead-letters it once its attempts or age are used up.
 // Attempts are provider calls counted in NATS, so every replica and every
 // restart sees the same count; a hold during a pause is not an attempt.
-func (l *lane) retry(ctx context.Context, p pending, ev *events.Event, cause error, log *slog.Logger) {
+func (l *lane) retry(ctx context.Context, p pending, ev *events.Event, cause error, log *deliveryLog) {
 	now := l.w.now()
 	n, first, err := l.w.attempts.add(ctx, p.seq, now)
 	if err != nil {
@@ -473,4 +505,40 @@ func (l *lane) retry(ctx context.Context, p pending, ev *events.Event, cause err
 		log.Warn("nak failed; the event will be redelivered after the ack wait", "err", err, "seq", p.seq)
 	}
 	l.w.m.deliveries.WithLabelValues(l.name, "retry").Inc()
+}
+
+// deliveryLog is the logger of one delivery: the lane's, with the
+// delivery's event id, first stream sequence and count of coalesced events.
+// slog's With formats its attributes at once, a cost on every delivery
+// though most never log at the level set; deliveryLog calls it on the first
+// record that is logged. Records are the ones Logger.With's logger writes,
+// with the caller's source position.
+type deliveryLog struct {
+	base      *slog.Logger
+	eventID   string
+	seq       uint64
+	coalesced int
+	with      *slog.Logger // base with the delivery's attributes, once built
+}
+
+func (d *deliveryLog) Debug(msg string, args ...any) { d.log(slog.LevelDebug, msg, args...) }
+func (d *deliveryLog) Info(msg string, args ...any)  { d.log(slog.LevelInfo, msg, args...) }
+func (d *deliveryLog) Warn(msg string, args ...any)  { d.log(slog.LevelWarn, msg, args...) }
+func (d *deliveryLog) Error(msg string, args ...any) { d.log(slog.LevelError, msg, args...) }
+
+// log is slog.Logger.log on the delivery's logger: it must be called from
+// the level methods above, so the record's PC is their caller's.
+func (d *deliveryLog) log(level slog.Level, msg string, args ...any) {
+	ctx := context.Background()
+	if !d.base.Enabled(ctx, level) {
+		return
+	}
+	if d.with == nil {
+		d.with = d.base.With("event_id", d.eventID, "seq", d.seq, "coalesced", d.coalesced)
+	}
+	var pcs [1]uintptr
+	runtime.Callers(3, pcs[:]) // runtime.Callers, log, the level method
+	r := slog.NewRecord(time.Now(), level, msg, pcs[0])
+	r.Add(args...)
+	_ = d.with.Handler().Handle(ctx, r)
 }

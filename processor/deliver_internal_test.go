@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/patchbay/patchbay/events"
 	"github.com/patchbay/patchbay/processor/ratelimit"
 )
 
@@ -40,5 +41,30 @@ func TestCommitContext(t *testing.T) {
 	after := time.Now()
 	if got, ok := ctx.Deadline(); !ok || got.Before(before.Add(5*time.Second)) || got.After(after.Add(5*time.Second)) {
 		t.Fatalf("deadline %v (%v) without a deadline or fence, want 5 s from %v", got, ok, before)
+	}
+}
+
+// TestIsSubjectOf: the worker's check of a message's subject against its
+// event agrees with Event.Subject, for the subject itself and for every
+// near miss.
+func TestIsSubjectOf(t *testing.T) {
+	ev := &events.Event{Target: events.TargetSkipcall, ContactID: "0b6c7c8e-6f1d-4a53-9d6e-2f4f5e9c1a01"}
+	const prefix = "contacts"
+	want := ev.Subject(prefix)
+	if !isSubjectOf(want, prefix, ev) {
+		t.Fatalf("%q is the event's subject", want)
+	}
+	others := []string{
+		"", prefix, want + "x", want[:len(want)-1], "x" + want,
+		"contacts.dlq.skipcall." + ev.ContactID,
+		"contacts.patch.revyops." + ev.ContactID,
+		"contactsx.patch.skipcall." + ev.ContactID,
+		"contacts.patch.skipcall" + ev.ContactID,
+		"contacts.patch.skipcall..", "contacts.patch.skipcall.",
+	}
+	for _, s := range others {
+		if isSubjectOf(s, prefix, ev) != (s == want) {
+			t.Errorf("isSubjectOf(%q) = %v, want %v", s, !(s == want), s == want)
+		}
 	}
 }

@@ -30,6 +30,49 @@ type lane struct {
 	stopping atomic.Bool // the delivery goroutines' context is cancelled: shutdown past the drain timeout
 
 	coalesced prometheus.Counter // looked up once: every applied delivery adds to it
+
+	// The series every delivery touches, looked up on first use (so they
+	// appear when they first count, as WithLabelValues' do) instead of on
+	// every event.
+	applied, superseded series[prometheus.Counter]
+	requests2xx         series[prometheus.Observer]
+}
+
+// series is a metric series of a vector, looked up once, on first use.
+// It is safe for concurrent use.
+type series[M any] struct {
+	m atomic.Pointer[M]
+}
+
+// get returns the series, looking it up with lookup the first time.
+func (s *series[M]) get(lookup func() M) M {
+	if m := s.m.Load(); m != nil {
+		return *m
+	}
+	m := lookup()
+	s.m.Store(&m)
+	return m
+}
+
+// delivered returns the deliveries counter of outcome.
+func (l *lane) delivered(outcome string) prometheus.Counter {
+	vec := l.w.m.deliveries
+	switch outcome {
+	case "applied":
+		return l.applied.get(func() prometheus.Counter { return vec.WithLabelValues(l.name, outcome) })
+	case "superseded":
+		return l.superseded.get(func() prometheus.Counter { return vec.WithLabelValues(l.name, outcome) })
+	}
+	return vec.WithLabelValues(l.name, outcome)
+}
+
+// requestDuration returns the provider request histogram of status's class.
+func (l *lane) requestDuration(status int) prometheus.Observer {
+	class := StatusClass(status)
+	if class == "2xx" {
+		return l.requests2xx.get(func() prometheus.Observer { return l.w.m.requests.WithLabelValues(l.name, class) })
+	}
+	return l.w.m.requests.WithLabelValues(l.name, class)
 }
 
 func newLane(w *Worker, t events.Target, tg Target) *lane {
@@ -88,9 +131,15 @@ func (l *lane) run(ctx context.Context) {
 	var wg sync.WaitGroup
 	for range w.cfg.Concurrency {
 		wg.Go(func() {
+			// Each delivery goroutine's contexts hang off a child of
+			// workCtx of its own, cancelled with it: registering and
+			// removing a delivery's context then takes no lock that
+			// the other deliveries contend for.
+			gctx, cancel := context.WithCancel(workCtx)
+			defer cancel()
 			for j := range jobs {
 				w.m.inflight.Inc()
-				r := l.deliver(workCtx, j)
+				r := l.deliver(gctx, j)
 				w.m.inflight.Dec()
 				f.release(len(j.msgs) - len(r.back))
 				results <- r

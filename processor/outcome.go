@@ -88,6 +88,9 @@ func (e *Error) Unwrap() error { return e.Err }
 // ClassTransient for anything else (an unclassified error is worth retrying,
 // bounded by the attempt and age limits).
 func ClassOf(err error) Class {
+	if err == nil { // what errors.As would say, without its target escaping
+		return ClassTransient
+	}
 	var pe *Error
 	if errors.As(err, &pe) {
 		return pe.Class
@@ -120,7 +123,8 @@ func StatusClass(status int) string {
 	case status < 200 || status > 599:
 		return "other"
 	default:
-		return string(rune('0'+status/100)) + "xx"
+		// Constants, not built: a metric label of every request.
+		return [...]string{"1xx", "2xx", "3xx", "4xx", "5xx"}[status/100-1]
 	}
 }
 

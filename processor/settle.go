@@ -83,27 +83,39 @@ func (w *Worker) backoff(attempt int) time.Duration {
 // of the ack wait, so a slow call or a held wait is not redelivered to
 // another worker in parallel. The returned func stops it.
 func (w *Worker) heartbeat(msgs []pending) (stop func()) {
-	every := w.cfg.AckWait / 3
-	var mu sync.Mutex
-	stopped := false
-	var t *time.Timer
-	mu.Lock()
-	defer mu.Unlock()
-	t = time.AfterFunc(every, func() {
-		mu.Lock()
-		defer mu.Unlock()
-		if stopped {
-			return
-		}
-		for _, p := range msgs {
-			_ = p.msg.InProgress()
-		}
-		t.Reset(every)
-	})
-	return func() {
-		mu.Lock()
-		defer mu.Unlock()
-		stopped = true
-		t.Stop()
+	// One allocation holds the timer's state; the timer's func and the
+	// returned stop are its methods.
+	h := &heartbeatTimer{msgs: msgs, every: w.cfg.AckWait / 3}
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.t = time.AfterFunc(h.every, h.beat)
+	return h.stop
+}
+
+// heartbeatTimer is the timer of Worker.heartbeat.
+type heartbeatTimer struct {
+	mu      sync.Mutex
+	stopped bool
+	t       *time.Timer
+	msgs    []pending
+	every   time.Duration
+}
+
+func (h *heartbeatTimer) beat() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.stopped {
+		return
 	}
+	for _, p := range h.msgs {
+		_ = p.msg.InProgress()
+	}
+	h.t.Reset(h.every)
+}
+
+func (h *heartbeatTimer) stop() {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.stopped = true
+	h.t.Stop()
 }

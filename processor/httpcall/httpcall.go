@@ -9,6 +9,7 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/textproto"
 	"net/url"
 
 	"github.com/patchbay/patchbay/processor"
@@ -49,12 +50,39 @@ func send(ctx context.Context, c *http.Client, req *http.Request) (Response, err
 		return Response{}, processor.TransportError(ctx, err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBody))
+	body, err := readBounded(resp.Body, MaxResponseBody, resp.ContentLength)
 	if err != nil {
 		return Response{}, processor.TransportError(ctx, err)
 	}
-	_, _ = io.CopyN(io.Discard, resp.Body, 4*MaxResponseBody)
+	if len(body) == MaxResponseBody { // cut at the bound; otherwise the body is at its end already
+		_, _ = io.CopyN(io.Discard, resp.Body, 4*MaxResponseBody)
+	}
 	return Response{Status: resp.StatusCode, Header: resp.Header, Body: body}, nil
+}
+
+// readBounded is io.ReadAll(io.LimitReader(r, limit)) without the
+// LimitReader, in a buffer sized by size (the answer's Content-Length, -1
+// when unknown): the first limit bytes of r, up to its end.
+func readBounded(r io.Reader, limit int, size int64) ([]byte, error) {
+	n := 512 // io.ReadAll's first buffer
+	if size >= 0 && size < int64(limit) {
+		n = int(size) + 1 // room to read the end without growing
+	}
+	b := make([]byte, 0, min(n, limit))
+	for len(b) < limit {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)] // grow as append does
+		}
+		m, err := r.Read(b[len(b):min(cap(b), limit)])
+		b = b[:len(b)+m]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			return b, err
+		}
+	}
+	return b, nil
 }
 
 // Excerpt returns at most n bytes of b as a string.
@@ -84,8 +112,10 @@ func PatchJSON(ctx context.Context, c *http.Client, u string, body []byte, authH
 	if err != nil {
 		return Response{}, &processor.Error{Class: processor.ClassPermanent, Err: err}
 	}
-	req.Header.Set(authHeader, authValue)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
+	// Header.Set's values, in one allocation instead of one each.
+	vals := [...]string{authValue, "application/json"}
+	req.Header[textproto.CanonicalMIMEHeaderKey(authHeader)] = vals[0:1:1]
+	req.Header["Content-Type"] = vals[1:2:2]
+	req.Header["Accept"] = vals[1:2:2]
 	return send(ctx, c, req)
 }

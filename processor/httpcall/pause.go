@@ -140,18 +140,21 @@ func NewPauses(target string, max time.Duration, opts ...Option) *Pauses {
 // RetryAfter returns when the Retry-After header of h lets requests resume,
 // capped at now + the maximum pause; zero when it is absent or malformed.
 func (p *Pauses) RetryAfter(h http.Header, now time.Time) time.Time {
-	return p.read(h, "Retry-After", ParseRetryAfter, now)
+	return p.read(h, "Retry-After", "Retry-After", ParseRetryAfter, now)
 }
 
 // Reset returns when the X-RateLimit-Reset header of h says the window
 // resets, capped at now + the maximum pause; zero when it is absent or
 // malformed.
 func (p *Pauses) Reset(h http.Header, now time.Time) time.Time {
-	return p.read(h, "X-RateLimit-Reset", ParseReset, now)
+	return p.read(h, "X-RateLimit-Reset", "X-Ratelimit-Reset", ParseReset, now)
 }
 
-func (p *Pauses) read(h http.Header, name string, parse func(string, time.Time) (time.Time, error), now time.Time) time.Time {
-	v := h.Get(name)
+// read reads header name, whose canonical form (the key http.Header holds
+// it under) is key: Get of the canonical form finds the same value without
+// allocating the canonical copy on every response.
+func (p *Pauses) read(h http.Header, name, key string, parse func(string, time.Time) (time.Time, error), now time.Time) time.Time {
+	v := h.Get(key)
 	if v == "" {
 		return time.Time{}
 	}

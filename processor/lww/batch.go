@@ -140,13 +140,11 @@ func (r *reader) multi(ctx context.Context, batch []*call) (map[string]*nats.Msg
 			subjects = append(subjects, s)
 		}
 	}
-	req, err := json.Marshal(struct {
-		MultiLast []string `json:"multi_last"`
-	}{subjects})
+	req, err := multiLastRequest(subjects)
 	if err != nil {
 		return nil, err
 	}
-	replies, token, err := r.open()
+	replies, token, err := r.open(len(subjects))
 	if err != nil {
 		return nil, err
 	}
@@ -180,8 +178,45 @@ func (r *reader) multi(ctx context.Context, batch []*call) (map[string]*nats.Msg
 	}
 }
 
-// open subscribes the reply inbox on first use and registers a new batch.
-func (r *reader) open() (<-chan *nats.Msg, string, error) {
+// multiLastRequest returns the batched direct-get request for subjects,
+// the bytes json.Marshal writes for it, without reflection when every
+// subject is plain text that JSON writes as it is (a KV key always is).
+func multiLastRequest(subjects []string) ([]byte, error) {
+	n := len(`{"multi_last":[]}`)
+	for _, s := range subjects {
+		for i := 0; i < len(s); i++ {
+			if c := s[i]; c < 0x20 || c > 0x7e || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+				n = -1 // escaped by json.Marshal
+				break
+			}
+		}
+		if n < 0 {
+			break
+		}
+		n += len(s) + 3
+	}
+	if n < 0 || subjects == nil {
+		return json.Marshal(struct {
+			MultiLast []string `json:"multi_last"`
+		}{subjects})
+	}
+	b := make([]byte, 0, n)
+	b = append(b, `{"multi_last":[`...)
+	for i, s := range subjects {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = append(b, '"')
+		b = append(b, s...)
+		b = append(b, '"')
+	}
+	return append(b, "]}"...), nil
+}
+
+// open subscribes the reply inbox on first use and registers a new batch
+// of n keys: its channel holds every reply the batch can have (one per
+// key, and the end), without the room of a full batch every time.
+func (r *reader) open(n int) (<-chan *nats.Msg, string, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.sub == nil {
@@ -195,7 +230,7 @@ func (r *reader) open() (<-chan *nats.Msg, string, error) {
 	}
 	r.seq++
 	token := strconv.FormatUint(r.seq, 10)
-	ch := make(chan *nats.Msg, maxBatch+2)
+	ch := make(chan *nats.Msg, n+2)
 	r.batches[token] = ch
 	return ch, token, nil
 }

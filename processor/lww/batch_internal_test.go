@@ -2,6 +2,7 @@ package lww
 
 import (
 	"context"
+	"encoding/json"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -12,24 +13,32 @@ import (
 )
 
 // TestBatchRepliesAreBufferedWhole guards route's buffer: every reply of a
-// full batch (maxBatch entries and the end-of-batch status) fits in the
-// batch's channel before its reader takes any, so route drops none of a
-// batch's own replies while multi is slow to read them.
+// batch (an entry per key and the end-of-batch status), a full one or a
+// small one, fits in the batch's channel before its reader takes any, so
+// route drops none of a batch's own replies while multi is slow to read
+// them.
 func TestBatchRepliesAreBufferedWhole(t *testing.T) {
 	r := &reader{sub: new(nats.Subscription), inbox: "_INBOX.test", batches: map[string]chan *nats.Msg{}}
-	replies, token, err := r.open()
+	for _, n := range []int{1, 3, maxBatch} {
+		replies, token, err := r.open(n)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for range n + 1 {
+			r.route(&nats.Msg{Subject: r.inbox + "." + token})
+		}
+		if got := len(replies); got != n+1 {
+			t.Fatalf("%d of a batch of %d keys' %d replies buffered, want all", got, n, n+1)
+		}
+		r.close(token)
+	}
+	_, token, err := r.open(maxBatch)
 	if err != nil {
 		t.Fatal(err)
 	}
-	for range maxBatch + 1 {
-		r.route(&nats.Msg{Subject: r.inbox + "." + token})
-	}
-	if got := len(replies); got != maxBatch+1 {
-		t.Fatalf("%d of a full batch's %d replies buffered, want all", got, maxBatch+1)
-	}
 	r.close(token)
 	r.route(&nats.Msg{Subject: r.inbox + "." + token}) // a closed batch's reply is dropped, not a panic
-	if _, other, err := r.open(); err != nil || other == token {
+	if _, other, err := r.open(1); err != nil || other == token {
 		t.Fatalf("next batch token %q (err %v), want one other than %q", other, err, token)
 	}
 }
@@ -76,6 +85,28 @@ func TestBatchEndSaysWhetherItIsWhole(t *testing.T) {
 			t.Errorf("Nats-Num-Pending %s: multi = %v, %v; want the one entry found", tc.pending, found, err)
 		case !tc.whole && err == nil:
 			t.Errorf("Nats-Num-Pending %s: multi = %v, nil; want an error (batch cut short)", tc.pending, found)
+		}
+	}
+}
+
+// TestMultiLastRequestIsJSONMarshal: the batched read's request is, byte
+// for byte, what encoding/json writes for it, for KV subjects and for
+// subjects it must escape.
+func TestMultiLastRequestIsJSONMarshal(t *testing.T) {
+	for _, subjects := range [][]string{
+		nil, {}, {"$KV.PATCHBAY_LWW.skipcall.0b6c7c8e-6f1d-4a53-9d6e-2f4f5e9c1a01"},
+		{"$KV.B.revyops.1", "$KV.B.revyops.22", "$KV.B.skipcall.a=b/c_d-e"},
+		{"a\"b"}, {"a\\b"}, {"<&>"}, {"tab\there"}, {"é"}, {"ok", "\u2028"}, {"x", "\x7f"},
+	} {
+		want, err := json.Marshal(struct {
+			MultiLast []string `json:"multi_last"`
+		}{subjects})
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := multiLastRequest(subjects)
+		if err != nil || string(got) != string(want) {
+			t.Errorf("multiLastRequest(%q) = %s, %v; json.Marshal writes %s", subjects, got, err, want)
 		}
 	}
 }

@@ -3,6 +3,7 @@ package lww_test
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/patchbay/patchbay/events"
@@ -29,6 +30,33 @@ func BenchmarkUnmarshalFloor(b *testing.B) {
 func BenchmarkMergeSingle(b *testing.B) {
 	b.ReportAllocs()
 	c := lww.Change{Patch: benchPatch, Clock: at(1, "e1")}
+	for b.Loop() {
+		if _, _, err := lww.Merge(events.TargetSkipcall, c); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// benchPatchLarge is the process mode's event: a ~1 KiB Skipcall patch of
+// 13 fields, three of them custom, one a long string.
+var benchPatchLarge = func() json.RawMessage {
+	b, err := json.Marshal(map[string]any{
+		"firstName": "Ada", "lastName": "Lovelace", "email": "ada@example.com", "company": "Analytical Engines Ltd",
+		"city": "London", "country": "United Kingdom", "role": "Chief Mathematician", "url": "https://example.com/ada",
+		"linkedinUrl": "https://linkedin.com/in/ada", "allowPhoneCalls": true, "phoneNumbers": []string{"+442071234567", "+442079876543"},
+		"customFields": map[string]string{"industry": "Computing", "team_size": "50-100", "notes": strings.Repeat("n", 380)},
+	})
+	if err != nil {
+		panic(err)
+	}
+	return b
+}()
+
+// BenchmarkMergeSingleLarge is MergeSingle for the process mode's event:
+// what the worker does for every event delivered alone.
+func BenchmarkMergeSingleLarge(b *testing.B) {
+	b.ReportAllocs()
+	c := lww.Change{Patch: benchPatchLarge, Clock: at(1, "e1"), Valid: true}
 	for b.Loop() {
 		if _, _, err := lww.Merge(events.TargetSkipcall, c); err != nil {
 			b.Fatal(err)

@@ -3,7 +3,7 @@ package lww
 import (
 	"encoding/binary"
 	"fmt"
-	"sort"
+	"slices"
 	"time"
 )
 
@@ -20,33 +20,63 @@ const codecVersion = 1
 //	uvarint nfields, then per field (sorted by name): uvarint len(name),
 //	        name, uvarint clock index
 func encodeFields(fields map[string]Clock) []byte {
-	names := make([]string, 0, len(fields))
+	var namesBuf [16]string
+	names := namesBuf[:0]
 	for n := range fields {
 		names = append(names, n)
 	}
-	sort.Strings(names)
+	slices.Sort(names)
 	type key struct {
 		sec  int64
 		nsec int64
 		id   string
 	}
-	index := map[key]uint64{}
-	var clocks []key
-	refs := make([]uint64, len(names))
-	size := 1 + 2*binary.MaxVarintLen64
-	for i, n := range names {
+	// The clock table: the fields of one event share its clock, so a
+	// value holds few distinct clocks, found by a linear scan; index takes
+	// over past a few, so a value of many clocks is not quadratic.
+	var (
+		buf    [4]key
+		clocks = buf[:0]
+		index  map[key]uint64
+	)
+	var refsBuf [16]uint64
+	refs := refsBuf[:0]
+	if len(names) > len(refsBuf) {
+		refs = make([]uint64, 0, len(names))
+	}
+	// size is the value's exact length (one allocation, no slack).
+	size := 1 + uvarintLen(uint64(len(names)))
+	for _, n := range names {
 		c := fields[n]
 		k := key{c.At.Unix(), int64(c.At.Nanosecond()), c.ID}
-		ix, ok := index[k]
+		ix, ok := uint64(0), false
+		if index != nil {
+			ix, ok = index[k]
+		} else {
+			for j := range clocks {
+				if clocks[j] == k {
+					ix, ok = uint64(j), true
+					break
+				}
+			}
+		}
 		if !ok {
 			ix = uint64(len(clocks))
-			index[k] = ix
 			clocks = append(clocks, k)
-			size += 3*binary.MaxVarintLen64 + len(k.id)
+			if index != nil {
+				index[k] = ix
+			} else if len(clocks) > len(buf) {
+				index = make(map[key]uint64, 2*len(clocks))
+				for j, k := range clocks {
+					index[k] = uint64(j)
+				}
+			}
+			size += varintLen(k.sec) + uvarintLen(uint64(k.nsec)) + uvarintLen(uint64(len(k.id))) + len(k.id)
 		}
-		refs[i] = ix
-		size += 2*binary.MaxVarintLen64 + len(n)
+		refs = append(refs, ix)
+		size += uvarintLen(uint64(len(n))) + len(n) + uvarintLen(ix)
 	}
+	size += uvarintLen(uint64(len(clocks)))
 	b := make([]byte, 0, size)
 	b = append(b, codecVersion)
 	b = binary.AppendUvarint(b, uint64(len(clocks)))
@@ -63,6 +93,24 @@ func encodeFields(fields map[string]Clock) []byte {
 		b = binary.AppendUvarint(b, refs[i])
 	}
 	return b
+}
+
+// uvarintLen is the length of binary.AppendUvarint's encoding of v.
+func uvarintLen(v uint64) int {
+	n := 1
+	for ; v >= 0x80; v >>= 7 {
+		n++
+	}
+	return n
+}
+
+// varintLen is the length of binary.AppendVarint's encoding of v.
+func varintLen(v int64) int {
+	u := uint64(v) << 1
+	if v < 0 {
+		u = ^u
+	}
+	return uvarintLen(u)
 }
 
 // decodeFields decodes what encodeFields wrote; it fails, wrapping

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -99,7 +100,7 @@ func TestScannersRefuseBlankInput(t *testing.T) {
 func TestCustomFieldErrorNamesTheItem(t *testing.T) {
 	t.Parallel()
 	patch := []byte(`{"contact_custom_fields":[{"field_name":"tier","field_value":"gold"},{"field_name":"size","field_value":1},{"field_value":2}]}`)
-	_, err := units(events.TargetRevyOps, patch, false)
+	_, err := units(nil, events.TargetRevyOps, patch, false)
 	if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), "contact_custom_fields[2] has no string field_name") {
 		t.Fatalf("units of a patch whose third custom field has no name: %v; want ErrInvalid naming contact_custom_fields[2]", err)
 	}
@@ -126,6 +127,47 @@ func TestSkipValueStopsAtTheEnd(t *testing.T) {
 	} {
 		if got := skipValue([]byte(in), 0); got != want {
 			t.Errorf("skipValue(%q) = %d, want %d", in, got, want)
+		}
+	}
+}
+
+// TestEncodeFieldsRoundTrip: every field's clock survives encoding, with a
+// shared clock stored once, for values of one to many distinct clocks
+// (past the few encodeFields finds by scanning) and many fields.
+func TestEncodeFieldsRoundTrip(t *testing.T) {
+	base := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
+	for _, nclocks := range []int{1, 2, 4, 5, 9, 40} {
+		fields := map[string]Clock{}
+		for i := range 3 * nclocks {
+			c := i % nclocks
+			fields["f"+strconv.Itoa(i)] = Clock{At: base.Add(time.Duration(c) * time.Millisecond), ID: "e" + strconv.Itoa(c)}
+		}
+		if nclocks == 2 { // a clock before 1970, and a long id: lengths of every size
+			fields["early"] = Clock{At: time.Date(1901, 1, 1, 0, 0, 0, 999999999, time.UTC), ID: strings.Repeat("i", 300)}
+		}
+		b := encodeFields(fields)
+		if len(b) != cap(b) {
+			t.Errorf("%d clocks: value of %d bytes in %d allocated", nclocks, len(b), cap(b))
+		}
+		got, err := decodeFields(b)
+		if err != nil {
+			t.Fatalf("%d clocks: %v", nclocks, err)
+		}
+		if len(got) != len(fields) {
+			t.Fatalf("%d clocks: %d fields back, want %d", nclocks, len(got), len(fields))
+		}
+		for n, c := range fields {
+			if !got[n].Equal(c) {
+				t.Fatalf("%d clocks: field %s: %v, want %v", nclocks, n, got[n], c)
+			}
+		}
+		d := decoder{b: b[1:]}
+		want := nclocks
+		if nclocks == 2 {
+			want++
+		}
+		if n := d.uvarint(); n != uint64(want) {
+			t.Fatalf("%d clocks stored as %d", nclocks, n)
 		}
 	}
 }

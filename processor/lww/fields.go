@@ -54,7 +54,7 @@ type unit struct {
 // key (ingest refuses those too; a repeated field_name is not a repeated
 // key).
 func Fields(target events.Target, patch json.RawMessage) ([]string, error) {
-	us, err := units(target, patch, false)
+	us, err := units(nil, target, patch, false)
 	if err != nil {
 		return nil, err
 	}
@@ -65,8 +65,14 @@ func Fields(target events.Target, patch json.RawMessage) ([]string, error) {
 	return names, nil
 }
 
-// units splits patch into its fields at target.
-func units(target events.Target, patch json.RawMessage, valid bool) ([]unit, error) {
+// unitsBuf is the number of units a caller's buffer for units holds on its
+// stack: more fields than a typical patch sets.
+const unitsBuf = 16
+
+// units splits patch into its fields at target, appending them to dst
+// (which may be a caller's buffer, so a typical patch costs no slice).
+// valid says patch is known to be valid JSON.
+func units(dst []unit, target events.Target, patch json.RawMessage, valid bool) ([]unit, error) {
 	var custom, prefix string
 	switch target {
 	case events.TargetSkipcall:
@@ -79,10 +85,14 @@ func units(target events.Target, patch json.RawMessage, valid bool) ([]unit, err
 	if !valid && !json.Valid(patch) {
 		return nil, fmt.Errorf("%w: %s patch is not valid JSON", ErrInvalid, target)
 	}
-	out := make([]unit, 0, 8)
+	out := dst[:0]
 	var tops [16]string
 	seen := tops[:0]
-	err := eachMember(patch, func(k string, v json.RawMessage) error {
+	err := eachMemberRaw(patch, func(tok []byte, v json.RawMessage) error {
+		k, err := topKey(tok)
+		if err != nil {
+			return err
+		}
 		if slices.Contains(seen, k) {
 			return fmt.Errorf("key %q repeated", k)
 		}
@@ -92,11 +102,17 @@ func units(target events.Target, patch json.RawMessage, valid bool) ([]unit, err
 			return nil
 		}
 		if target == events.TargetSkipcall {
-			return eachMember(v, func(ck string, cv json.RawMessage) error {
-				if repeated(out, prefix+ck) {
+			return eachMemberRaw(v, func(tok []byte, cv json.RawMessage) error {
+				name, err := unquotePrefixed(prefix, tok)
+				if err != nil {
+					return err
+				}
+				ck := name[len(prefix):]
+				if repeated(out, name) {
 					return fmt.Errorf("key %q repeated in %s", ck, k)
 				}
-				out = append(out, unit{name: prefix + ck, top: k, sub: ck, keyed: true, val: cv})
+				// sub shares name's bytes: one string per member.
+				out = append(out, unit{name: name, top: k, sub: name[len(prefix):], keyed: true, val: cv})
 				return nil
 			})
 		}
@@ -113,7 +129,8 @@ func units(target events.Target, patch json.RawMessage, valid bool) ([]unit, err
 			if err != nil || !ok {
 				return fmt.Errorf("%s[%d] has no string field_name", k, i)
 			}
-			out = append(out, unit{name: prefix + name, top: k, sub: name, keyed: true, val: it})
+			full := prefix + name
+			out = append(out, unit{name: full, top: k, sub: full[len(prefix):], keyed: true, val: it})
 			return nil
 		})
 	})
@@ -121,6 +138,59 @@ func units(target events.Target, patch json.RawMessage, valid bool) ([]unit, err
 		return nil, fmt.Errorf("%w: %s patch: %v", ErrInvalid, target, err)
 	}
 	return out, nil
+}
+
+// topKey decodes the JSON string token of a top-level key, as unquote
+// does; a key of the providers' schemas (all a valid event's patch holds)
+// is its constant instead of a new string per event.
+func topKey(tok []byte) (string, error) {
+	if len(tok) >= 2 {
+		switch string(tok[1 : len(tok)-1]) {
+		// Skipcall's PublicUpdateContactDto.
+		case "firstName":
+			return "firstName", nil
+		case "lastName":
+			return "lastName", nil
+		case "email":
+			return "email", nil
+		case "company":
+			return "company", nil
+		case "city":
+			return "city", nil
+		case "country":
+			return "country", nil
+		case "url":
+			return "url", nil
+		case "linkedinUrl":
+			return "linkedinUrl", nil
+		case "linkedinSalesUrl":
+			return "linkedinSalesUrl", nil
+		case "role":
+			return "role", nil
+		case "allowPhoneCalls":
+			return "allowPhoneCalls", nil
+		case "phoneNumbers":
+			return "phoneNumbers", nil
+		case skipcallCustom:
+			return skipcallCustom, nil
+		// RevyOps' PatchedContactPatchRequest.
+		case "linkedin_url":
+			return "linkedin_url", nil
+		case "first_name":
+			return "first_name", nil
+		case "last_name":
+			return "last_name", nil
+		case "company_id":
+			return "company_id", nil
+		case "origin":
+			return "origin", nil
+		case "contact_status":
+			return "contact_status", nil
+		case revyopsCustom:
+			return revyopsCustom, nil
+		}
+	}
+	return unquote(tok)
 }
 
 // repeated reports whether a unit named name is in us. Patches have few

@@ -20,11 +20,12 @@ import (
 // patch is not valid for target (see Fields) or a field of patch has no
 // clock in clocks.
 func Filter(target events.Target, patch json.RawMessage, clocks map[string]Clock, st State) (kept json.RawMessage, keptClocks map[string]Clock, dropped []string, err error) {
-	us, err := units(target, patch, false)
+	var buf, keepBuf [unitsBuf]unit
+	us, err := units(buf[:0], target, patch, false)
 	if err != nil {
 		return nil, nil, nil, err
 	}
-	keep := us[:0:0]
+	keep := keepBuf[:0]
 	for _, u := range us {
 		c, ok := clocks[u.name]
 		if !ok {

@@ -24,7 +24,8 @@ func Merge(target events.Target, changes ...Change) (patch json.RawMessage, cloc
 		return nil, nil, fmt.Errorf("%w: no change to merge", ErrInvalid)
 	}
 	if len(changes) == 1 {
-		us, err := units(target, changes[0].Patch, changes[0].Valid)
+		var buf [unitsBuf]unit
+		us, err := units(buf[:0], target, changes[0].Patch, changes[0].Valid)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -40,8 +41,9 @@ func Merge(target events.Target, changes ...Change) (patch json.RawMessage, cloc
 	}
 	best := map[string]pick{}
 	var order []string // field names in order of first appearance
+	var buf [unitsBuf]unit
 	for i, c := range changes {
-		us, err := units(target, c.Patch, c.Valid)
+		us, err := units(buf[:0], target, c.Patch, c.Valid)
 		if err != nil {
 			return nil, nil, fmt.Errorf("change %d: %w", i, err)
 		}

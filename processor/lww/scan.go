@@ -20,6 +20,18 @@ var (
 // eachMember calls f with every member of the valid JSON object obj, in
 // order; v is a sub-slice of obj.
 func eachMember(obj []byte, f func(k string, v json.RawMessage) error) error {
+	return eachMemberRaw(obj, func(tok []byte, v json.RawMessage) error {
+		key, err := unquote(tok)
+		if err != nil {
+			return err
+		}
+		return f(key, v)
+	})
+}
+
+// eachMemberRaw is eachMember giving each key as its JSON string token,
+// quotes included, for a caller that builds a string of its own from it.
+func eachMemberRaw(obj []byte, f func(tok []byte, v json.RawMessage) error) error {
 	i := skipSpace(obj, 0)
 	if i >= len(obj) || obj[i] != '{' {
 		return errNotObject
@@ -30,10 +42,7 @@ func eachMember(obj []byte, f func(k string, v json.RawMessage) error) error {
 	}
 	for {
 		end := skipString(obj, i)
-		key, err := unquote(obj[i:end])
-		if err != nil {
-			return err
-		}
+		key := obj[i:end]
 		i = skipSpace(obj, end)
 		i = skipSpace(obj, i+1) // ':'
 		vend := skipValue(obj, i)
@@ -71,6 +80,16 @@ func eachElement(arr []byte, f func(i int, v json.RawMessage) error) error {
 	}
 }
 
+// unquotePrefixed returns prefix followed by the JSON string token tok
+// decoded, as unquote decodes it, in one string.
+func unquotePrefixed(prefix string, tok []byte) (string, error) {
+	if bytes.IndexByte(tok, '\\') < 0 && utf8.Valid(tok) {
+		return prefix + string(tok[1:len(tok)-1]), nil
+	}
+	s, err := unquote(tok)
+	return prefix + s, err
+}
+
 // unquote decodes a JSON string token; the common case without escapes
 // and with valid UTF-8 needs no decoder (encoding/json replaces invalid
 // UTF-8 with U+FFFD, and so must we, so that names agree).
@@ -91,14 +110,19 @@ func skipSpace(b []byte, i int) int {
 }
 
 // skipString returns the index after the string starting at b[i] == '"'.
+// It jumps from quote to quote (bytes.IndexByte), looking at the bytes
+// between only for an escape: long text values cost little.
 func skipString(b []byte, i int) int {
-	for i++; i < len(b); i++ {
-		switch b[i] {
-		case '\\':
-			i++
-		case '"':
-			return i + 1
+	for i++; i < len(b); {
+		q := bytes.IndexByte(b[i:], '"')
+		if q < 0 {
+			return len(b)
 		}
+		e := bytes.IndexByte(b[i:i+q], '\\')
+		if e < 0 {
+			return i + q + 1
+		}
+		i += e + 2 // the escape and the byte it escapes
 	}
 	return len(b)
 }

@@ -235,8 +235,12 @@ func casConflict(err error) bool {
 }
 
 // maxClocks returns stored with every applied clock that is newer merged in,
-// and whether any was. stored is not modified.
+// and whether any was. Neither stored nor applied is modified; the result
+// may be applied itself (nothing stored), so it must not be modified either.
 func maxClocks(stored, applied map[string]Clock) (map[string]Clock, bool) {
+	if len(stored) == 0 {
+		return applied, len(applied) > 0
+	}
 	var out map[string]Clock
 	for name, c := range applied {
 		if old, ok := stored[name]; ok && !c.After(old) {

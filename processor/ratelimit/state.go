@@ -54,6 +54,7 @@ type metrics struct {
 	paused    prometheus.GaugeFunc
 	failures  prometheus.GaugeFunc
 	remaining prometheus.GaugeFunc
+	granted   prometheus.Counter // takes' series every granted slot counts in, looked up once
 }
 
 // newMetrics registers the collectors with reg (nil: not registered, the
@@ -93,6 +94,7 @@ func newMetrics(reg prometheus.Registerer, b *Budget) (*metrics, error) {
 	for _, r := range []string{"granted", "probe", "exhausted", "paused"} {
 		m.takes.WithLabelValues(r)
 	}
+	m.granted = m.takes.WithLabelValues("granted")
 	if reg == nil {
 		return m, nil
 	}
@@ -111,7 +113,13 @@ func (m *metrics) collectors() []prometheus.Collector {
 	return []prometheus.Collector{m.takes, m.paused, m.failures, m.remaining}
 }
 
-func (m *metrics) take(result string) { m.takes.WithLabelValues(result).Inc() }
+func (m *metrics) take(result string) {
+	if result == "granted" {
+		m.granted.Inc()
+		return
+	}
+	m.takes.WithLabelValues(result).Inc()
+}
 
 func (m *metrics) unregister() {
 	if m == nil || m.reg == nil {

@@ -47,15 +47,35 @@ func ParseHeaders(h http.Header) (o Observation, ok bool) {
 	return parseHeaders(h, time.Now())
 }
 
+// The rate-limit headers, in the canonical form http.Header keys have
+// (textproto.CanonicalMIMEHeaderKey): Header.Get of a name already in that
+// form finds the same value without allocating its canonical copy, which
+// "X-RateLimit-Limit" costs on every response.
+const (
+	hdrLimit     = "X-Ratelimit-Limit"
+	hdrRemaining = "X-Ratelimit-Remaining"
+	hdrReset     = "X-Ratelimit-Reset"
+)
+
 func parseHeaders(h http.Header, now time.Time) (o Observation, ok bool) {
 	o.Remaining = -1
-	if v, err := strconv.Atoi(h.Get("X-RateLimit-Limit")); err == nil && v > 0 {
-		o.Limit, ok = v, true
+	// An absent header is skipped before strconv, whose error for "" is an
+	// allocation on every response of a provider that sends none.
+	if s := h.Get(hdrLimit); s != "" {
+		if v, err := strconv.Atoi(s); err == nil && v > 0 {
+			o.Limit, ok = v, true
+		}
 	}
-	if v, err := strconv.Atoi(h.Get("X-RateLimit-Remaining")); err == nil && v >= 0 {
-		o.Remaining, ok = v, true
+	if s := h.Get(hdrRemaining); s != "" {
+		if v, err := strconv.Atoi(s); err == nil && v >= 0 {
+			o.Remaining, ok = v, true
+		}
 	}
-	if v, err := strconv.ParseUint(h.Get("X-RateLimit-Reset"), 10, 63); err == nil && v > 0 {
+	s := h.Get(hdrReset)
+	if s == "" {
+		return o, ok
+	}
+	if v, err := strconv.ParseUint(s, 10, 63); err == nil && v > 0 {
 		switch {
 		case v < 1e9:
 			o.Reset = now.Add(time.Duration(v) * time.Second)

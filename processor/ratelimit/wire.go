@@ -71,19 +71,27 @@ func fenceConnOf(c net.Conn) *fenceConn {
 // (WroteRequest is too early: net/http reports it once the request is in
 // the connection's buffer, before the buffer goes to the socket).
 func withWireFence(req *http.Request, f fence) *http.Request {
-	var fc *fenceConn
-	trace := &httptrace.ClientTrace{
+	// One allocation holds the fence, the connection and the trace.
+	w := &wireFence{f: f}
+	w.trace = httptrace.ClientTrace{
 		GotConn: func(info httptrace.GotConnInfo) {
 			// Called again for a retry on another connection.
-			if fc = fenceConnOf(info.Conn); fc != nil {
-				fc.f.Store(&f)
+			if w.fc = fenceConnOf(info.Conn); w.fc != nil {
+				w.fc.f.Store(&w.f)
 			}
 		},
 		GotFirstResponseByte: func() {
-			if fc != nil {
-				fc.f.CompareAndSwap(&f, nil)
+			if w.fc != nil {
+				w.fc.f.CompareAndSwap(&w.f, nil)
 			}
 		},
 	}
-	return req.WithContext(httptrace.WithClientTrace(req.Context(), trace))
+	return req.WithContext(httptrace.WithClientTrace(req.Context(), &w.trace))
+}
+
+// wireFence is one request's fence and the connection carrying it.
+type wireFence struct {
+	f     fence
+	fc    *fenceConn
+	trace httptrace.ClientTrace
 }

@@ -95,7 +95,8 @@ func Classify(resp httpcall.Response, now time.Time, pauses *httpcall.Pauses) (p
 	reset := pauses.Reset(resp.Header, now)
 	if resp.Status >= 200 && resp.Status < 300 {
 		r := processor.Result{Status: resp.Status}
-		if rem := resp.Header.Get("X-RateLimit-Remaining"); rem == "0" && !reset.IsZero() {
+		// The canonical form of X-RateLimit-Remaining: no copy per call.
+		if rem := resp.Header.Get("X-Ratelimit-Remaining"); rem == "0" && !reset.IsZero() {
 			r.PauseUntil = reset
 		}
 		return r, nil
