@@ -49,6 +49,15 @@ func (l Limits) maxBatch() int {
 // lim.MaxBatch events are problems with Index 0 and Field "".
 func DecodeRequest(body []byte, headerID string, lim Limits) ([]Event, bool, error) {
 	b := trimSpace(body)
+	if evs, array, ok, err := decodeRequestFast(b, headerID, lim.maxBatch()); ok {
+		return evs, array, err
+	}
+	return decodeRequestFull(b, headerID, lim)
+}
+
+// decodeRequestFull is DecodeRequest on b, trimmed of white space, without
+// the one-pass path: it decides every body that path leaves to it.
+func decodeRequestFull(b []byte, headerID string, lim Limits) ([]Event, bool, error) {
 	compacted, err := checkJSON(b)
 	if err != nil {
 		return nil, false, err
@@ -196,76 +205,94 @@ func checkJSON(b []byte) (compacted bool, err error) {
 // compacted says obj holds no insignificant white space, so the patch is
 // copied rather than compacted.
 func decodeEvent(c *collector, obj []byte, headerID string, single, compacted bool) Event {
-	var (
-		e          Event
-		seen, bad  fieldSet
-		contactRaw []byte
-	)
+	var d eventDecoder
 	it := newMembers(obj)
 	for {
 		k, v, ok := it.next()
 		if !ok {
 			break
 		}
-		name := keyBytes(k)
-		f := envelopeField(name)
-		if f == 0 {
-			c.add(string(name), "unknown field")
-			continue
+		d.member(c, k, v, compacted)
+	}
+	return d.finish(c, headerID, single)
+}
+
+// eventDecoder holds an event while its members are decoded, in order, by
+// member; finish checks it.
+type eventDecoder struct {
+	e          Event
+	seen, bad  fieldSet
+	contactRaw []byte
+}
+
+// member decodes the member with raw key token k and raw value v, a valid
+// JSON value, recording problems in c. compacted says v holds no
+// insignificant white space, so a patch is copied rather than compacted.
+func (d *eventDecoder) member(c *collector, k, v []byte, compacted bool) {
+	name := keyBytes(k)
+	f := envelopeField(name)
+	if f == 0 {
+		c.add(string(name), "unknown field")
+		return
+	}
+	if d.seen&f != 0 {
+		c.add(string(name), "duplicate field")
+		d.bad |= f
+		return
+	}
+	d.seen |= f
+	e := &d.e
+	ok := true
+	switch f {
+	case fID:
+		e.ID, ok = stringField(c, nameID, v)
+	case fTarget:
+		e.Target, ok = targetField(c, v)
+	case fContactID:
+		d.contactRaw = v
+	case fOccurredAt:
+		e.OccurredAt, ok = timeField(c, v)
+	case fPatch:
+		if kd := kindOf(v); kd != kindObject {
+			c.add(namePatch, "must be an object, not "+kd.String())
+			ok = false
+		} else {
+			e.setPatch(v, compacted)
 		}
-		if seen&f != 0 {
-			c.add(string(name), "duplicate field")
-			bad |= f
-			continue
-		}
-		seen |= f
-		switch f {
-		case fID:
-			e.ID, ok = stringField(c, nameID, v)
-		case fTarget:
-			var s string
-			s, ok = stringField(c, nameTarget, v)
-			e.Target = Target(s)
-		case fContactID:
-			contactRaw = v
-		case fOccurredAt:
-			e.OccurredAt, ok = timeField(c, v)
-		case fPatch:
-			if kd := kindOf(v); kd != kindObject {
-				c.add(namePatch, "must be an object, not "+kd.String())
-				ok = false
-			} else {
-				e.setPatch(v, compacted)
-			}
-		case fStructure:
-			e.Structure, ok = stringField(c, nameStructure, v)
-			if ok && e.Structure == "" {
-				c.add(nameStructure, `must be "FLAT" or "NESTED"`)
-				ok = false
-			}
-		}
-		if !ok {
-			bad |= f
+	case fStructure:
+		e.Structure, ok = stringField(c, nameStructure, v)
+		if ok && e.Structure == "" {
+			c.add(nameStructure, `must be "FLAT" or "NESTED"`)
+			ok = false
 		}
 	}
-	if contactRaw != nil && bad&fContactID == 0 {
+	if !ok {
+		d.bad |= f
+	}
+}
+
+// finish checks the decoded event, recording problems in c, and returns
+// it. If single, headerID may supply the id.
+func (d *eventDecoder) finish(c *collector, headerID string, single bool) Event {
+	e := &d.e
+	if d.contactRaw != nil && d.bad&fContactID == 0 {
 		var ok bool
-		e.ContactID, ok = contactIDField(c, e.Target, contactRaw)
+		e.ContactID, ok = contactIDField(c, e.Target, d.contactRaw)
 		if !ok {
-			bad |= fContactID
+			d.bad |= fContactID
 		}
 	}
 	if single && headerID != "" {
 		switch {
-		case seen&fID == 0:
+		case d.seen&fID == 0:
 			e.ID = headerID
-		case bad&fID == 0 && e.ID != headerID:
+		case d.bad&fID == 0 && e.ID != headerID:
 			c.add(nameID, "differs from the id in the webhook-id or Idempotency-Key header")
-			bad |= fID
+			d.bad |= fID
 		}
 	}
-	e.validate(c, bad, true)
-	return e
+	e.validate(c, d.bad, true)
+	return *e
 }
 
 // envelopeField returns the bit of the envelope field name, or 0.
@@ -295,6 +322,19 @@ func stringField(c *collector, field string, v []byte) (string, bool) {
 	}
 	s, _ := unquote(v)
 	return s, true
+}
+
+// targetField returns the target v holds, or records a problem on target.
+// The known targets, written without escapes, are not copied.
+func targetField(c *collector, v []byte) (Target, bool) {
+	switch string(v) {
+	case `"` + string(TargetSkipcall) + `"`:
+		return TargetSkipcall, true
+	case `"` + string(TargetRevyOps) + `"`:
+		return TargetRevyOps, true
+	}
+	s, ok := stringField(c, nameTarget, v)
+	return Target(s), ok
 }
 
 // timeField returns the RFC 3339 time v holds, or records a problem on
