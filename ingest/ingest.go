@@ -228,19 +228,46 @@ func appendJSONString(b []byte, s string) []byte {
 // was stored.
 func (h *Handler) publish(ctx context.Context, evs []events.Event) (Accepted, error) {
 	acc := Accepted{Accepted: len(evs), Events: make([]AcceptedEvent, len(evs))}
-	msgs := make([]*nats.Msg, len(evs))
+	// The messages of a request share their buffers: one for the data, one
+	// for the subjects, one array of messages and one of id header values,
+	// instead of each of those per event (nats.go copies what it sends).
+	size, subjSize := 0, 0
 	for i := range evs {
-		data, err := evs[i].Marshal()
-		if err != nil {
+		size += evs[i].MarshalSize()
+		subjSize += len(h.prefix) + len(".patch..") + len(evs[i].Target) + len(evs[i].ContactID)
+	}
+	data := make([]byte, 0, size)
+	subjBuf := make([]byte, 0, subjSize)
+	ends := make([]int, len(evs))
+	for i := range evs {
+		subjBuf = evs[i].AppendSubject(subjBuf, h.prefix)
+		ends[i] = len(subjBuf)
+	}
+	subjects := string(subjBuf)
+	ids := make([]string, len(evs))
+	// The header value every message shares; nothing writes to it.
+	stream := []string{h.stream}
+	msgs := make([]nats.Msg, len(evs))
+	ptrs := make([]*nats.Msg, len(evs))
+	for i := range evs {
+		start := len(data)
+		var err error
+		if data, err = evs[i].Append(data); err != nil {
 			return acc, err
+		}
+		ids[i] = evs[i].ID
+		subjStart := 0
+		if i > 0 {
+			subjStart = ends[i-1]
 		}
 		// The headers jetstream.WithMsgID and WithExpectStream would set,
 		// without building options for every message of a batch.
-		hdr := nats.Header{jetstream.MsgIDHeader: {evs[i].ID}, jetstream.ExpectedStreamHeader: {h.stream}}
-		msgs[i] = &nats.Msg{Subject: evs[i].Subject(h.prefix), Data: data, Header: hdr}
+		hdr := nats.Header{jetstream.MsgIDHeader: ids[i : i+1 : i+1], jetstream.ExpectedStreamHeader: stream}
+		msgs[i] = nats.Msg{Subject: subjects[subjStart:ends[i]], Data: data[start:len(data):len(data)], Header: hdr}
+		ptrs[i] = &msgs[i]
 		acc.Events[i].ID = evs[i].ID
 	}
-	acks, err := h.pub.Publish(ctx, msgs)
+	acks, err := h.pub.Publish(ctx, ptrs)
 	if err != nil {
 		return acc, err
 	}
