@@ -144,9 +144,24 @@ func (p *Publisher) round(ctx context.Context, msgs []*nats.Msg, todo []int, ack
 		delete(p.calls, id)
 		p.mu.Unlock()
 	}()
-	base := p.prefix + strconv.FormatUint(id, 36) + "."
+	// The reply subjects, prefix + call + "." + index, share one string.
+	base := len(p.prefix) + 14 // the call in base 36 and a dot
+	buf := make([]byte, 0, len(todo)*(base+4))
+	ends := make([]int, len(todo))
+	for k := range todo {
+		buf = append(buf, p.prefix...)
+		buf = strconv.AppendUint(buf, id, 36)
+		buf = append(buf, '.')
+		buf = strconv.AppendInt(buf, int64(k), 10)
+		ends[k] = len(buf)
+	}
+	replies := string(buf)
 	for k, i := range todo {
-		msgs[i].Reply = base + strconv.Itoa(k)
+		start := 0
+		if k > 0 {
+			start = ends[k-1]
+		}
+		msgs[i].Reply = replies[start:ends[k]]
 		if err := p.nc.PublishMsg(msgs[i]); err != nil {
 			return nil, fmt.Errorf("stream: publish %s: %w", msgs[i].Subject, err)
 		}
