@@ -1,6 +1,7 @@
 package events
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -40,8 +41,9 @@ func (l Limits) maxBatch() int {
 // array (a repeat is reported on the later event's "id").
 //
 // It returns the validated events, with contact ids canonicalised and
-// patches compacted into new memory (they do not alias body), and whether
-// the body was an array. The error either wraps ErrMalformed (body not valid
+// patches compacted into new memory (they do not alias body; the events of
+// one body may share that memory, so one event kept keeps all of it), and
+// whether the body was an array. The error either wraps ErrMalformed (body not valid
 // JSON or UTF-8, holding unpaired surrogate escapes, or not an object or
 // array of objects; the message gives the offset or element) or is a
 // *ValidationError listing every problem of every event: a batch is
@@ -212,7 +214,7 @@ func decodeEvent(c *collector, obj []byte, headerID string, single, compacted bo
 		if !ok {
 			break
 		}
-		d.member(c, k, v, compacted)
+		d.member(c, k, v, 0, compacted)
 	}
 	return d.finish(c, headerID, single)
 }
@@ -223,12 +225,34 @@ type eventDecoder struct {
 	e          Event
 	seen, bad  fieldSet
 	contactRaw []byte
+	contactOff int
+	// sh, if set, holds copies of the text the members are slices of: the
+	// event's strings and patch are taken from them rather than copied.
+	sh *shared
+}
+
+// shared holds two copies of a request body, made once for all its events:
+// one to take strings from, one to take patches from.
+type shared struct {
+	text string
+	raw  []byte
+}
+
+// plain returns the contents of v, a valid JSON token at offset off of the
+// text d.sh copies, from that copy, if v is a string without escapes and
+// d.sh is set.
+func (d *eventDecoder) plain(v []byte, off int) (string, bool) {
+	if d.sh == nil || len(v) < 2 || v[0] != '"' || bytes.IndexByte(v[1:len(v)-1], '\\') >= 0 {
+		return "", false
+	}
+	return d.sh.text[off+1 : off+len(v)-1], true
 }
 
 // member decodes the member with raw key token k and raw value v, a valid
-// JSON value, recording problems in c. compacted says v holds no
-// insignificant white space, so a patch is copied rather than compacted.
-func (d *eventDecoder) member(c *collector, k, v []byte, compacted bool) {
+// JSON value at offset off of the text d.sh copies (if set), recording
+// problems in c. compacted says v holds no insignificant white space, so a
+// patch is copied rather than compacted.
+func (d *eventDecoder) member(c *collector, k, v []byte, off int, compacted bool) {
 	name := keyBytes(k)
 	f := envelopeField(name)
 	if f == 0 {
@@ -245,22 +269,40 @@ func (d *eventDecoder) member(c *collector, k, v []byte, compacted bool) {
 	ok := true
 	switch f {
 	case fID:
-		e.ID, ok = stringField(c, nameID, v)
+		if s, plain := d.plain(v, off); plain {
+			e.ID = s
+		} else {
+			e.ID, ok = stringField(c, nameID, v)
+		}
 	case fTarget:
 		e.Target, ok = targetField(c, v)
 	case fContactID:
-		d.contactRaw = v
+		d.contactRaw, d.contactOff = v, off
 	case fOccurredAt:
-		e.OccurredAt, ok = timeField(c, v)
+		if s, plain := d.plain(v, off); plain {
+			e.OccurredAt, ok = parseTime(c, s)
+		} else {
+			e.OccurredAt, ok = timeField(c, v)
+		}
 	case fPatch:
-		if kd := kindOf(v); kd != kindObject {
+		switch kd := kindOf(v); {
+		case kd != kindObject:
 			c.add(namePatch, "must be an object, not "+kd.String())
 			ok = false
-		} else {
+		case compacted && d.sh != nil:
+			// Already compact: the copy's bytes, as setPatch would copy
+			// them, and only as long (appending reallocates).
+			e.Patch = d.sh.raw[off : off+len(v) : off+len(v)]
+			e.checked = markOf(e.Patch)
+		default:
 			e.setPatch(v, compacted)
 		}
 	case fStructure:
-		e.Structure, ok = stringField(c, nameStructure, v)
+		if s, plain := d.plain(v, off); plain {
+			e.Structure = s
+		} else {
+			e.Structure, ok = stringField(c, nameStructure, v)
+		}
 		if ok && e.Structure == "" {
 			c.add(nameStructure, `must be "FLAT" or "NESTED"`)
 			ok = false
@@ -276,8 +318,15 @@ func (d *eventDecoder) member(c *collector, k, v []byte, compacted bool) {
 func (d *eventDecoder) finish(c *collector, headerID string, single bool) Event {
 	e := &d.e
 	if d.contactRaw != nil && d.bad&fContactID == 0 {
-		var ok bool
-		e.ContactID, ok = contactIDField(c, e.Target, d.contactRaw)
+		s, ok := d.plain(d.contactRaw, d.contactOff)
+		switch {
+		case ok:
+		case d.sh != nil && kindOf(d.contactRaw) == kindNumber && e.Target != TargetSkipcall:
+			s, ok = d.sh.text[d.contactOff:d.contactOff+len(d.contactRaw)], true
+		default:
+			s, ok = contactIDField(c, e.Target, d.contactRaw)
+		}
+		e.ContactID = s
 		if !ok {
 			d.bad |= fContactID
 		}
@@ -344,6 +393,12 @@ func timeField(c *collector, v []byte) (time.Time, bool) {
 	if !ok {
 		return time.Time{}, false
 	}
+	return parseTime(c, s)
+}
+
+// parseTime returns the RFC 3339 time s, or records a problem on
+// occurred_at.
+func parseTime(c *collector, s string) (time.Time, bool) {
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
 		c.add(nameOccurredAt, "must be an RFC 3339 timestamp such as 2024-05-01T12:00:00Z")

@@ -1,6 +1,9 @@
 package events
 
-import "strconv"
+import (
+	"bytes"
+	"strconv"
+)
 
 // This file is DecodeRequest's one-pass path. The full path checks the
 // whole body with checkJSON, then walks it again to find the elements,
@@ -8,7 +11,8 @@ import "strconv"
 // for batches that was most of ingest's decoding. Here the walk that checks
 // the JSON (the checker of valid.go) also hands each event's members to the
 // same eventDecoder the full path uses, so a valid body is read once before
-// the patches are validated.
+// the patches are validated. The events' strings and compact patches are
+// parts of two copies of the body, made once, instead of a copy each.
 //
 // It answers only when the whole body is valid JSON, an object or an array
 // of 1..maxBatch objects; anything else (a malformed body, an element that
@@ -23,11 +27,14 @@ func decodeRequestFast(b []byte, headerID string, maxBatch int) (evs []Event, ar
 	if len(b) == 0 {
 		return nil, false, false, nil
 	}
+	// The events take their strings and patches from copies of the body
+	// made once, not from copies of their own.
+	sh := &shared{text: string(b), raw: bytes.Clone(b)}
 	ck := checker{b: b}
 	switch b[0] {
 	case '{':
 		c := collector{}
-		var d eventDecoder
+		d := eventDecoder{sh: sh}
 		if ck.event(0, &d, &c) != len(b) {
 			return nil, false, false, nil
 		}
@@ -37,14 +44,15 @@ func decodeRequestFast(b []byte, headerID string, maxBatch int) (evs []Event, ar
 		}
 		return []Event{e}, false, true, nil
 	case '[':
-		evs, ok, err := ck.batch(maxBatch)
+		evs, ok, err := ck.batch(maxBatch, sh)
 		return evs, true, ok, err
 	}
 	return nil, false, false, nil
 }
 
-// batch decodes the array that is all of ck.b: 1..maxBatch objects.
-func (ck *checker) batch(maxBatch int) ([]Event, bool, error) {
+// batch decodes the array that is all of ck.b: 1..maxBatch objects, whose
+// strings and patches are taken from sh.
+func (ck *checker) batch(maxBatch int, sh *shared) ([]Event, bool, error) {
 	b := ck.b
 	ck.depth = 1
 	i := ck.space(1)
@@ -57,7 +65,7 @@ func (ck *checker) batch(maxBatch int) ([]Event, bool, error) {
 		}
 		c.index = n
 		before := len(c.errs)
-		var d eventDecoder
+		d := eventDecoder{sh: sh}
 		if i = ck.event(i, &d, &c); i < 0 {
 			return nil, false, nil
 		}
@@ -125,7 +133,7 @@ func (ck *checker) event(i int, d *eventDecoder, c *collector) int {
 		if i = ck.value(vs); i < 0 {
 			return -1
 		}
-		d.member(c, k, b[vs:i], !ck.spaced)
+		d.member(c, k, b[vs:i], vs, !ck.spaced)
 		ck.spaced = ck.spaced || spaced
 		if i = ck.space(i); i >= len(b) {
 			return -1
