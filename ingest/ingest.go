@@ -228,15 +228,14 @@ func appendJSONString(b []byte, s string) []byte {
 // was stored.
 func (h *Handler) publish(ctx context.Context, evs []events.Event) (Accepted, error) {
 	acc := Accepted{Accepted: len(evs), Events: make([]AcceptedEvent, len(evs))}
-	// The messages of a request share their buffers: one for the data, one
-	// for the subjects, one array of messages and one of id header values,
-	// instead of each of those per event (nats.go copies what it sends).
+	// The messages of a request share their buffers: one string of all the
+	// subjects and one buffer of all the data, instead of each per event
+	// (nats.go copies what it sends).
 	size, subjSize := 0, 0
 	for i := range evs {
 		size += evs[i].MarshalSize()
 		subjSize += len(h.prefix) + len(".patch..") + len(evs[i].Target) + len(evs[i].ContactID)
 	}
-	data := make([]byte, 0, size)
 	subjBuf := make([]byte, 0, subjSize)
 	ends := make([]int, len(evs))
 	for i := range evs {
@@ -244,30 +243,24 @@ func (h *Handler) publish(ctx context.Context, evs []events.Event) (Accepted, er
 		ends[i] = len(subjBuf)
 	}
 	subjects := string(subjBuf)
-	ids := make([]string, len(evs))
-	// The header value every message shares; nothing writes to it.
-	stream := []string{h.stream}
-	msgs := make([]nats.Msg, len(evs))
-	ptrs := make([]*nats.Msg, len(evs))
+	data := make([]byte, 0, size)
+	msgs := make([]pbstream.Message, len(evs))
 	for i := range evs {
 		start := len(data)
 		var err error
 		if data, err = evs[i].Append(data); err != nil {
 			return acc, err
 		}
-		ids[i] = evs[i].ID
 		subjStart := 0
 		if i > 0 {
 			subjStart = ends[i-1]
 		}
-		// The headers jetstream.WithMsgID and WithExpectStream would set,
-		// without building options for every message of a batch.
-		hdr := nats.Header{jetstream.MsgIDHeader: ids[i : i+1 : i+1], jetstream.ExpectedStreamHeader: stream}
-		msgs[i] = nats.Msg{Subject: subjects[subjStart:ends[i]], Data: data[start:len(data):len(data)], Header: hdr}
-		ptrs[i] = &msgs[i]
+		msgs[i] = pbstream.Message{Subject: subjects[subjStart:ends[i]], Data: data[start:len(data):len(data)], ID: evs[i].ID}
 		acc.Events[i].ID = evs[i].ID
 	}
-	acks, err := h.pub.Publish(ctx, ptrs)
+	// The id and expected stream headers are those jetstream.WithMsgID and
+	// WithExpectStream would set.
+	acks, err := h.pub.PublishMessages(ctx, h.stream, msgs)
 	if err != nil {
 		return acc, err
 	}
