@@ -214,7 +214,7 @@ func decodeEvent(c *collector, obj []byte, headerID string, single, compacted bo
 		if !ok {
 			break
 		}
-		d.member(c, k, v, 0, compacted)
+		d.member(c, k, v, 0, -1, compacted)
 	}
 	return d.finish(c, headerID, single)
 }
@@ -225,34 +225,35 @@ type eventDecoder struct {
 	e          Event
 	seen, bad  fieldSet
 	contactRaw []byte
-	contactOff int
+	contactOff int // where a copy of contactRaw starts in sh.text, or -1
 	// sh, if set, holds copies of the text the members are slices of: the
 	// event's strings and patch are taken from them rather than copied.
 	sh *shared
 }
 
-// shared holds two copies of a request body, made once for all its events:
-// one to take strings from, one to take patches from.
+// shared holds the copies of a request body made once for all its events:
+// text holds values of its members (strings and numbers), raw all of it.
 type shared struct {
 	text string
 	raw  []byte
 }
 
-// plain returns the contents of v, a valid JSON token at offset off of the
-// text d.sh copies, from that copy, if v is a string without escapes and
-// d.sh is set.
-func (d *eventDecoder) plain(v []byte, off int) (string, bool) {
-	if d.sh == nil || len(v) < 2 || v[0] != '"' || bytes.IndexByte(v[1:len(v)-1], '\\') >= 0 {
+// plain returns the contents of v, a valid JSON token, from d.sh.text where
+// a copy of v starts at t (t < 0: there is none), if v is a string without
+// escapes and d.sh is set.
+func (d *eventDecoder) plain(v []byte, t int) (string, bool) {
+	if d.sh == nil || t < 0 || len(v) < 2 || v[0] != '"' || bytes.IndexByte(v[1:len(v)-1], '\\') >= 0 {
 		return "", false
 	}
-	return d.sh.text[off+1 : off+len(v)-1], true
+	return d.sh.text[t+1 : t+len(v)-1], true
 }
 
 // member decodes the member with raw key token k and raw value v, a valid
-// JSON value at offset off of the text d.sh copies (if set), recording
-// problems in c. compacted says v holds no insignificant white space, so a
-// patch is copied rather than compacted.
-func (d *eventDecoder) member(c *collector, k, v []byte, off int, compacted bool) {
+// JSON value, recording problems in c. If d.sh is set, v is at offset off
+// of the text d.sh.raw copies, and a copy of v starts at t of d.sh.text
+// (t < 0: there is none). compacted says v holds no insignificant white
+// space, so a patch is copied rather than compacted.
+func (d *eventDecoder) member(c *collector, k, v []byte, off, t int, compacted bool) {
 	name := keyBytes(k)
 	f := envelopeField(name)
 	if f == 0 {
@@ -269,7 +270,7 @@ func (d *eventDecoder) member(c *collector, k, v []byte, off int, compacted bool
 	ok := true
 	switch f {
 	case fID:
-		if s, plain := d.plain(v, off); plain {
+		if s, plain := d.plain(v, t); plain {
 			e.ID = s
 		} else {
 			e.ID, ok = stringField(c, nameID, v)
@@ -277,9 +278,9 @@ func (d *eventDecoder) member(c *collector, k, v []byte, off int, compacted bool
 	case fTarget:
 		e.Target, ok = targetField(c, v)
 	case fContactID:
-		d.contactRaw, d.contactOff = v, off
+		d.contactRaw, d.contactOff = v, t
 	case fOccurredAt:
-		if s, plain := d.plain(v, off); plain {
+		if s, plain := d.plain(v, t); plain {
 			e.OccurredAt, ok = parseTime(c, s)
 		} else {
 			e.OccurredAt, ok = timeField(c, v)
@@ -298,7 +299,7 @@ func (d *eventDecoder) member(c *collector, k, v []byte, off int, compacted bool
 			e.setPatch(v, compacted)
 		}
 	case fStructure:
-		if s, plain := d.plain(v, off); plain {
+		if s, plain := d.plain(v, t); plain {
 			e.Structure = s
 		} else {
 			e.Structure, ok = stringField(c, nameStructure, v)
@@ -321,7 +322,7 @@ func (d *eventDecoder) finish(c *collector, headerID string, single bool) Event 
 		s, ok := d.plain(d.contactRaw, d.contactOff)
 		switch {
 		case ok:
-		case d.sh != nil && kindOf(d.contactRaw) == kindNumber && e.Target != TargetSkipcall:
+		case d.sh != nil && d.contactOff >= 0 && kindOf(d.contactRaw) == kindNumber && e.Target != TargetSkipcall:
 			s, ok = d.sh.text[d.contactOff:d.contactOff+len(d.contactRaw)], true
 		default:
 			s, ok = contactIDField(c, e.Target, d.contactRaw)

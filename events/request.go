@@ -2,6 +2,7 @@ package events
 
 import (
 	"bytes"
+	"math"
 	"strconv"
 )
 
@@ -9,10 +10,14 @@ import (
 // whole body with checkJSON, then walks it again to find the elements,
 // then the members of each event, skipping over every string each time;
 // for batches that was most of ingest's decoding. Here the walk that checks
-// the JSON (the checker of valid.go) also hands each event's members to the
-// same eventDecoder the full path uses, so a valid body is read once before
-// the patches are validated. The events' strings and compact patches are
-// parts of two copies of the body, made once, instead of a copy each.
+// the JSON (the checker of valid.go) also notes where each event's members
+// are, and the same eventDecoder the full path uses decodes them from
+// those notes, so a valid body is read once before the patches are
+// validated.
+//
+// The events' strings and compact patches are not copied one by one: the
+// envelope's values of the whole body are copied into one string, and the
+// body into one buffer that the patches are parts of.
 //
 // It answers only when the whole body is valid JSON, an object or an array
 // of 1..maxBatch objects; anything else (a malformed body, an element that
@@ -21,58 +26,60 @@ import (
 // problems are those of the full path: the same decoder sees the same
 // members in the same order (FuzzDecodeRequestPaths holds it to that).
 
+// span is where one member of an event is in the body: its key token is
+// b[k0:k1] and its value b[v0:v1]; t is where a copy of the value starts
+// in the shared text (-1: the value, an object or array, is not there).
+type span struct {
+	k0, k1, v0, v1, t int32
+	compact           bool // the value holds no insignificant white space
+}
+
 // decodeRequestFast is DecodeRequest on b, trimmed of white space, in one
 // pass; ok false leaves the answer to the full path.
 func decodeRequestFast(b []byte, headerID string, maxBatch int) (evs []Event, array, ok bool, err error) {
-	if len(b) == 0 {
+	if len(b) == 0 || len(b) > math.MaxInt32 {
 		return nil, false, false, nil
 	}
-	// The events take their strings and patches from copies of the body
-	// made once, not from copies of their own.
-	sh := &shared{text: string(b), raw: bytes.Clone(b)}
 	ck := checker{b: b}
+	// ends[k] is the end in spans of event k's members.
+	var spans []span
+	var ends []int
 	switch b[0] {
 	case '{':
-		c := collector{}
-		d := eventDecoder{sh: sh}
-		if ck.event(0, &d, &c) != len(b) {
+		var end int
+		if end, spans = ck.event(0, nil); end != len(b) {
 			return nil, false, false, nil
 		}
-		e := d.finish(&c, headerID, true)
-		if c.errs != nil {
-			return nil, false, true, newValidationError(c.errs)
-		}
-		return []Event{e}, false, true, nil
+		ends = []int{len(spans)}
 	case '[':
-		evs, ok, err := ck.batch(maxBatch, sh)
-		return evs, true, ok, err
-	}
-	return nil, false, false, nil
-}
-
-// batch decodes the array that is all of ck.b: 1..maxBatch objects, whose
-// strings and patches are taken from sh.
-func (ck *checker) batch(maxBatch int, sh *shared) ([]Event, bool, error) {
-	b := ck.b
-	ck.depth = 1
-	i := ck.space(1)
-	evs := make([]Event, 0, min(maxBatch, 1+len(b)/1024))
-	var first map[string]int
-	c := collector{}
-	for n := 0; ; n++ {
-		if n == maxBatch || i >= len(b) || b[i] != '{' {
-			return nil, false, nil
+		if spans, ends, ok = ck.batch(maxBatch); !ok {
+			return nil, false, false, nil
 		}
+		array = true
+	default:
+		return nil, false, false, nil
+	}
+	sh := share(b, spans)
+	c := collector{}
+	evs = make([]Event, len(ends))
+	var first map[string]int
+	start := 0
+	for n, end := range ends {
 		c.index = n
 		before := len(c.errs)
 		d := eventDecoder{sh: sh}
-		if i = ck.event(i, &d, &c); i < 0 {
-			return nil, false, nil
+		for _, s := range spans[start:end] {
+			d.member(&c, b[s.k0:s.k1], b[s.v0:s.v1], int(s.v0), int(s.t), s.compact)
+		}
+		start = end
+		if !array {
+			evs[0] = d.finish(&c, headerID, true)
+			break
 		}
 		e := d.finish(&c, "", false)
 		if e.ID != "" && !hasField(c.errs[before:], nameID) {
 			if first == nil {
-				first = make(map[string]int, min(maxBatch, 1+len(b)/256))
+				first = make(map[string]int, len(ends))
 			}
 			if j, dup := first[e.ID]; dup {
 				c.add(nameID, "repeats the id of event "+strconv.Itoa(j))
@@ -80,50 +87,93 @@ func (ck *checker) batch(maxBatch int, sh *shared) ([]Event, bool, error) {
 				first[e.ID] = n
 			}
 		}
-		evs = append(evs, e)
+		evs[n] = e
+	}
+	if c.errs != nil {
+		return nil, array, true, newValidationError(c.errs)
+	}
+	return evs, array, true, nil
+}
+
+// share makes the copies of b that the events of spans take their strings
+// and patches from: the values that are not objects or arrays, one after
+// the other in one string (setting each span's t), and all of b.
+func share(b []byte, spans []span) *shared {
+	n := 0
+	for _, s := range spans {
+		if k := b[s.v0]; k != '{' && k != '[' {
+			n += int(s.v1 - s.v0)
+		}
+	}
+	text := make([]byte, 0, n)
+	for i := range spans {
+		s := &spans[i]
+		s.t = -1
+		if k := b[s.v0]; k != '{' && k != '[' {
+			s.t = int32(len(text))
+			text = append(text, b[s.v0:s.v1]...)
+		}
+	}
+	return &shared{text: string(text), raw: bytes.Clone(b)}
+}
+
+// batch checks the array that is all of ck.b, 1..maxBatch objects, and
+// returns the spans of their members and where each object's end in them.
+func (ck *checker) batch(maxBatch int) (spans []span, ends []int, ok bool) {
+	b := ck.b
+	ck.depth = 1
+	i := ck.space(1)
+	ends = make([]int, 0, min(maxBatch, 1+len(b)/512))
+	spans = make([]span, 0, 8*cap(ends))
+	for n := 0; ; n++ {
+		if n == maxBatch || i >= len(b) || b[i] != '{' {
+			return nil, nil, false
+		}
+		if i, spans = ck.event(i, spans); i < 0 {
+			return nil, nil, false
+		}
+		ends = append(ends, len(spans))
 		if i = ck.space(i); i >= len(b) {
-			return nil, false, nil
+			return nil, nil, false
 		}
 		switch b[i] {
 		case ',':
 			i = ck.space(i + 1)
 		case ']':
 			if i+1 != len(b) {
-				return nil, false, nil
+				return nil, nil, false
 			}
-			if c.errs != nil {
-				return nil, true, newValidationError(c.errs)
-			}
-			return evs, true, nil
+			return spans, ends, true
 		default:
-			return nil, false, nil
+			return nil, nil, false
 		}
 	}
 }
 
-// event checks the object starting at b[i] == '{' as object does, handing
-// each member to d, and returns the index just past it, or -1.
-func (ck *checker) event(i int, d *eventDecoder, c *collector) int {
+// event checks the object starting at b[i] == '{' as object does, adding
+// the spans of its members to spans, and returns the index just past it,
+// or -1.
+func (ck *checker) event(i int, spans []span) (int, []span) {
 	if ck.depth++; ck.depth > maxCheckDepth {
-		return -1
+		return -1, spans
 	}
 	b := ck.b
 	i = ck.space(i + 1)
 	if i < len(b) && b[i] == '}' {
 		ck.depth--
-		return i + 1
+		return i + 1, spans
 	}
 	for {
 		if i >= len(b) || b[i] != '"' {
-			return -1
+			return -1, spans
 		}
 		ks := i
 		if i = ck.str(i); i < 0 {
-			return -1
+			return -1, spans
 		}
-		k := b[ks:i]
+		ke := i
 		if i = ck.space(i); i >= len(b) || b[i] != ':' {
-			return -1
+			return -1, spans
 		}
 		vs := ck.space(i + 1)
 		// Whether the value holds white space decides whether a patch is
@@ -131,21 +181,21 @@ func (ck *checker) event(i int, d *eventDecoder, c *collector) int {
 		spaced := ck.spaced
 		ck.spaced = false
 		if i = ck.value(vs); i < 0 {
-			return -1
+			return -1, spans
 		}
-		d.member(c, k, b[vs:i], vs, !ck.spaced)
+		spans = append(spans, span{k0: int32(ks), k1: int32(ke), v0: int32(vs), v1: int32(i), compact: !ck.spaced})
 		ck.spaced = ck.spaced || spaced
 		if i = ck.space(i); i >= len(b) {
-			return -1
+			return -1, spans
 		}
 		switch b[i] {
 		case ',':
 			i = ck.space(i + 1)
 		case '}':
 			ck.depth--
-			return i + 1
+			return i + 1, spans
 		default:
-			return -1
+			return -1, spans
 		}
 	}
 }
