@@ -214,7 +214,7 @@ func decodeEvent(c *collector, obj []byte, headerID string, single, compacted bo
 		if !ok {
 			break
 		}
-		d.member(c, k, v, 0, -1, compacted)
+		d.member(c, k, v, 0, -1, compacted, nil)
 	}
 	return d.finish(c, headerID, single)
 }
@@ -229,6 +229,9 @@ type eventDecoder struct {
 	// sh, if set, holds copies of the text the members are slices of: the
 	// event's strings and patch are taken from them rather than copied.
 	sh *shared
+	// patchKids, if not nil, are the noted members of the patch (spans
+	// into sh.raw).
+	patchKids []kid
 }
 
 // shared holds the copies of a request body made once for all its events:
@@ -252,8 +255,9 @@ func (d *eventDecoder) plain(v []byte, t int) (string, bool) {
 // JSON value, recording problems in c. If d.sh is set, v is at offset off
 // of the text d.sh.raw copies, and a copy of v starts at t of d.sh.text
 // (t < 0: there is none). compacted says v holds no insignificant white
-// space, so a patch is copied rather than compacted.
-func (d *eventDecoder) member(c *collector, k, v []byte, off, t int, compacted bool) {
+// space, so a patch is copied rather than compacted. kids, if not nil,
+// are the members of v, an object, noted at offsets of d.sh.raw.
+func (d *eventDecoder) member(c *collector, k, v []byte, off, t int, compacted bool, kids []kid) {
 	name := keyBytes(k)
 	f := envelopeField(name)
 	if f == 0 {
@@ -298,6 +302,9 @@ func (d *eventDecoder) member(c *collector, k, v []byte, off, t int, compacted b
 		default:
 			e.setPatch(v, compacted)
 		}
+		if ok && d.sh != nil {
+			d.patchKids = kids
+		}
 	case fStructure:
 		if s, plain := d.plain(v, t); plain {
 			e.Structure = s
@@ -341,7 +348,11 @@ func (d *eventDecoder) finish(c *collector, headerID string, single bool) Event 
 			d.bad |= fID
 		}
 	}
-	e.validate(c, d.bad, true)
+	noted := patchMembers{}
+	if d.patchKids != nil {
+		noted = patchMembers{b: d.sh.raw, noted: d.patchKids}
+	}
+	e.validate(c, d.bad, true, noted)
 	return *e
 }
 

@@ -29,9 +29,38 @@ import (
 // span is where one member of an event is in the body: its key token is
 // b[k0:k1] and its value b[v0:v1]; t is where a copy of the value starts
 // in the shared text (-1: the value, an object or array, is not there).
+// The members of a patch are noted too: if kids, they are kids[c0:c1] of
+// the list of them.
 type span struct {
-	k0, k1, v0, v1, t int32
-	compact           bool // the value holds no insignificant white space
+	k0, k1, v0, v1, t, c0, c1 int32
+	compact                   bool // the value holds no insignificant white space
+	kids                      bool
+}
+
+// kid is where one member of a patch is in the body: its key token is
+// b[k0:k1] and its value b[v0:v1].
+type kid struct{ k0, k1, v0, v1 int32 }
+
+// patchMembers iterates over the members of a patch: those noted, spans
+// into b, if b is set; otherwise those scan finds.
+type patchMembers struct {
+	scan  members
+	b     []byte
+	noted []kid
+}
+
+// next returns the next member's raw key token (with quotes) and raw value,
+// or ok false at the end.
+func (p *patchMembers) next() (key, val []byte, ok bool) {
+	if p.b == nil {
+		return p.scan.next()
+	}
+	if len(p.noted) == 0 {
+		return nil, nil, false
+	}
+	s := p.noted[0]
+	p.noted = p.noted[1:]
+	return p.b[s.k0:s.k1], p.b[s.v0:s.v1], true
 }
 
 // decodeRequestFast is DecodeRequest on b, trimmed of white space, in one
@@ -41,18 +70,20 @@ func decodeRequestFast(b []byte, headerID string, maxBatch int) (evs []Event, ar
 		return nil, false, false, nil
 	}
 	ck := checker{b: b}
-	// ends[k] is the end in spans of event k's members.
+	// ends[k] is the end in spans of event k's members; kids are the
+	// members of the patches.
 	var spans []span
+	var kids []kid
 	var ends []int
 	switch b[0] {
 	case '{':
 		var end int
-		if end, spans = ck.event(0, nil); end != len(b) {
+		if end, spans = ck.event(0, nil, &kids); end != len(b) {
 			return nil, false, false, nil
 		}
 		ends = []int{len(spans)}
 	case '[':
-		if spans, ends, ok = ck.batch(maxBatch); !ok {
+		if spans, kids, ends, ok = ck.batch(maxBatch); !ok {
 			return nil, false, false, nil
 		}
 		array = true
@@ -69,7 +100,11 @@ func decodeRequestFast(b []byte, headerID string, maxBatch int) (evs []Event, ar
 		before := len(c.errs)
 		d := eventDecoder{sh: sh}
 		for _, s := range spans[start:end] {
-			d.member(&c, b[s.k0:s.k1], b[s.v0:s.v1], int(s.v0), int(s.t), s.compact)
+			var noted []kid
+			if s.kids {
+				noted = kids[s.c0:s.c1:s.c1]
+			}
+			d.member(&c, b[s.k0:s.k1], b[s.v0:s.v1], int(s.v0), int(s.t), s.compact, noted)
 		}
 		start = end
 		if !array {
@@ -118,42 +153,48 @@ func share(b []byte, spans []span) *shared {
 }
 
 // batch checks the array that is all of ck.b, 1..maxBatch objects, and
-// returns the spans of their members and where each object's end in them.
-func (ck *checker) batch(maxBatch int) (spans []span, ends []int, ok bool) {
+// returns the spans of their members and where each object's end in them,
+// and the spans of their patches' members.
+func (ck *checker) batch(maxBatch int) (spans []span, kids []kid, ends []int, ok bool) {
 	b := ck.b
 	ck.depth = 1
 	i := ck.space(1)
-	ends = make([]int, 0, min(maxBatch, 1+len(b)/512))
-	spans = make([]span, 0, 8*cap(ends))
+	// Room for an event per 512 bytes, six members and sixteen in its
+	// patch, doubled when the events are 1 KiB.
+	n := min(maxBatch, 1+len(b)/512)
+	ends = make([]int, 0, n)
+	spans = make([]span, 0, 3*n)
+	kids = make([]kid, 0, 8*n)
 	for n := 0; ; n++ {
 		if n == maxBatch || i >= len(b) || b[i] != '{' {
-			return nil, nil, false
+			return nil, nil, nil, false
 		}
-		if i, spans = ck.event(i, spans); i < 0 {
-			return nil, nil, false
+		if i, spans = ck.event(i, spans, &kids); i < 0 {
+			return nil, nil, nil, false
 		}
 		ends = append(ends, len(spans))
 		if i = ck.space(i); i >= len(b) {
-			return nil, nil, false
+			return nil, nil, nil, false
 		}
 		switch b[i] {
 		case ',':
 			i = ck.space(i + 1)
 		case ']':
 			if i+1 != len(b) {
-				return nil, nil, false
+				return nil, nil, nil, false
 			}
-			return spans, ends, true
+			return spans, kids, ends, true
 		default:
-			return nil, nil, false
+			return nil, nil, nil, false
 		}
 	}
 }
 
 // event checks the object starting at b[i] == '{' as object does, adding
 // the spans of its members to spans, and returns the index just past it,
-// or -1.
-func (ck *checker) event(i int, spans []span) (int, []span) {
+// or -1. If kids is not nil, the members of a member "patch" that is an
+// object are added to it.
+func (ck *checker) event(i int, spans []span, kids *[]kid) (int, []span) {
 	if ck.depth++; ck.depth > maxCheckDepth {
 		return -1, spans
 	}
@@ -180,10 +221,19 @@ func (ck *checker) event(i int, spans []span) (int, []span) {
 		// compacted or copied.
 		spaced := ck.spaced
 		ck.spaced = false
-		if i = ck.value(vs); i < 0 {
+		sp := span{k0: int32(ks), k1: int32(ke), v0: int32(vs)}
+		if kids != nil && vs < len(b) && b[vs] == '{' && string(b[ks:ke]) == `"`+namePatch+`"` {
+			sp.kids, sp.c0 = true, int32(len(*kids))
+			i, *kids = ck.patch(vs, *kids)
+			sp.c1 = int32(len(*kids))
+		} else {
+			i = ck.value(vs)
+		}
+		if i < 0 {
 			return -1, spans
 		}
-		spans = append(spans, span{k0: int32(ks), k1: int32(ke), v0: int32(vs), v1: int32(i), compact: !ck.spaced})
+		sp.v1, sp.compact = int32(i), !ck.spaced
+		spans = append(spans, sp)
 		ck.spaced = ck.spaced || spaced
 		if i = ck.space(i); i >= len(b) {
 			return -1, spans
@@ -196,6 +246,50 @@ func (ck *checker) event(i int, spans []span) (int, []span) {
 			return i + 1, spans
 		default:
 			return -1, spans
+		}
+	}
+}
+
+// patch checks the object starting at b[i] == '{' as object does, adding
+// its members to kids, and returns the index just past it, or -1.
+func (ck *checker) patch(i int, kids []kid) (int, []kid) {
+	if ck.depth++; ck.depth > maxCheckDepth {
+		return -1, kids
+	}
+	b := ck.b
+	i = ck.space(i + 1)
+	if i < len(b) && b[i] == '}' {
+		ck.depth--
+		return i + 1, kids
+	}
+	for {
+		if i >= len(b) || b[i] != '"' {
+			return -1, kids
+		}
+		ks := i
+		if i = ck.str(i); i < 0 {
+			return -1, kids
+		}
+		ke := i
+		if i = ck.space(i); i >= len(b) || b[i] != ':' {
+			return -1, kids
+		}
+		vs := ck.space(i + 1)
+		if i = ck.value(vs); i < 0 {
+			return -1, kids
+		}
+		kids = append(kids, kid{k0: int32(ks), k1: int32(ke), v0: int32(vs), v1: int32(i)})
+		if i = ck.space(i); i >= len(b) {
+			return -1, kids
+		}
+		switch b[i] {
+		case ',':
+			i = ck.space(i + 1)
+		case '}':
+			ck.depth--
+			return i + 1, kids
+		default:
+			return -1, kids
 		}
 	}
 }
