@@ -3,7 +3,9 @@ package events
 import (
 	"bytes"
 	"math"
+	"slices"
 	"strconv"
+	"sync"
 )
 
 // This file is DecodeRequest's one-pass path. The full path checks the
@@ -41,6 +43,28 @@ type span struct {
 // b[k0:k1] and its value b[v0:v1].
 type kid struct{ k0, k1, v0, v1 int32 }
 
+// notes are the spans a decoding noted, kept in notesPool between calls:
+// ingest decodes a batch every few milliseconds, and Go zeroes them when it
+// allocates them anew.
+type notes struct {
+	spans []span
+	kids  []kid
+	ends  []int
+}
+
+var notesPool = sync.Pool{New: func() any { return new(notes) }}
+
+// maxKeptKids bounds the notes kept in notesPool: those of a larger batch
+// are left to the GC.
+const maxKeptKids = 1 << 16
+
+// keep puts nt back in notesPool; nothing may refer to its spans anymore.
+func (nt *notes) keep() {
+	if cap(nt.kids) <= maxKeptKids {
+		notesPool.Put(nt)
+	}
+}
+
 // patchMembers iterates over the members of a patch: those noted, spans
 // into b, if b is set; otherwise those scan finds.
 type patchMembers struct {
@@ -72,24 +96,25 @@ func decodeRequestFast(b []byte, headerID string, maxBatch int) (evs []Event, ar
 	ck := checker{b: b}
 	// ends[k] is the end in spans of event k's members; kids are the
 	// members of the patches.
-	var spans []span
-	var kids []kid
-	var ends []int
+	nt := notesPool.Get().(*notes)
+	defer nt.keep()
+	spans, kids, ends := nt.spans[:0], nt.kids[:0], nt.ends[:0]
 	switch b[0] {
 	case '{':
 		var end int
-		if end, spans = ck.event(0, nil, &kids); end != len(b) {
+		if end, spans = ck.event(0, spans, &kids); end != len(b) {
 			return nil, false, false, nil
 		}
-		ends = []int{len(spans)}
+		ends = append(ends, len(spans))
 	case '[':
-		if spans, kids, ends, ok = ck.batch(maxBatch); !ok {
+		if spans, kids, ends, ok = ck.batch(maxBatch, spans, kids, ends); !ok {
 			return nil, false, false, nil
 		}
 		array = true
 	default:
 		return nil, false, false, nil
 	}
+	nt.spans, nt.kids, nt.ends = spans, kids, ends
 	sh := share(b, spans)
 	c := collector{}
 	evs = make([]Event, len(ends))
@@ -153,18 +178,18 @@ func share(b []byte, spans []span) *shared {
 }
 
 // batch checks the array that is all of ck.b, 1..maxBatch objects, and
-// returns the spans of their members and where each object's end in them,
-// and the spans of their patches' members.
-func (ck *checker) batch(maxBatch int) (spans []span, kids []kid, ends []int, ok bool) {
+// appends to spans the spans of their members, to ends where each object's
+// end in spans, and to kids the spans of their patches' members.
+func (ck *checker) batch(maxBatch int, spans []span, kids []kid, ends []int) ([]span, []kid, []int, bool) {
 	b := ck.b
 	ck.depth = 1
 	i := ck.space(1)
 	// Room for an event per 512 bytes, six members and sixteen in its
 	// patch, doubled when the events are 1 KiB.
 	n := min(maxBatch, 1+len(b)/512)
-	ends = make([]int, 0, n)
-	spans = make([]span, 0, 3*n)
-	kids = make([]kid, 0, 8*n)
+	ends = slices.Grow(ends, n)
+	spans = slices.Grow(spans, 3*n)
+	kids = slices.Grow(kids, 8*n)
 	for n := 0; ; n++ {
 		if n == maxBatch || i >= len(b) || b[i] != '{' {
 			return nil, nil, nil, false
