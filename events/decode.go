@@ -51,7 +51,19 @@ func (l Limits) maxBatch() int {
 // lim.MaxBatch events are problems with Index 0 and Field "".
 func DecodeRequest(body []byte, headerID string, lim Limits) ([]Event, bool, error) {
 	b := trimSpace(body)
-	if evs, array, ok, err := decodeRequestFast(b, headerID, lim.maxBatch()); ok {
+	if evs, array, ok, err := decodeRequestFast(b, headerID, lim.maxBatch(), false); ok {
+		return evs, array, err
+	}
+	return decodeRequestFull(b, headerID, lim)
+}
+
+// DecodeRequestInPlace is DecodeRequest, except that the patches of the
+// events it returns may be parts of body rather than copies: body must not
+// change while they are in use. It spares a copy of body for callers that
+// are done with the events before they reuse it, as ingest is.
+func DecodeRequestInPlace(body []byte, headerID string, lim Limits) ([]Event, bool, error) {
+	b := trimSpace(body)
+	if evs, array, ok, err := decodeRequestFast(b, headerID, lim.maxBatch(), true); ok {
 		return evs, array, err
 	}
 	return decodeRequestFull(b, headerID, lim)

@@ -5,6 +5,7 @@ import (
 	"math"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 )
 
@@ -89,7 +90,7 @@ func (p *patchMembers) next() (key, val []byte, ok bool) {
 
 // decodeRequestFast is DecodeRequest on b, trimmed of white space, in one
 // pass; ok false leaves the answer to the full path.
-func decodeRequestFast(b []byte, headerID string, maxBatch int) (evs []Event, array, ok bool, err error) {
+func decodeRequestFast(b []byte, headerID string, maxBatch int, inPlace bool) (evs []Event, array, ok bool, err error) {
 	if len(b) == 0 || len(b) > math.MaxInt32 {
 		return nil, false, false, nil
 	}
@@ -115,7 +116,7 @@ func decodeRequestFast(b []byte, headerID string, maxBatch int) (evs []Event, ar
 		return nil, false, false, nil
 	}
 	nt.spans, nt.kids, nt.ends = spans, kids, ends
-	sh := share(b, spans)
+	sh := share(b, spans, inPlace)
 	c := collector{}
 	evs = make([]Event, len(ends))
 	var first map[string]int
@@ -157,24 +158,30 @@ func decodeRequestFast(b []byte, headerID string, maxBatch int) (evs []Event, ar
 
 // share makes the copies of b that the events of spans take their strings
 // and patches from: the values that are not objects or arrays, one after
-// the other in one string (setting each span's t), and all of b.
-func share(b []byte, spans []span) *shared {
+// the other in one string (setting each span's t), and all of b (or b
+// itself, inPlace).
+func share(b []byte, spans []span, inPlace bool) *shared {
 	n := 0
 	for _, s := range spans {
 		if k := b[s.v0]; k != '{' && k != '[' {
 			n += int(s.v1 - s.v0)
 		}
 	}
-	text := make([]byte, 0, n)
+	var text strings.Builder
+	text.Grow(n)
 	for i := range spans {
 		s := &spans[i]
 		s.t = -1
 		if k := b[s.v0]; k != '{' && k != '[' {
-			s.t = int32(len(text))
-			text = append(text, b[s.v0:s.v1]...)
+			s.t = int32(text.Len())
+			text.Write(b[s.v0:s.v1])
 		}
 	}
-	return &shared{text: string(text), raw: bytes.Clone(b)}
+	sh := &shared{text: text.String(), raw: b}
+	if !inPlace {
+		sh.raw = bytes.Clone(b)
+	}
+	return sh
 }
 
 // batch checks the array that is all of ck.b, 1..maxBatch objects, and

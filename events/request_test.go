@@ -44,12 +44,27 @@ func TestDecodeRequestPaths(t *testing.T) {
 	// only malformed or oversized bodies go to the full path.
 	for _, s := range []string{sc(), sc("id", `7`), "[" + sc() + "," + ro() + "]", "[ " + sc() + " ,\n" + sc() + " ]",
 		"[" + benchEvent(1) + "," + benchEvent(1) + "]"} {
-		if _, _, ok, _ := events.DecodeRequestFast([]byte(s), "", 3); !ok {
+		if _, _, ok, _ := events.DecodeRequestFast([]byte(s), "", 3, false); !ok {
 			t.Errorf("the one-pass path leaves %s to the full path", s)
 		}
 	}
+	// DecodeRequest's events are copies: they do not change with the body.
+	for _, s := range []string{sc(), "[" + benchEvent(1) + "," + benchEvent(2) + "]"} {
+		body := []byte(s)
+		evs, _, err := events.DecodeRequest(body, "", events.Limits{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, _ := evs[len(evs)-1].Marshal()
+		for i := range body {
+			body[i] = 'x'
+		}
+		if got, _ := evs[len(evs)-1].Marshal(); string(got) != string(want) {
+			t.Fatalf("the event changed with its body: %s, was %s", got, want)
+		}
+	}
 	for _, s := range []string{"[" + sc() + "," + sc() + "," + sc() + "," + sc() + "]", `[]`, `[{}, 1]`, `{"id":"a"`, `{} {}`} {
-		if _, _, ok, _ := events.DecodeRequestFast([]byte(s), "", 3); ok {
+		if _, _, ok, _ := events.DecodeRequestFast([]byte(s), "", 3, false); ok {
 			t.Errorf("the one-pass path answers %s", s)
 		}
 	}
@@ -90,6 +105,9 @@ func assertPathsAgree(t *testing.T, body []byte, header string, maxBatch int) {
 		if evs != nil {
 			t.Fatalf("DecodeRequest(%q): events with an error", body)
 		}
+		if _, _, inErr := events.DecodeRequestInPlace(body, header, lim); inErr == nil || inErr.Error() != err.Error() {
+			t.Fatalf("DecodeRequestInPlace(%q) error %v, DecodeRequest's %v", body, inErr, err)
+		}
 		return
 	}
 	if array != wantArray || len(evs) != len(wantEvs) {
@@ -98,5 +116,15 @@ func assertPathsAgree(t *testing.T, body []byte, header string, maxBatch int) {
 	for i := range evs {
 		assertEqualEvents(t, evs[i], wantEvs[i])
 		assertMarshalMatches(t, &evs[i])
+	}
+	// In place, the same events, until body changes.
+	in := append([]byte(nil), body...)
+	inEvs, inArray, inErr := events.DecodeRequestInPlace(in, header, lim)
+	if inErr != nil || inArray != array || len(inEvs) != len(evs) {
+		t.Fatalf("DecodeRequestInPlace(%q) = %d events (array %v), %v; DecodeRequest %d (array %v)", body, len(inEvs), inArray, inErr, len(evs), array)
+	}
+	for i := range evs {
+		assertEqualEvents(t, inEvs[i], evs[i])
+		assertMarshalMatches(t, &inEvs[i])
 	}
 }

@@ -132,14 +132,14 @@ func (h *Handler) postEvents(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer release()
-	// Nothing decoded from body refers to it (DecodeRequest copies what it
-	// keeps), so it serves another request once this one is answered.
+	// body serves another request once this one is answered: until then
+	// it holds the events' patches (DecodeRequestInPlace).
 	defer buffers.put(body)
 	headerID := r.Header.Get("webhook-id")
 	if headerID == "" {
 		headerID = r.Header.Get("Idempotency-Key")
 	}
-	evs, _, err := events.DecodeRequest(body, headerID, events.Limits{MaxBatch: h.cfg.MaxBatch})
+	evs, _, err := events.DecodeRequestInPlace(body, headerID, events.Limits{MaxBatch: h.cfg.MaxBatch})
 	if err != nil {
 		var ve *events.ValidationError
 		if errors.As(err, &ve) {
