@@ -27,10 +27,20 @@ func benchEvent(i int) string {
 		`","occurred_at":"2024-05-01T12:00:00.123456Z","patch":` + benchPatch + `}`
 }
 
+// notesPatch is the patch of the process bench's events (internal/perf):
+// keys in encoding/json's order, a 380-character note.
+var notesPatch = `{"allowPhoneCalls":true,"city":"London","company":"Analytical Engines Ltd","country":"United Kingdom",` +
+	`"customFields":{"industry":"Computing","notes":"` + strings.Repeat("n", 380) + `","team_size":"50-100"},` +
+	`"email":"ada@example.com","firstName":"Ada","lastName":"Lovelace","linkedinUrl":"https://linkedin.com/in/ada",` +
+	`"phoneNumbers":["+442071234567","+442079876543"],"role":"Chief Mathematician","url":"https://example.com/ada"}`
+
 func BenchmarkDecodeRequest(b *testing.B) {
 	items := make([]string, 100)
+	notes := make([]string, 100)
 	for i := range items {
 		items[i] = benchEvent(i)
+		notes[i] = `{"id":"run-` + strconv.Itoa(i) + `","target":"skipcall","contact_id":"b0b0b0b0-0000-4000-8000-` +
+			strconv.Itoa(100000000000+i) + `","occurred_at":"2026-11-25T10:00:00Z","patch":` + notesPatch + `}`
 	}
 	cases := []struct {
 		name string
@@ -38,6 +48,7 @@ func BenchmarkDecodeRequest(b *testing.B) {
 	}{
 		{"single", []byte(benchEvent(0))},
 		{"batch100", []byte("[" + strings.Join(items, ",") + "]")},
+		{"batch100-notes", []byte("[" + strings.Join(notes, ",") + "]")},
 	}
 	for _, bc := range cases {
 		b.Run(bc.name, func(b *testing.B) {

@@ -1,6 +1,7 @@
 package events
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -40,8 +41,9 @@ func (l Limits) maxBatch() int {
 // array (a repeat is reported on the later event's "id").
 //
 // It returns the validated events, with contact ids canonicalised and
-// patches compacted into new memory (they do not alias body), and whether
-// the body was an array. The error either wraps ErrMalformed (body not valid
+// patches compacted into new memory (they do not alias body; the events of
+// one body may share that memory, so one event kept keeps all of it), and
+// whether the body was an array. The error either wraps ErrMalformed (body not valid
 // JSON or UTF-8, holding unpaired surrogate escapes, or not an object or
 // array of objects; the message gives the offset or element) or is a
 // *ValidationError listing every problem of every event: a batch is
@@ -49,6 +51,27 @@ func (l Limits) maxBatch() int {
 // lim.MaxBatch events are problems with Index 0 and Field "".
 func DecodeRequest(body []byte, headerID string, lim Limits) ([]Event, bool, error) {
 	b := trimSpace(body)
+	if evs, array, ok, err := decodeRequestFast(b, headerID, lim.maxBatch(), false); ok {
+		return evs, array, err
+	}
+	return decodeRequestFull(b, headerID, lim)
+}
+
+// DecodeRequestInPlace is DecodeRequest, except that the patches of the
+// events it returns may be parts of body rather than copies: body must not
+// change while they are in use. It spares a copy of body for callers that
+// are done with the events before they reuse it, as ingest is.
+func DecodeRequestInPlace(body []byte, headerID string, lim Limits) ([]Event, bool, error) {
+	b := trimSpace(body)
+	if evs, array, ok, err := decodeRequestFast(b, headerID, lim.maxBatch(), true); ok {
+		return evs, array, err
+	}
+	return decodeRequestFull(b, headerID, lim)
+}
+
+// decodeRequestFull is DecodeRequest on b, trimmed of white space, without
+// the one-pass path: it decides every body that path leaves to it.
+func decodeRequestFull(b []byte, headerID string, lim Limits) ([]Event, bool, error) {
 	compacted, err := checkJSON(b)
 	if err != nil {
 		return nil, false, err
@@ -208,76 +231,153 @@ func checkJSON(b []byte) (compacted bool, err error) {
 // compacted says obj holds no insignificant white space, so the patch is
 // copied rather than compacted.
 func decodeEvent(c *collector, obj []byte, headerID string, single, compacted bool) Event {
-	var (
-		e          Event
-		seen, bad  fieldSet
-		contactRaw []byte
-	)
+	var d eventDecoder
 	it := newMembers(obj)
 	for {
 		k, v, ok := it.next()
 		if !ok {
 			break
 		}
-		name := keyBytes(k)
-		f := envelopeField(name)
-		if f == 0 {
-			c.add(string(name), "unknown field")
-			continue
-		}
-		if seen&f != 0 {
-			c.add(string(name), "duplicate field")
-			bad |= f
-			continue
-		}
-		seen |= f
-		switch f {
-		case fID:
+		d.member(c, k, v, 0, -1, compacted, nil)
+	}
+	return d.finish(c, headerID, single)
+}
+
+// eventDecoder holds an event while its members are decoded, in order, by
+// member; finish checks it.
+type eventDecoder struct {
+	e          Event
+	seen, bad  fieldSet
+	contactRaw []byte
+	contactOff int // where a copy of contactRaw starts in sh.text, or -1
+	// sh, if set, holds copies of the text the members are slices of: the
+	// event's strings and patch are taken from them rather than copied.
+	sh *shared
+	// patchKids, if not nil, are the noted members of the patch (spans
+	// into sh.raw).
+	patchKids []kid
+}
+
+// shared holds the copies of a request body made once for all its events:
+// text holds values of its members (strings and numbers), raw all of it.
+type shared struct {
+	text string
+	raw  []byte
+}
+
+// plain returns the contents of v, a valid JSON token, from d.sh.text where
+// a copy of v starts at t (t < 0: there is none), if v is a string without
+// escapes and d.sh is set.
+func (d *eventDecoder) plain(v []byte, t int) (string, bool) {
+	if d.sh == nil || t < 0 || len(v) < 2 || v[0] != '"' || bytes.IndexByte(v[1:len(v)-1], '\\') >= 0 {
+		return "", false
+	}
+	return d.sh.text[t+1 : t+len(v)-1], true
+}
+
+// member decodes the member with raw key token k and raw value v, a valid
+// JSON value, recording problems in c. If d.sh is set, v is at offset off
+// of the text d.sh.raw copies, and a copy of v starts at t of d.sh.text
+// (t < 0: there is none). compacted says v holds no insignificant white
+// space, so a patch is copied rather than compacted. kids, if not nil,
+// are the members of v, an object, noted at offsets of d.sh.raw.
+func (d *eventDecoder) member(c *collector, k, v []byte, off, t int, compacted bool, kids []kid) {
+	name := keyBytes(k)
+	f := envelopeField(name)
+	if f == 0 {
+		c.add(string(name), "unknown field")
+		return
+	}
+	if d.seen&f != 0 {
+		c.add(string(name), "duplicate field")
+		d.bad |= f
+		return
+	}
+	d.seen |= f
+	e := &d.e
+	ok := true
+	switch f {
+	case fID:
+		if s, plain := d.plain(v, t); plain {
+			e.ID = s
+		} else {
 			e.ID, ok = stringField(c, nameID, v)
-		case fTarget:
-			var s string
-			s, ok = stringField(c, nameTarget, v)
-			e.Target = Target(s)
-		case fContactID:
-			contactRaw = v
-		case fOccurredAt:
-			e.OccurredAt, ok = timeField(c, v)
-		case fPatch:
-			if kd := kindOf(v); kd != kindObject {
-				c.add(namePatch, "must be an object, not "+kd.String())
-				ok = false
-			} else {
-				e.setPatch(v, compacted)
-			}
-		case fStructure:
-			e.Structure, ok = stringField(c, nameStructure, v)
-			if ok && e.Structure == "" {
-				c.add(nameStructure, `must be "FLAT" or "NESTED"`)
-				ok = false
-			}
 		}
-		if !ok {
-			bad |= f
+	case fTarget:
+		e.Target, ok = targetField(c, v)
+	case fContactID:
+		d.contactRaw, d.contactOff = v, t
+	case fOccurredAt:
+		if s, plain := d.plain(v, t); plain {
+			e.OccurredAt, ok = parseTime(c, s)
+		} else {
+			e.OccurredAt, ok = timeField(c, v)
+		}
+	case fPatch:
+		switch kd := kindOf(v); {
+		case kd != kindObject:
+			c.add(namePatch, "must be an object, not "+kd.String())
+			ok = false
+		case compacted && d.sh != nil:
+			// Already compact: the copy's bytes, as setPatch would copy
+			// them, and only as long (appending reallocates).
+			e.Patch = d.sh.raw[off : off+len(v) : off+len(v)]
+			e.checked = markOf(e.Patch)
+		default:
+			e.setPatch(v, compacted)
+		}
+		if ok && d.sh != nil {
+			d.patchKids = kids
+		}
+	case fStructure:
+		if s, plain := d.plain(v, t); plain {
+			e.Structure = s
+		} else {
+			e.Structure, ok = stringField(c, nameStructure, v)
+		}
+		if ok && e.Structure == "" {
+			c.add(nameStructure, `must be "FLAT" or "NESTED"`)
+			ok = false
 		}
 	}
-	if contactRaw != nil && bad&fContactID == 0 {
-		var ok bool
-		e.ContactID, ok = contactIDField(c, e.Target, contactRaw)
+	if !ok {
+		d.bad |= f
+	}
+}
+
+// finish checks the decoded event, recording problems in c, and returns
+// it. If single, headerID may supply the id.
+func (d *eventDecoder) finish(c *collector, headerID string, single bool) Event {
+	e := &d.e
+	if d.contactRaw != nil && d.bad&fContactID == 0 {
+		s, ok := d.plain(d.contactRaw, d.contactOff)
+		switch {
+		case ok:
+		case d.sh != nil && d.contactOff >= 0 && kindOf(d.contactRaw) == kindNumber && e.Target != TargetSkipcall:
+			s, ok = d.sh.text[d.contactOff:d.contactOff+len(d.contactRaw)], true
+		default:
+			s, ok = contactIDField(c, e.Target, d.contactRaw)
+		}
+		e.ContactID = s
 		if !ok {
-			bad |= fContactID
+			d.bad |= fContactID
 		}
 	}
 	if single && headerID != "" {
 		switch {
-		case seen&fID == 0:
+		case d.seen&fID == 0:
 			e.ID = headerID
-		case bad&fID == 0 && e.ID != headerID:
+		case d.bad&fID == 0 && e.ID != headerID:
 			c.add(nameID, "differs from the id in the webhook-id or Idempotency-Key header")
-			bad |= fID
+			d.bad |= fID
 		}
 	}
-	e.validate(c, bad, true)
-	return e
+	noted := patchMembers{}
+	if d.patchKids != nil {
+		noted = patchMembers{b: d.sh.raw, noted: d.patchKids}
+	}
+	e.validate(c, d.bad, true, noted)
+	return *e
 }
 
 // envelopeField returns the bit of the envelope field name, or 0.
@@ -309,6 +409,19 @@ func stringField(c *collector, field string, v []byte) (string, bool) {
 	return s, true
 }
 
+// targetField returns the target v holds, or records a problem on target.
+// The known targets, written without escapes, are not copied.
+func targetField(c *collector, v []byte) (Target, bool) {
+	switch string(v) {
+	case `"` + string(TargetSkipcall) + `"`:
+		return TargetSkipcall, true
+	case `"` + string(TargetRevyOps) + `"`:
+		return TargetRevyOps, true
+	}
+	s, ok := stringField(c, nameTarget, v)
+	return Target(s), ok
+}
+
 // timeField returns the RFC 3339 time v holds, or records a problem on
 // occurred_at.
 func timeField(c *collector, v []byte) (time.Time, bool) {
@@ -316,6 +429,12 @@ func timeField(c *collector, v []byte) (time.Time, bool) {
 	if !ok {
 		return time.Time{}, false
 	}
+	return parseTime(c, s)
+}
+
+// parseTime returns the RFC 3339 time s, or records a problem on
+// occurred_at.
+func parseTime(c *collector, s string) (time.Time, bool) {
 	t, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
 		c.add(nameOccurredAt, "must be an RFC 3339 timestamp such as 2024-05-01T12:00:00Z")

@@ -19,8 +19,25 @@ import (
 // it compact and valid, and otherwise compacted by encoding/json, which also
 // decides whether it is valid.
 func (e *Event) Marshal() ([]byte, error) {
-	buf := make([]byte, 0, len(e.Patch)+len(e.ID)+len(e.ContactID)+len(e.Structure)+
-		len(`{"id":"","target":"","contact_id":"","occurred_at":"","patch":,"structure":""}`)+len(e.Target)+len("2006-01-02T15:04:05.999999999+07:00"))
+	b, err := e.Append(make([]byte, 0, e.MarshalSize()))
+	if err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// MarshalSize returns a size Marshal's encoding of e usually fits in: room
+// for every field, written plainly.
+func (e *Event) MarshalSize() int {
+	return len(e.Patch) + len(e.ID) + len(e.ContactID) + len(e.Structure) +
+		len(`{"id":"","target":"","contact_id":"","occurred_at":"","patch":,"structure":""}`) + len(e.Target) + len("2006-01-02T15:04:05.999999999+07:00")
+}
+
+// Append appends Marshal's encoding of e to buf and returns the extended
+// buffer, so that the events of a batch can share one; it fails as Marshal
+// does, and then returns buf as it was.
+func (e *Event) Append(buf []byte) ([]byte, error) {
+	in := buf
 	buf = append(buf, `{"id":`...)
 	buf = appendString(buf, e.ID)
 	buf = append(buf, `,"target":`...)
@@ -30,11 +47,11 @@ func (e *Event) Marshal() ([]byte, error) {
 	buf = append(buf, `,"occurred_at":"`...)
 	buf, err := e.OccurredAt.AppendText(buf)
 	if err != nil {
-		return nil, fmt.Errorf("encode event %q: occurred_at: %w", e.ID, err)
+		return in, fmt.Errorf("encode event %q: occurred_at: %w", e.ID, err)
 	}
 	buf = append(buf, `","patch":`...)
 	if buf, err = e.appendPatch(buf); err != nil {
-		return nil, fmt.Errorf("encode event %q: patch: %w", e.ID, err)
+		return in, fmt.Errorf("encode event %q: patch: %w", e.ID, err)
 	}
 	if e.Structure != "" {
 		buf = append(buf, `,"structure":`...)

@@ -55,6 +55,16 @@ func (e *Event) Subject(prefix string) string {
 	return e.subject(prefix, "patch")
 }
 
+// AppendSubject appends Subject(prefix) to b, so that the subjects of a
+// batch can share one buffer.
+func (e *Event) AppendSubject(b []byte, prefix string) []byte {
+	b = append(b, prefix...)
+	b = append(b, ".patch."...)
+	b = append(b, e.Target...)
+	b = append(b, '.')
+	return append(b, e.ContactID...)
+}
+
 // DLQSubject returns "<prefix>.dlq.<target>.<contact_id>", the subject e is
 // dead-lettered on. Like Subject it assumes e is valid.
 func (e *Event) DLQSubject(prefix string) string {

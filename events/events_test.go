@@ -558,6 +558,9 @@ func TestSubjects(t *testing.T) {
 			if got := evs[0].DLQSubject("contacts"); got != tc.dlq {
 				t.Errorf("DLQSubject = %q, want %q", got, tc.dlq)
 			}
+			if got := string(evs[0].AppendSubject([]byte("x"), "contacts")); got != "x"+tc.subj {
+				t.Errorf("AppendSubject = %q, want %q", got, "x"+tc.subj)
+			}
 		})
 	}
 }
@@ -594,6 +597,23 @@ func TestMarshal(t *testing.T) {
 			}
 			if !tc.wantErr && string(got) != tc.want {
 				t.Fatalf("Marshal = %s\nwant      %s", got, tc.want)
+			}
+			if err == nil && len(got) > tc.ev.MarshalSize() {
+				t.Errorf("Marshal wrote %d bytes, MarshalSize says %d", len(got), tc.ev.MarshalSize())
+			}
+			// Append writes the same after what buf holds, or leaves buf
+			// as it was.
+			buf := []byte("prefix")
+			out, err := tc.ev.Append(buf[:len(buf):len(buf)])
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("Append error = %v, wantErr %v", err, tc.wantErr)
+			}
+			want := "prefix" + tc.want
+			if tc.wantErr {
+				want = "prefix"
+			}
+			if string(out) != want {
+				t.Fatalf("Append = %s\nwant     %s", out, want)
 			}
 		})
 	}

@@ -5,6 +5,9 @@ package events
 var (
 	DecodeFull        = decodeFull
 	DecodeStored      = decodeStored
+	DecodeRequestFull = decodeRequestFull
+	DecodeRequestFast = decodeRequestFast
+	TrimSpace         = trimSpace
 	CheckJSONFast     = checkJSONFast
 	UnpairedSurrogate = unpairedSurrogate
 )

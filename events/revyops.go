@@ -41,12 +41,12 @@ func revyOpsField(name []byte) int {
 	return -1
 }
 
-// validateRevyOpsPatch checks obj, a non-empty JSON object, against RevyOps'
-// PatchedContactPatchRequest, with company_id also accepting a domain name
-// as the seed's prose says and unknown fields rejected.
-func validateRevyOpsPatch(c *collector, obj []byte) {
+// validateRevyOpsPatch checks the members of a non-empty JSON object
+// against RevyOps' PatchedContactPatchRequest, with company_id also
+// accepting a domain name as the seed's prose says and unknown fields
+// rejected.
+func validateRevyOpsPatch(c *collector, it *patchMembers) {
 	var seen uint8
-	it := newMembers(obj)
 	for {
 		k, v, ok := it.next()
 		if !ok {

@@ -60,12 +60,11 @@ func skipcallField(name []byte) int {
 	return -1
 }
 
-// validateSkipcallPatch checks obj, a non-empty JSON object, against
-// Skipcall's PublicUpdateContactDto, with phone numbers in E.164 as the
-// seed's prose requires and unknown fields rejected.
-func validateSkipcallPatch(c *collector, obj []byte) {
+// validateSkipcallPatch checks the members of a non-empty JSON object
+// against Skipcall's PublicUpdateContactDto, with phone numbers in E.164 as
+// the seed's prose requires and unknown fields rejected.
+func validateSkipcallPatch(c *collector, it *patchMembers) {
 	var seen uint16
-	it := newMembers(obj)
 	for {
 		k, v, ok := it.next()
 		if !ok {

@@ -1,6 +1,9 @@
 package events
 
-import "unicode/utf8"
+import (
+	"encoding/binary"
+	"unicode/utf8"
+)
 
 // This file is patchbay's one-pass JSON check. It accepts a text only if
 // json.Valid, utf8.Valid and unpairedSurrogate would all accept it, and it
@@ -151,6 +154,11 @@ func (c *checker) array(i int) int {
 func (c *checker) str(i int) int {
 	b := c.b
 	for i++; ; {
+		// Eight bytes at a time while none needs a look (long texts such
+		// as notes), then byte by byte.
+		for i+8 <= len(b) && !special8(binary.LittleEndian.Uint64(b[i:])) {
+			i += 8
+		}
 		for i < len(b) && plainStringByte[b[i]] {
 			i++
 		}
@@ -174,6 +182,20 @@ func (c *checker) str(i int) int {
 			i += size
 		}
 	}
+}
+
+// special8 reports whether any of the eight bytes of x is below 0x20, at
+// or above 0x80, '"' or '\\': each byte it reports false for is one that
+// plainStringByte marks, or DEL (0x7f), which str accepts as well.
+func special8(x uint64) bool {
+	const ones, highs = 0x0101010101010101, 0x8080808080808080
+	quote := x ^ (ones * '"')
+	backslash := x ^ (ones * '\\')
+	// (y - ones) &^ y has a byte's high bit set for a zero byte of y
+	// (exactly: borrows only mark bytes above a zero one), and
+	// (x - ones*0x20) &^ x for a byte of x below 0x20 when no byte is at
+	// or above 0x80, which the first term rules out.
+	return (x|(quote-ones)&^quote|(backslash-ones)&^backslash|(x-ones*0x20)&^x)&highs != 0
 }
 
 // escape checks the escape sequence at b[i] == '\\' and returns the index

@@ -39,14 +39,15 @@ const (
 // rewritten when it is valid.
 func (e *Event) Validate() []FieldError {
 	c := collector{}
-	e.validate(&c, 0, false)
+	e.validate(&c, 0, false, patchMembers{})
 	return c.errs
 }
 
 // validate records e's problems in c, skipping the fields in skip (already
 // reported while decoding). trusted says Patch is already known to be valid
-// JSON in valid UTF-8 without unpaired surrogate escapes.
-func (e *Event) validate(c *collector, skip fieldSet, trusted bool) {
+// JSON in valid UTF-8 without unpaired surrogate escapes. noted, if it has
+// members noted, gives the members of Patch.
+func (e *Event) validate(c *collector, skip fieldSet, trusted bool, noted patchMembers) {
 	if skip&fID == 0 {
 		if p := idProblem(e.ID); p != "" {
 			c.add(nameID, p)
@@ -75,7 +76,7 @@ func (e *Event) validate(c *collector, skip fieldSet, trusted bool) {
 		}
 	}
 	if skip&fPatch == 0 {
-		validatePatch(c, e.Target, e.Patch, trusted)
+		validatePatchIn(c, e.Target, e.Patch, trusted, noted)
 	}
 }
 
@@ -102,6 +103,12 @@ func (e *Event) validateContactID(c *collector) {
 
 // validatePatch checks patch against the request schema of target.
 func validatePatch(c *collector, target Target, patch json.RawMessage, trusted bool) {
+	validatePatchIn(c, target, patch, trusted, patchMembers{})
+}
+
+// validatePatchIn is validatePatch, taking the members of patch from it if
+// it has them noted (it.b set) instead of finding them again.
+func validatePatchIn(c *collector, target Target, patch json.RawMessage, trusted bool, it patchMembers) {
 	if len(patch) == 0 {
 		c.add(namePatch, "is required")
 		return
@@ -128,10 +135,13 @@ func validatePatch(c *collector, target Target, patch json.RawMessage, trusted b
 		c.add(namePatch, "must have at least one field")
 		return
 	}
+	if it.b == nil {
+		it.scan = newMembers(p)
+	}
 	switch target {
 	case TargetRevyOps:
-		validateRevyOpsPatch(c, p)
+		validateRevyOpsPatch(c, &it)
 	case TargetSkipcall:
-		validateSkipcallPatch(c, p)
+		validateSkipcallPatch(c, &it)
 	}
 }

@@ -5,10 +5,12 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/patchbay/patchbay/events"
 	"github.com/patchbay/patchbay/ingest"
 	"github.com/patchbay/patchbay/internal/pbtest"
 )
@@ -23,7 +25,13 @@ func TestBatchAnswerNamesEachEventsSeq(t *testing.T) {
 	const n = 20
 	var batch []map[string]any
 	for i := range n {
-		batch = append(batch, skipEvent(fmt.Sprintf("seq-%d", i)))
+		ev := skipEvent(fmt.Sprintf("seq-%d", i))
+		if i%2 == 1 {
+			// Events of both targets and contacts of several lengths, so
+			// that each message's subject and data are its own.
+			ev["target"], ev["contact_id"], ev["patch"] = "revyops", strings.Repeat("7", 1+i/2), map[string]any{"first_name": strings.Repeat("a", i)}
+		}
+		batch = append(batch, ev)
 	}
 	code, body := s.Post(mustJSON(t, batch), nil)
 	if code != http.StatusAccepted {
@@ -58,6 +66,20 @@ func TestBatchAnswerNamesEachEventsSeq(t *testing.T) {
 		}
 		if got := m.Header.Get(jetstream.MsgIDHeader); got != e.ID {
 			t.Fatalf("seq %d holds event %q, the answer says %q", e.Seq, got, e.ID)
+		}
+		if got := m.Header.Get(jetstream.ExpectedStreamHeader); got != s.Stream.EventsStream {
+			t.Fatalf("seq %d was published expecting stream %q, want %q", e.Seq, got, s.Stream.EventsStream)
+		}
+		stored, err := events.Decode(m.Data)
+		if err != nil {
+			t.Fatalf("seq %d holds %s: %v", e.Seq, m.Data, err)
+		}
+		wantPatch, _ := json.Marshal(batch[i]["patch"])
+		if stored.ID != e.ID || m.Subject != stored.Subject(s.Stream.SubjectPrefix) || string(stored.Patch) != string(wantPatch) {
+			t.Fatalf("seq %d holds %s on %s; want event %s with patch %s on its own subject", e.Seq, m.Data, m.Subject, e.ID, wantPatch)
+		}
+		if want := fmt.Sprint(batch[i]["contact_id"]); stored.ContactID != want {
+			t.Fatalf("seq %d holds contact %q, want %q", e.Seq, stored.ContactID, want)
 		}
 	}
 

@@ -98,11 +98,81 @@ func (p *Publisher) Close() error {
 // have been: callers make publishes idempotent with a message id). Nothing
 // is sent if ctx is already done. It sets each message's Reply.
 func (p *Publisher) Publish(ctx context.Context, msgs []*nats.Msg) ([]jetstream.PubAck, error) {
-	if len(msgs) == 0 {
+	return p.publish(ctx, natsMsgs(msgs), len(msgs))
+}
+
+// Message is one message of PublishMessages.
+type Message struct {
+	Subject string
+	Data    []byte
+	// ID, if not empty, is the message's Nats-Msg-Id: JetStream stores a
+	// message once per id within the stream's duplicate window.
+	ID string
+}
+
+// PublishMessages is Publish for messages whose only headers are their id
+// and the stream expected to store them (Nats-Expected-Stream, if stream is
+// not empty): the headers jetstream.WithMsgID and WithExpectStream set. It
+// sends them all through one nats.Msg and one header map, set anew for each
+// message (nats.go encodes both as it sends), instead of building a map per
+// message: a batch of events was a hundred of them.
+func (p *Publisher) PublishMessages(ctx context.Context, stream string, msgs []Message) ([]jetstream.PubAck, error) {
+	b := &messages{msgs: msgs, id: []string{""}, hdr: nats.Header{}}
+	if stream != "" {
+		b.hdr[jetstream.ExpectedStreamHeader] = []string{stream}
+	}
+	b.m.Header = b.hdr
+	return p.publish(ctx, b, len(msgs))
+}
+
+// batch is the n messages of a Publish.
+type batch interface {
+	// subject returns message i's subject.
+	subject(i int) string
+	// send publishes message i on nc with reply subject reply.
+	send(nc *nats.Conn, i int, reply string) error
+}
+
+// natsMsgs is Publish's batch: it sets each message's Reply.
+type natsMsgs []*nats.Msg
+
+func (b natsMsgs) subject(i int) string { return b[i].Subject }
+
+func (b natsMsgs) send(nc *nats.Conn, i int, reply string) error {
+	b[i].Reply = reply
+	return nc.PublishMsg(b[i])
+}
+
+// messages is PublishMessages' batch: m and hdr are set for each message
+// in turn; id is hdr's Nats-Msg-Id value while it has one.
+type messages struct {
+	msgs []Message
+	m    nats.Msg
+	hdr  nats.Header
+	id   []string
+}
+
+func (b *messages) subject(i int) string { return b.msgs[i].Subject }
+
+func (b *messages) send(nc *nats.Conn, i int, reply string) error {
+	msg := &b.msgs[i]
+	if msg.ID != "" {
+		b.id[0] = msg.ID
+		b.hdr[jetstream.MsgIDHeader] = b.id
+	} else {
+		delete(b.hdr, jetstream.MsgIDHeader)
+	}
+	b.m.Subject, b.m.Reply, b.m.Data = msg.Subject, reply, msg.Data
+	return nc.PublishMsg(&b.m)
+}
+
+// publish stores the n messages of msgs, as Publish describes.
+func (p *Publisher) publish(ctx context.Context, msgs batch, n int) ([]jetstream.PubAck, error) {
+	if n == 0 {
 		return nil, nil
 	}
-	acks := make([]jetstream.PubAck, len(msgs))
-	todo := make([]int, len(msgs))
+	acks := make([]jetstream.PubAck, n)
+	todo := make([]int, n)
 	for i := range todo {
 		todo[i] = i
 	}
@@ -112,7 +182,7 @@ func (p *Publisher) Publish(ctx context.Context, msgs []*nats.Msg) ([]jetstream.
 			return acks, err
 		}
 		if attempt >= p.retries {
-			return acks, fmt.Errorf("%w (%d of %d messages, %d attempts)", jetstream.ErrNoStreamResponse, len(retry), len(msgs), attempt+1)
+			return acks, fmt.Errorf("%w (%d of %d messages, %d attempts)", jetstream.ErrNoStreamResponse, len(retry), n, attempt+1)
 		}
 		t := time.NewTimer(p.retryWait)
 		select {
@@ -127,11 +197,11 @@ func (p *Publisher) Publish(ctx context.Context, msgs []*nats.Msg) ([]jetstream.
 
 // round publishes msgs[todo...] as one call and waits for every answer. It
 // returns the indexes nobody answered, to publish again.
-func (p *Publisher) round(ctx context.Context, msgs []*nats.Msg, todo []int, acks []jetstream.PubAck) ([]int, error) {
+func (p *Publisher) round(ctx context.Context, msgs batch, todo []int, acks []jetstream.PubAck) ([]int, error) {
 	// Nothing is sent once ctx is done: a caller whose right to write
 	// ended (a lease's deadline) must not write.
 	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("stream: publish %s: %w", msgs[todo[0]].Subject, err)
+		return nil, fmt.Errorf("stream: publish %s: %w", msgs.subject(todo[0]), err)
 	}
 	c := &call{answers: make([]answer, len(todo)), left: len(todo), done: make(chan struct{})}
 	p.mu.Lock()
@@ -144,11 +214,25 @@ func (p *Publisher) round(ctx context.Context, msgs []*nats.Msg, todo []int, ack
 		delete(p.calls, id)
 		p.mu.Unlock()
 	}()
-	base := p.prefix + strconv.FormatUint(id, 36) + "."
+	// The reply subjects, prefix + call + "." + index, share one string.
+	base := len(p.prefix) + 14 // the call in base 36 and a dot
+	buf := make([]byte, 0, len(todo)*(base+4))
+	ends := make([]int, len(todo))
+	for k := range todo {
+		buf = append(buf, p.prefix...)
+		buf = strconv.AppendUint(buf, id, 36)
+		buf = append(buf, '.')
+		buf = strconv.AppendInt(buf, int64(k), 10)
+		ends[k] = len(buf)
+	}
+	replies := string(buf)
 	for k, i := range todo {
-		msgs[i].Reply = base + strconv.Itoa(k)
-		if err := p.nc.PublishMsg(msgs[i]); err != nil {
-			return nil, fmt.Errorf("stream: publish %s: %w", msgs[i].Subject, err)
+		start := 0
+		if k > 0 {
+			start = ends[k-1]
+		}
+		if err := msgs.send(p.nc, i, replies[start:ends[k]]); err != nil {
+			return nil, fmt.Errorf("stream: publish %s: %w", msgs.subject(i), err)
 		}
 	}
 	select {
@@ -165,7 +249,7 @@ func (p *Publisher) round(ctx context.Context, msgs []*nats.Msg, todo []int, ack
 		case errors.Is(err, errNoResponders):
 			retry = append(retry, i)
 		case firstErr == nil:
-			firstErr = fmt.Errorf("stream: publish %s: %w", msgs[i].Subject, err)
+			firstErr = fmt.Errorf("stream: publish %s: %w", msgs.subject(i), err)
 		}
 	}
 	return retry, firstErr

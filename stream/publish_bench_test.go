@@ -13,8 +13,9 @@ import (
 )
 
 // BenchmarkPublishBatch100 stores batches of 100 messages with ids, waiting
-// for every PubAck: with the Publisher, and with jetstream's
-// PublishMsgAsync as ingest did before it (the floor, in the same run).
+// for every PubAck: with the Publisher (Publish, and PublishMessages, which
+// ingest uses), and with jetstream's PublishMsgAsync as ingest did before
+// it (the floor, in the same run).
 func BenchmarkPublishBatch100(b *testing.B) {
 	js := natstest.JetStream(b)
 	ctx := context.Background()
@@ -40,6 +41,24 @@ func BenchmarkPublishBatch100(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			if _, err := p.Publish(ctx, batch()); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("publish-messages", func(b *testing.B) {
+		p, err := NewPublisher(js.Conn())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer p.Close()
+		msgs := make([]Message, 100)
+		b.ReportAllocs()
+		for b.Loop() {
+			for i := range msgs {
+				n++
+				msgs[i] = Message{Subject: "s.a", Data: data, ID: strconv.Itoa(n)}
+			}
+			if _, err := p.PublishMessages(ctx, "S", msgs); err != nil {
 				b.Fatal(err)
 			}
 		}

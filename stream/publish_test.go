@@ -348,3 +348,63 @@ func TestPublisherSendsNothingOnceItsContextIsDone(t *testing.T) {
 		t.Fatalf("sent %d messages with a done context, want 0", sent)
 	}
 }
+
+// TestPublishMessagesSetsEachMessagesHeaders checks that the one nats.Msg
+// and header map PublishMessages reuses leave each stored message with its
+// own subject, data and id (none when it has none), and the expected
+// stream; and that ids deduplicate as with Publish.
+func TestPublishMessagesSetsEachMessagesHeaders(t *testing.T) {
+	nc, js := startJS(t)
+	addStream(t, js, "S", "s.>")
+	p := newPublisher(t, nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	msgs := []Message{
+		{Subject: "s.a", Data: []byte("one"), ID: "id-1"},
+		{Subject: "s.bb", Data: []byte("two")},
+		{Subject: "s.ccc", Data: []byte("three"), ID: "id-3"},
+		{Subject: "s.a", Data: []byte("one again"), ID: "id-1"},
+	}
+	acks, err := p.PublishMessages(ctx, "S", msgs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []jetstream.PubAck{{Stream: "S", Sequence: 1}, {Stream: "S", Sequence: 2}, {Stream: "S", Sequence: 3}, {Stream: "S", Sequence: 1, Duplicate: true}}
+	for i := range want {
+		if acks[i] != want[i] {
+			t.Fatalf("ack %d = %+v, want %+v", i, acks[i], want[i])
+		}
+	}
+	str, err := js.Stream(ctx, "S")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range msgs[:3] {
+		got, err := str.GetMsg(ctx, uint64(i+1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Subject != m.Subject || string(got.Data) != string(m.Data) || got.Header.Get(jetstream.MsgIDHeader) != m.ID ||
+			len(got.Header.Values(jetstream.MsgIDHeader)) != min(len(m.ID), 1) || got.Header.Get(jetstream.ExpectedStreamHeader) != "S" {
+			t.Fatalf("seq %d holds %s %q with headers %v; want %+v expecting stream S", i+1, got.Subject, got.Data, got.Header, m)
+		}
+	}
+	noCallsLeft(t, p)
+}
+
+func TestPublishMessagesExpectsItsStream(t *testing.T) {
+	nc, js := startJS(t)
+	addStream(t, js, "S", "s.>")
+	p := newPublisher(t, nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	_, err := p.PublishMessages(ctx, "OTHER", []Message{{Subject: "s.a", Data: []byte("x"), ID: "x"}})
+	var api *jetstream.APIError
+	if !errors.As(err, &api) || api.ErrorCode != 10060 { // JSStreamNotMatchErr
+		t.Fatalf("err = %v, want the server's refusal (10060, the stream does not match) as an APIError", err)
+	}
+	// Without an expected stream, any stream stores it.
+	if acks, err := p.PublishMessages(ctx, "", []Message{{Subject: "s.a", Data: []byte("x"), ID: "x"}}); err != nil || acks[0].Stream != "S" {
+		t.Fatalf("PublishMessages without a stream = %+v, %v; want stored in S", acks, err)
+	}
+}
