@@ -178,3 +178,20 @@ func TestFloorsRunAtTheWorkersDefaultConcurrency(t *testing.T) {
 		t.Fatalf("the worker's default concurrency is %s, the bench's floors run at %d", got, defaultConcurrency)
 	}
 }
+
+func TestCPUPerEvent(t *testing.T) {
+	for _, tc := range []struct {
+		s    []Sample
+		want string
+	}{
+		{nil, "—"},
+		{[]Sample{{Events: 100000, CPU: 480 * time.Millisecond, ServerCPU: 1100 * time.Millisecond}}, "4.8 / 11.0"},
+		{[]Sample{{Events: 1000, CPU: 137 * time.Millisecond, ServerCPU: 58 * time.Millisecond}}, "137 / 58.0"},
+		{[]Sample{{Events: 1000, ServerCPU: 19 * time.Millisecond}}, "— / 19.0"},
+		{[]Sample{{Events: 0, CPU: time.Second, ServerCPU: time.Second}}, "—"},
+	} {
+		if got := cpuPerEvent(tc.s); got != tc.want {
+			t.Errorf("cpuPerEvent(%+v) = %q, want %q", tc.s, got, tc.want)
+		}
+	}
+}
