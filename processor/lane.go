@@ -116,7 +116,10 @@ func (l *lane) run(ctx context.Context) {
 	}
 	fetchCtx, stopFetching := context.WithCancel(ctx)
 	defer stopFetching()
-	incoming := make(chan jetstream.Msg)
+	// A few messages may wait in the channel: the fetcher hands a pull's
+	// messages over without a wait for the loop each, and the loop takes
+	// what has arrived at once (receive) instead of one select each.
+	incoming := make(chan jetstream.Msg, incomingBuffer)
 	fetcherDone := make(chan struct{})
 	go func() {
 		defer close(fetcherDone)
@@ -180,19 +183,21 @@ func (l *lane) run(ctx context.Context) {
 				incoming = nil
 				continue
 			}
-			if stopping {
-				_ = m.Nak()
-				f.release(1)
-				continue
-			}
-			md, err := m.Metadata()
-			if err != nil {
-				w.log.Error("message without JetStream metadata; leaving it for redelivery", "subject", m.Subject(), "err", err)
-				f.release(1)
-				continue
-			}
-			if q.add(pending{msg: m, md: md, seq: md.Sequence.Stream}, now) {
-				f.release(1)
+			l.receive(q, f, m, stopping, now)
+			// What else the fetcher has handed over already, in this
+			// iteration (a pull's messages arrive together): at most a
+			// buffer's worth, so the other cases are not kept waiting.
+			for more, n := true, 1; more && n < incomingBuffer; n++ {
+				select {
+				case m, ok := <-incoming:
+					if !ok {
+						incoming, more = nil, false
+						break
+					}
+					l.receive(q, f, m, stopping, now)
+				default:
+					more = false
+				}
 			}
 		case send <- j:
 			q.take()
@@ -220,6 +225,29 @@ func (l *lane) run(ctx context.Context) {
 		_ = p.msg.Nak()
 	}
 	w.m.paused.WithLabelValues(l.name).Set(0)
+}
+
+// incomingBuffer is how many fetched messages may wait for the lane's
+// loop in its channel.
+const incomingBuffer = 64
+
+// receive queues m, a message the fetcher handed over, or hands it back to
+// JetStream when the lane is stopping.
+func (l *lane) receive(q *queues, f *fetcher, m jetstream.Msg, stopping bool, now time.Time) {
+	if stopping {
+		_ = m.Nak()
+		f.release(1)
+		return
+	}
+	md, err := m.Metadata()
+	if err != nil {
+		l.w.log.Error("message without JetStream metadata; leaving it for redelivery", "subject", m.Subject(), "err", err)
+		f.release(1)
+		return
+	}
+	if q.add(pending{msg: m, md: md, seq: md.Sequence.Stream}, now) {
+		f.release(1)
+	}
 }
 
 // pausedFor returns how long nothing may be sent to the target after now:
