@@ -258,11 +258,16 @@ func (l *lane) pausedFor(now time.Time) time.Duration {
 	return max(until.Sub(now), 0)
 }
 
-// keepAlive tells JetStream that the messages waiting in the worker are
-// still being worked on, so they are not redelivered to another worker
-// while they wait for their contact's running job or for a pause to end.
+// keepAlive tells JetStream that the messages in the worker are still
+// being worked on, so they are not redelivered to another worker while
+// they wait for their contact's running job or for a pause to end, or
+// while their own job runs (a slow call, a wait for the rate budget).
+// It runs every third of the ack wait. A message its job settled in the
+// meantime is left alone: InProgress after its ack sends nothing.
 func (l *lane) keepAlive(q *queues) {
-	q.waiting(func(p pending) { _ = p.msg.InProgress() })
+	inProgress := func(p pending) { _ = p.msg.InProgress() }
+	q.waiting(inProgress)
+	q.running(inProgress)
 	l.showPaused()
 }
 
