@@ -174,6 +174,17 @@ func (l *lane) run(ctx context.Context) {
 				send, j = jobs, cand
 			}
 		}
+		if send != nil {
+			// A delivery goroutine that waits takes the job without the
+			// full select (a send nobody waits for fails at once).
+			select {
+			case send <- j:
+				q.take()
+				busy++
+				continue
+			default:
+			}
+		}
 		if !next.IsZero() {
 			wake.Reset(max(next.Sub(now), time.Millisecond))
 		}
@@ -205,6 +216,16 @@ func (l *lane) run(ctx context.Context) {
 		case r := <-results:
 			busy--
 			q.finish(r.job.key, len(r.job.msgs)-len(r.back), r.back, r.holdUntil, w.now())
+			// And the results already in (at most one per goroutine).
+			for more := true; more; {
+				select {
+				case r := <-results:
+					busy--
+					q.finish(r.job.key, len(r.job.msgs)-len(r.back), r.back, r.holdUntil, w.now())
+				default:
+					more = false
+				}
+			}
 		case <-wake.C:
 			l.showPaused()
 		case <-tick.C:
