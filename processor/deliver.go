@@ -27,8 +27,9 @@ func (l *lane) deliver(ctx context.Context, j job) result {
 	if len(msgs) == 0 {
 		return r
 	}
-	stop := l.w.heartbeat(msgs)
-	defer stop()
+	// The lane's loop keeps msgs alive (InProgress) while the job runs:
+	// a slow call or a wait for the rate budget is not redelivered to
+	// another worker in parallel.
 	log := l.log
 
 	// No other replica delivers this contact while the lease is held.

@@ -116,7 +116,10 @@ func (l *lane) run(ctx context.Context) {
 	}
 	fetchCtx, stopFetching := context.WithCancel(ctx)
 	defer stopFetching()
-	incoming := make(chan jetstream.Msg)
+	// A few messages may wait in the channel: the fetcher hands a pull's
+	// messages over without a wait for the loop each, and the loop takes
+	// what has arrived at once (receive) instead of one select each.
+	incoming := make(chan jetstream.Msg, incomingBuffer)
 	fetcherDone := make(chan struct{})
 	go func() {
 		defer close(fetcherDone)
@@ -171,6 +174,17 @@ func (l *lane) run(ctx context.Context) {
 				send, j = jobs, cand
 			}
 		}
+		if send != nil {
+			// A delivery goroutine that waits takes the job without the
+			// full select (a send nobody waits for fails at once).
+			select {
+			case send <- j:
+				q.take()
+				busy++
+				continue
+			default:
+			}
+		}
 		if !next.IsZero() {
 			wake.Reset(max(next.Sub(now), time.Millisecond))
 		}
@@ -180,19 +194,21 @@ func (l *lane) run(ctx context.Context) {
 				incoming = nil
 				continue
 			}
-			if stopping {
-				_ = m.Nak()
-				f.release(1)
-				continue
-			}
-			md, err := m.Metadata()
-			if err != nil {
-				w.log.Error("message without JetStream metadata; leaving it for redelivery", "subject", m.Subject(), "err", err)
-				f.release(1)
-				continue
-			}
-			if q.add(pending{msg: m, md: md, seq: md.Sequence.Stream}, now) {
-				f.release(1)
+			l.receive(q, f, m, stopping, now)
+			// What else the fetcher has handed over already, in this
+			// iteration (a pull's messages arrive together): at most a
+			// buffer's worth, so the other cases are not kept waiting.
+			for more, n := true, 1; more && n < incomingBuffer; n++ {
+				select {
+				case m, ok := <-incoming:
+					if !ok {
+						incoming, more = nil, false
+						break
+					}
+					l.receive(q, f, m, stopping, now)
+				default:
+					more = false
+				}
 			}
 		case send <- j:
 			q.take()
@@ -200,6 +216,16 @@ func (l *lane) run(ctx context.Context) {
 		case r := <-results:
 			busy--
 			q.finish(r.job.key, len(r.job.msgs)-len(r.back), r.back, r.holdUntil, w.now())
+			// And the results already in (at most one per goroutine).
+			for more := true; more; {
+				select {
+				case r := <-results:
+					busy--
+					q.finish(r.job.key, len(r.job.msgs)-len(r.back), r.back, r.holdUntil, w.now())
+				default:
+					more = false
+				}
+			}
 		case <-wake.C:
 			l.showPaused()
 		case <-tick.C:
@@ -222,6 +248,29 @@ func (l *lane) run(ctx context.Context) {
 	w.m.paused.WithLabelValues(l.name).Set(0)
 }
 
+// incomingBuffer is how many fetched messages may wait for the lane's
+// loop in its channel.
+const incomingBuffer = 64
+
+// receive queues m, a message the fetcher handed over, or hands it back to
+// JetStream when the lane is stopping.
+func (l *lane) receive(q *queues, f *fetcher, m jetstream.Msg, stopping bool, now time.Time) {
+	if stopping {
+		_ = m.Nak()
+		f.release(1)
+		return
+	}
+	md, err := m.Metadata()
+	if err != nil {
+		l.w.log.Error("message without JetStream metadata; leaving it for redelivery", "subject", m.Subject(), "err", err)
+		f.release(1)
+		return
+	}
+	if q.add(pending{msg: m, md: md, seq: md.Sequence.Stream}, now) {
+		f.release(1)
+	}
+}
+
 // pausedFor returns how long nothing may be sent to the target after now:
 // a pause (429, bad credentials until the next probe is due) or a shared
 // window used up, as every replica sees it.
@@ -230,11 +279,16 @@ func (l *lane) pausedFor(now time.Time) time.Duration {
 	return max(until.Sub(now), 0)
 }
 
-// keepAlive tells JetStream that the messages waiting in the worker are
-// still being worked on, so they are not redelivered to another worker
-// while they wait for their contact's running job or for a pause to end.
+// keepAlive tells JetStream that the messages in the worker are still
+// being worked on, so they are not redelivered to another worker while
+// they wait for their contact's running job or for a pause to end, or
+// while their own job runs (a slow call, a wait for the rate budget).
+// It runs every third of the ack wait. A message its job settled in the
+// meantime is left alone: InProgress after its ack sends nothing.
 func (l *lane) keepAlive(q *queues) {
-	q.waiting(func(p pending) { _ = p.msg.InProgress() })
+	inProgress := func(p pending) { _ = p.msg.InProgress() }
+	q.waiting(inProgress)
+	q.running(inProgress)
 	l.showPaused()
 }
 

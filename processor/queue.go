@@ -28,6 +28,7 @@ type contactQueue struct {
 	key       string
 	msgs      []pending
 	running   bool      // a job of this contact is being delivered
+	inflight  []pending // the running job's messages
 	ready     bool      // in queues.ready
 	notBefore time.Time // held back until then (lease held elsewhere, hold after a pause)
 }
@@ -128,7 +129,7 @@ func (q *queues) take() job {
 	j, _ := q.peek()
 	c := q.ready[0]
 	q.ready = q.ready[1:]
-	c.ready, c.running = false, true
+	c.ready, c.running, c.inflight = false, true, j.msgs
 	c.msgs = slices.Clone(c.msgs[len(j.msgs):])
 	return j
 }
@@ -142,7 +143,7 @@ func (q *queues) finish(key string, settled int, back []pending, notBefore, now 
 	if c == nil { // cannot happen: a running contact stays in byKey
 		return
 	}
-	c.running = false
+	c.running, c.inflight = false, nil
 	if len(back) > 0 {
 		c.msgs = append(slices.Clone(back), c.msgs...)
 		slices.SortFunc(c.msgs, func(a, b pending) int {
@@ -191,6 +192,15 @@ func (q *queues) wake(now time.Time) time.Time {
 func (q *queues) waiting(fn func(pending)) {
 	for _, c := range q.byKey {
 		for _, p := range c.msgs {
+			fn(p)
+		}
+	}
+}
+
+// running calls fn for every message of a running job.
+func (q *queues) running(fn func(pending)) {
+	for _, c := range q.byKey {
+		for _, p := range c.inflight {
 			fn(p)
 		}
 	}

@@ -209,3 +209,34 @@ func TestQueuesWakeInHoldOrder(t *testing.T) {
 		t.Fatalf("the extended hold woke as %s, want c.49@100", got)
 	}
 }
+
+// TestQueuesKeepAliveCoversWaitingAndRunning: between them, waiting and
+// running list every message the worker holds, each once: the queued ones
+// and those of running jobs, which the lane's keep-alive covers; a
+// finished job's settled messages leave the lists, its held ones come back
+// as waiting.
+func TestQueuesKeepAliveCoversWaitingAndRunning(t *testing.T) {
+	now := time.Unix(1000, 0)
+	q := newQueues(2)
+	for _, s := range []uint64{1, 2, 3} {
+		q.add(pend("c.a", s), now)
+	}
+	q.add(pend("c.b", 4), now)
+	listed := func() (waiting, running []uint64) {
+		q.waiting(func(p pending) { waiting = append(waiting, p.seq) })
+		q.running(func(p pending) { running = append(running, p.seq) })
+		slices.Sort(waiting)
+		slices.Sort(running)
+		return waiting, running
+	}
+	ja := q.take() // c.a: 1, 2
+	jb := q.take() // c.b: 4
+	if w, r := listed(); !slices.Equal(w, []uint64{3}) || !slices.Equal(r, []uint64{1, 2, 4}) {
+		t.Fatalf("waiting %v, running %v; want [3] and [1 2 4]", w, r)
+	}
+	q.finish(jb.key, 1, nil, time.Time{}, now)
+	q.finish(ja.key, 1, ja.msgs[1:], now.Add(time.Second), now) // 2 held
+	if w, r := listed(); !slices.Equal(w, []uint64{2, 3}) || len(r) != 0 {
+		t.Fatalf("waiting %v, running %v; want [2 3] and none", w, r)
+	}
+}

@@ -3,7 +3,6 @@ package processor
 import (
 	"context"
 	"errors"
-	"sync"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -77,45 +76,4 @@ func (w *Worker) backoff(attempt int) time.Duration {
 		d = b.NextBackOff()
 	}
 	return d
-}
-
-// heartbeat tells JetStream that msgs are still being worked on every third
-// of the ack wait, so a slow call or a held wait is not redelivered to
-// another worker in parallel. The returned func stops it.
-func (w *Worker) heartbeat(msgs []pending) (stop func()) {
-	// One allocation holds the timer's state; the timer's func and the
-	// returned stop are its methods.
-	h := &heartbeatTimer{msgs: msgs, every: w.cfg.AckWait / 3}
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.t = time.AfterFunc(h.every, h.beat)
-	return h.stop
-}
-
-// heartbeatTimer is the timer of Worker.heartbeat.
-type heartbeatTimer struct {
-	mu      sync.Mutex
-	stopped bool
-	t       *time.Timer
-	msgs    []pending
-	every   time.Duration
-}
-
-func (h *heartbeatTimer) beat() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if h.stopped {
-		return
-	}
-	for _, p := range h.msgs {
-		_ = p.msg.InProgress()
-	}
-	h.t.Reset(h.every)
-}
-
-func (h *heartbeatTimer) stop() {
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	h.stopped = true
-	h.t.Stop()
 }

@@ -42,6 +42,12 @@ type Publisher struct {
 	mu    sync.Mutex
 	next  uint64
 	calls map[uint64]*call
+
+	// stream is the stream name of the last PubAck read, which the next
+	// PubAck shares instead of a string of its own (the answers of one
+	// publisher name few streams). Only the subscription's goroutine uses
+	// it.
+	stream string
 }
 
 // call is one round of a Publish waiting for its answers. Only the
@@ -51,6 +57,7 @@ type call struct {
 	answers []answer
 	left    int
 	done    chan struct{}
+	one     [1]answer // answers of a call of one message
 }
 
 // answer is JetStream's answer to one message of a call.
@@ -98,7 +105,19 @@ func (p *Publisher) Close() error {
 // have been: callers make publishes idempotent with a message id). Nothing
 // is sent if ctx is already done. It sets each message's Reply.
 func (p *Publisher) Publish(ctx context.Context, msgs []*nats.Msg) ([]jetstream.PubAck, error) {
-	return p.publish(ctx, natsMsgs(msgs), len(msgs))
+	if len(msgs) == 0 {
+		return nil, nil
+	}
+	acks := make([]jetstream.PubAck, len(msgs))
+	return acks, p.publish(ctx, natsMsgs(msgs), acks)
+}
+
+// PublishMsg is Publish for one message, m: it returns m's PubAck, without
+// the slices a batch needs. It sets m's Reply.
+func (p *Publisher) PublishMsg(ctx context.Context, m *nats.Msg) (jetstream.PubAck, error) {
+	var acks [1]jetstream.PubAck
+	err := p.publish(ctx, oneMsg{m}, acks[:])
+	return acks[0], err
 }
 
 // Message is one message of PublishMessages.
@@ -122,7 +141,11 @@ func (p *Publisher) PublishMessages(ctx context.Context, stream string, msgs []M
 		b.hdr[jetstream.ExpectedStreamHeader] = []string{stream}
 	}
 	b.m.Header = b.hdr
-	return p.publish(ctx, b, len(msgs))
+	if len(msgs) == 0 {
+		return nil, nil
+	}
+	acks := make([]jetstream.PubAck, len(msgs))
+	return acks, p.publish(ctx, b, acks)
 }
 
 // batch is the n messages of a Publish.
@@ -141,6 +164,18 @@ func (b natsMsgs) subject(i int) string { return b[i].Subject }
 func (b natsMsgs) send(nc *nats.Conn, i int, reply string) error {
 	b[i].Reply = reply
 	return nc.PublishMsg(b[i])
+}
+
+// oneMsg is PublishMsg's batch of one message: it sets its Reply. (A
+// struct of one pointer is held by the batch interface without an
+// allocation, unlike a slice.)
+type oneMsg struct{ m *nats.Msg }
+
+func (b oneMsg) subject(int) string { return b.m.Subject }
+
+func (b oneMsg) send(nc *nats.Conn, _ int, reply string) error {
+	b.m.Reply = reply
+	return nc.PublishMsg(b.m)
 }
 
 // messages is PublishMessages' batch: m and hdr are set for each message
@@ -166,29 +201,31 @@ func (b *messages) send(nc *nats.Conn, i int, reply string) error {
 	return nc.PublishMsg(&b.m)
 }
 
-// publish stores the n messages of msgs, as Publish describes.
-func (p *Publisher) publish(ctx context.Context, msgs batch, n int) ([]jetstream.PubAck, error) {
-	if n == 0 {
-		return nil, nil
+// publish stores the len(acks) messages of msgs, as Publish describes,
+// and sets acks[i] to message i's PubAck.
+func (p *Publisher) publish(ctx context.Context, msgs batch, acks []jetstream.PubAck) error {
+	n := len(acks)
+	var one [1]int
+	todo := one[:]
+	if n > 1 {
+		todo = make([]int, n)
 	}
-	acks := make([]jetstream.PubAck, n)
-	todo := make([]int, n)
 	for i := range todo {
 		todo[i] = i
 	}
 	for attempt := 0; ; attempt++ {
 		retry, err := p.round(ctx, msgs, todo, acks)
 		if err != nil || len(retry) == 0 {
-			return acks, err
+			return err
 		}
 		if attempt >= p.retries {
-			return acks, fmt.Errorf("%w (%d of %d messages, %d attempts)", jetstream.ErrNoStreamResponse, len(retry), n, attempt+1)
+			return fmt.Errorf("%w (%d of %d messages, %d attempts)", jetstream.ErrNoStreamResponse, len(retry), n, attempt+1)
 		}
 		t := time.NewTimer(p.retryWait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return acks, fmt.Errorf("stream: waiting to publish again: %w", ctx.Err())
+			return fmt.Errorf("stream: waiting to publish again: %w", ctx.Err())
 		case <-t.C:
 		}
 		todo = retry
@@ -203,7 +240,12 @@ func (p *Publisher) round(ctx context.Context, msgs batch, todo []int, acks []je
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("stream: publish %s: %w", msgs.subject(todo[0]), err)
 	}
-	c := &call{answers: make([]answer, len(todo)), left: len(todo), done: make(chan struct{})}
+	c := &call{left: len(todo), done: make(chan struct{})}
+	if len(todo) == 1 {
+		c.answers = c.one[:]
+	} else {
+		c.answers = make([]answer, len(todo))
+	}
 	p.mu.Lock()
 	p.next++
 	id := p.next
@@ -214,10 +256,18 @@ func (p *Publisher) round(ctx context.Context, msgs batch, todo []int, acks []je
 		delete(p.calls, id)
 		p.mu.Unlock()
 	}()
-	// The reply subjects, prefix + call + "." + index, share one string.
+	// The reply subjects, prefix + call + "." + index, share one string,
+	// built on the stack for a call of one message.
 	base := len(p.prefix) + 14 // the call in base 36 and a dot
-	buf := make([]byte, 0, len(todo)*(base+4))
-	ends := make([]int, len(todo))
+	var small [96]byte
+	var oneEnd [1]int
+	buf, ends := small[:0], oneEnd[:]
+	if need := len(todo) * (base + 4); need > len(small) {
+		buf = make([]byte, 0, need)
+	}
+	if len(todo) > 1 {
+		ends = make([]int, len(todo))
+	}
 	for k := range todo {
 		buf = append(buf, p.prefix...)
 		buf = strconv.AppendUint(buf, id, 36)
@@ -268,7 +318,10 @@ func (p *Publisher) reply(m *nats.Msg) {
 		return // the call ended (its context did), or an answer came twice
 	}
 	a := &c.answers[k]
-	a.ack, a.err = readAnswer(m)
+	a.ack, a.err = readAnswerOf(m, p.stream)
+	if a.err == nil && a.ack.Stream != p.stream && plain(a.ack.Stream) {
+		p.stream = a.ack.Stream
+	}
 	a.seen = true
 	c.left--
 	if c.left == 0 {
@@ -305,6 +358,12 @@ func parseReplyToken(s string, n int) (id uint64, k int, ok bool) {
 
 // readAnswer reads JetStream's answer to a publish.
 func readAnswer(m *nats.Msg) (jetstream.PubAck, error) {
+	return readAnswerOf(m, "")
+}
+
+// readAnswerOf is readAnswer where a PubAck of stream (when not empty)
+// shares its name instead of allocating it.
+func readAnswerOf(m *nats.Msg, stream string) (jetstream.PubAck, error) {
 	if len(m.Data) == 0 {
 		status := m.Header.Get("Status")
 		if status == "503" {
@@ -312,7 +371,7 @@ func readAnswer(m *nats.Msg) (jetstream.PubAck, error) {
 		}
 		return jetstream.PubAck{}, fmt.Errorf("%w: status %q %s", jetstream.ErrInvalidJSAck, status, m.Header.Get("Description"))
 	}
-	if ack, ok := parsePubAck(m.Data); ok {
+	if ack, ok := parsePubAckOf(m.Data, stream); ok {
 		return ack, nil
 	}
 	var r struct {
@@ -337,12 +396,20 @@ func readAnswer(m *nats.Msg) (jetstream.PubAck, error) {
 // a repeated message id) without encoding/json. Anything else (an error,
 // escapes, a field it does not know) is not ok, for encoding/json to read.
 func parsePubAck(b []byte) (jetstream.PubAck, bool) {
+	return parsePubAckOf(b, "")
+}
+
+// parsePubAckOf is parsePubAck where a PubAck of stream (when not empty)
+// shares its name instead of allocating it.
+func parsePubAckOf(b []byte, stream string) (jetstream.PubAck, bool) {
 	var ack jetstream.PubAck
 	rest, ok := cutPrefix(b, `{"stream":"`)
 	if !ok {
 		return ack, false
 	}
-	if ack.Stream, rest, ok = plainString(rest); !ok || ack.Stream == "" {
+	if r, ok := cutPrefix(rest, stream); ok && stream != "" && len(r) > 0 && r[0] == '"' {
+		ack.Stream, rest = stream, r[1:]
+	} else if ack.Stream, rest, ok = plainString(rest); !ok || ack.Stream == "" {
 		return ack, false
 	}
 	if r, ok := cutPrefix(rest, `,"domain":"`); ok {
@@ -384,6 +451,17 @@ func plainString(b []byte) (string, []byte, bool) {
 		}
 	}
 	return "", b, false
+}
+
+// plain reports whether s is a JSON string's body as plainString reads
+// it: JSON writes it as it is.
+func plain(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == '"' || c == '\\' || c < 0x20 || c >= 0x80 {
+			return false
+		}
+	}
+	return true
 }
 
 // digits reads a JSON unsigned integer that fits in a uint64.

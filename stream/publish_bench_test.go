@@ -85,3 +85,38 @@ func BenchmarkPublishBatch100(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkPublishOne stores one message at a time, waiting for its PubAck,
+// as lww.Store.Commit does: with PublishMsg and with Publish of a slice of
+// one.
+func BenchmarkPublishOne(b *testing.B) {
+	js := natstest.JetStream(b)
+	ctx := context.Background()
+	if _, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "S", Subjects: []string{"s.>"}, Storage: jetstream.MemoryStorage}); err != nil {
+		b.Fatal(err)
+	}
+	data := make([]byte, 64)
+	p, err := NewPublisher(js.Conn())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer p.Close()
+	b.Run("publish-msg", func(b *testing.B) {
+		m := &nats.Msg{Subject: "s.a", Data: data}
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := p.PublishMsg(ctx, m); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("publish", func(b *testing.B) {
+		m := &nats.Msg{Subject: "s.a", Data: data}
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := p.Publish(ctx, []*nats.Msg{m}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}

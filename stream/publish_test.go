@@ -408,3 +408,80 @@ func TestPublishMessagesExpectsItsStream(t *testing.T) {
 		t.Fatalf("PublishMessages without a stream = %+v, %v; want stored in S", acks, err)
 	}
 }
+
+// TestPublishMsgStoresOneMessage checks PublishMsg, the path of one
+// message: each PubAck names the stream that stored the message (the
+// Publisher reuses the last stream name it read: answers of two streams in
+// turn must each keep their own), its sequence and a repeated id.
+func TestPublishMsgStoresOneMessage(t *testing.T) {
+	nc, js := startJS(t)
+	addStream(t, js, "S", "s.>")
+	addStream(t, js, "T", "t.>")
+	p := newPublisher(t, nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, tc := range []struct {
+		subject, id, stream string
+		seq                 uint64
+		dup                 bool
+	}{
+		{"s.a", "1", "S", 1, false},
+		{"s.a", "2", "S", 2, false},
+		{"t.a", "1", "T", 1, false},
+		{"s.a", "1", "S", 1, true},
+		{"t.a", "2", "T", 2, false},
+		{"t.a", "2", "T", 2, true},
+	} {
+		m := msgsWithIDs(tc.subject, tc.id)[0]
+		ack, err := p.PublishMsg(ctx, m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ack.Stream != tc.stream || ack.Sequence != tc.seq || ack.Duplicate != tc.dup {
+			t.Fatalf("PublishMsg(%s, id %s) = %+v; want stream %s, sequence %d, duplicate %v", tc.subject, tc.id, ack, tc.stream, tc.seq, tc.dup)
+		}
+	}
+	noCallsLeft(t, p)
+	// A refusal is the server's error, as with Publish.
+	m := msgsWithIDs("s.a", "3")[0]
+	m.Header.Set(jetstream.ExpectedStreamHeader, "OTHER")
+	var api *jetstream.APIError
+	if _, err := p.PublishMsg(ctx, m); !errors.As(err, &api) || api.ErrorCode != 10060 {
+		t.Fatalf("err = %v, want the server's refusal (10060) as an APIError", err)
+	}
+}
+
+// TestPublishMsgSendsNothingOnceItsContextIsDone: as Publish, PublishMsg
+// sends nothing with a done context.
+func TestPublishMsgSendsNothingOnceItsContextIsDone(t *testing.T) {
+	nc, js := startJS(t)
+	addStream(t, js, "S", "s.>")
+	p := newPublisher(t, nc)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	before := nc.Stats().OutMsgs
+	if _, err := p.PublishMsg(ctx, msgsWithIDs("s.a", "x")[0]); !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want context.Canceled", err)
+	}
+	if sent := nc.Stats().OutMsgs - before; sent != 0 {
+		t.Fatalf("sent %d messages with a done context, want 0", sent)
+	}
+}
+
+// TestPublishMsgRetriesWithoutAStream: PublishMsg sends again after "no
+// responders", and gives up as Publish does.
+func TestPublishMsgRetriesWithoutAStream(t *testing.T) {
+	nc, _ := startJS(t)
+	p := newPublisher(t, nc)
+	p.retryWait = time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	before := nc.Stats().OutMsgs
+	_, err := p.PublishMsg(ctx, msgsWithIDs("nowhere", "x")[0])
+	if !errors.Is(err, jetstream.ErrNoStreamResponse) {
+		t.Fatalf("err = %v, want ErrNoStreamResponse", err)
+	}
+	if sent := nc.Stats().OutMsgs - before; sent != uint64(p.retries+1) {
+		t.Fatalf("sent %d times, want %d (the first and %d retries)", sent, p.retries+1, p.retries)
+	}
+}

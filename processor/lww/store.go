@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -210,9 +211,12 @@ func (s *Store) write(ctx context.Context, key string, value []byte, rev uint64,
 	var err error
 	switch {
 	case first && s.pub != nil:
-		m := &nats.Msg{Subject: s.subjects + key, Data: value,
-			Header: nats.Header{jetstream.ExpectedLastSubjSeqHeader: {strconv.FormatUint(rev, 10)}}}
-		_, err = s.pub.Publish(ctx, []*nats.Msg{m})
+		w := casWrites.Get().(*casWrite)
+		w.seq[0] = strconv.FormatUint(rev, 10)
+		w.m.Subject, w.m.Data = s.subjects+key, value
+		_, err = s.pub.PublishMsg(ctx, &w.m)
+		w.m.Data, w.seq[0] = nil, ""
+		casWrites.Put(w)
 	case rev == 0:
 		_, err = s.kv.Create(ctx, key, value)
 	default:
@@ -220,6 +224,20 @@ func (s *Store) write(ctx context.Context, key string, value []byte, rev uint64,
 	}
 	return err
 }
+
+// casWrite is the message of a compare-and-set write through the
+// Publisher, and its header, reused from write to write: the Publisher
+// encodes them as it sends and keeps neither once PublishMsg returns.
+type casWrite struct {
+	m   nats.Msg
+	seq [1]string // the header's Nats-Expected-Last-Subject-Sequence
+}
+
+var casWrites = sync.Pool{New: func() any {
+	w := &casWrite{}
+	w.m.Header = nats.Header{jetstream.ExpectedLastSubjSeqHeader: w.seq[:]}
+	return w
+}}
 
 // casConflict reports whether err is a lost compare-and-set: the key exists
 // or has another revision. Replicated buckets report it with another code
