@@ -232,12 +232,12 @@ func appendJSONString(b []byte, s string) []byte {
 // was stored.
 func (h *Handler) publish(ctx context.Context, evs []events.Event) (Accepted, error) {
 	acc := Accepted{Accepted: len(evs), Events: make([]AcceptedEvent, len(evs))}
-	// The messages of a request share their buffers: one string of all the
-	// subjects and one buffer of all the data, instead of each per event
-	// (nats.go copies what it sends).
-	size, subjSize := 0, 0
+	// The messages of a request share one string of all the subjects
+	// instead of one each; their data is encoded as each is sent, into one
+	// buffer (nats.go copies what it sends), instead of a buffer of the
+	// whole batch's, which Go zeroed for every request.
+	subjSize := 0
 	for i := range evs {
-		size += evs[i].MarshalSize()
 		subjSize += len(h.prefix) + len(".patch..") + len(evs[i].Target) + len(evs[i].ContactID)
 	}
 	subjBuf := make([]byte, 0, subjSize)
@@ -247,26 +247,23 @@ func (h *Handler) publish(ctx context.Context, evs []events.Event) (Accepted, er
 		ends[i] = len(subjBuf)
 	}
 	subjects := string(subjBuf)
-	// Not from buffers: kept there too, the data buffers held 30 MiB more
-	// of ingest's memory for little CPU.
-	data := make([]byte, 0, size)
 	msgs := make([]pbstream.Message, len(evs))
 	for i := range evs {
-		start := len(data)
-		var err error
-		if data, err = evs[i].Append(data); err != nil {
-			return acc, err
-		}
 		subjStart := 0
 		if i > 0 {
 			subjStart = ends[i-1]
 		}
-		msgs[i] = pbstream.Message{Subject: subjects[subjStart:ends[i]], Data: data[start:len(data):len(data)], ID: evs[i].ID}
+		msgs[i] = pbstream.Message{Subject: subjects[subjStart:ends[i]], ID: evs[i].ID}
 		acc.Events[i].ID = evs[i].ID
 	}
 	// The id and expected stream headers are those jetstream.WithMsgID and
-	// WithExpectStream would set.
-	acks, err := h.pub.PublishMessages(ctx, h.stream, msgs)
+	// WithExpectStream would set. Encoding cannot fail for an event the
+	// decoder accepted; if it did, the request would fail as a publish
+	// does (the events before it may be stored: their ids deduplicate the
+	// client's retry).
+	acks, err := h.pub.PublishEncoded(ctx, h.stream, msgs, func(i int, buf []byte) ([]byte, error) {
+		return evs[i].Append(buf)
+	})
 	if err != nil {
 		return acc, err
 	}

@@ -136,14 +136,31 @@ type Message struct {
 // message (nats.go encodes both as it sends), instead of building a map per
 // message: a batch of events was a hundred of them.
 func (p *Publisher) PublishMessages(ctx context.Context, stream string, msgs []Message) ([]jetstream.PubAck, error) {
-	b := &messages{msgs: msgs, id: []string{""}, hdr: nats.Header{}}
+	return p.publishMessages(ctx, stream, msgs, nil)
+}
+
+// PublishEncoded is PublishMessages for messages whose data is written as
+// each one is sent: encode appends message i's data to buf and returns
+// it, and msgs[i].Data is not used. A batch's data is then never held
+// whole: one buffer serves every message in turn (nats.go copies what it
+// sends), where a batch of events held a hundred kilobytes, zeroed, for
+// the whole publish. A message sent again is encoded again. If encode
+// fails, the messages before it may have been stored, as when a publish
+// fails.
+func (p *Publisher) PublishEncoded(ctx context.Context, stream string, msgs []Message, encode func(i int, buf []byte) ([]byte, error)) ([]jetstream.PubAck, error) {
+	return p.publishMessages(ctx, stream, msgs, encode)
+}
+
+// publishMessages is PublishMessages, and PublishEncoded if encode is set.
+func (p *Publisher) publishMessages(ctx context.Context, stream string, msgs []Message, encode func(i int, buf []byte) ([]byte, error)) ([]jetstream.PubAck, error) {
+	if len(msgs) == 0 {
+		return nil, nil
+	}
+	b := &messages{msgs: msgs, id: []string{""}, hdr: nats.Header{}, encode: encode}
 	if stream != "" {
 		b.hdr[jetstream.ExpectedStreamHeader] = []string{stream}
 	}
 	b.m.Header = b.hdr
-	if len(msgs) == 0 {
-		return nil, nil
-	}
 	acks := make([]jetstream.PubAck, len(msgs))
 	return acks, p.publish(ctx, b, acks)
 }
@@ -179,12 +196,15 @@ func (b oneMsg) send(nc *nats.Conn, _ int, reply string) error {
 }
 
 // messages is PublishMessages' batch: m and hdr are set for each message
-// in turn; id is hdr's Nats-Msg-Id value while it has one.
+// in turn; id is hdr's Nats-Msg-Id value while it has one. With encode
+// (PublishEncoded), each message's data is made in data as it is sent.
 type messages struct {
-	msgs []Message
-	m    nats.Msg
-	hdr  nats.Header
-	id   []string
+	msgs   []Message
+	m      nats.Msg
+	hdr    nats.Header
+	id     []string
+	encode func(i int, buf []byte) ([]byte, error)
+	data   []byte
 }
 
 func (b *messages) subject(i int) string { return b.msgs[i].Subject }
@@ -197,7 +217,15 @@ func (b *messages) send(nc *nats.Conn, i int, reply string) error {
 	} else {
 		delete(b.hdr, jetstream.MsgIDHeader)
 	}
-	b.m.Subject, b.m.Reply, b.m.Data = msg.Subject, reply, msg.Data
+	data := msg.Data
+	if b.encode != nil {
+		var err error
+		if b.data, err = b.encode(i, b.data[:0]); err != nil {
+			return err
+		}
+		data = b.data
+	}
+	b.m.Subject, b.m.Reply, b.m.Data = msg.Subject, reply, data
 	return nc.PublishMsg(&b.m)
 }
 

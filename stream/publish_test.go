@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -483,5 +485,108 @@ func TestPublishMsgRetriesWithoutAStream(t *testing.T) {
 	}
 	if sent := nc.Stats().OutMsgs - before; sent != uint64(p.retries+1) {
 		t.Fatalf("sent %d times, want %d (the first and %d retries)", sent, p.retries+1, p.retries)
+	}
+}
+
+func TestPublishEncodedStoresWhatEncodeWrites(t *testing.T) {
+	nc, js := startJS(t)
+	addStream(t, js, "S", "s.>")
+	p := newPublisher(t, nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	data := []string{"one", "a longer second message", "3"}
+	msgs := []Message{
+		{Subject: "s.a", ID: "id-1", Data: []byte("ignored")},
+		{Subject: "s.bb"},
+		{Subject: "s.ccc", ID: "id-3"},
+	}
+	acks, err := p.PublishEncoded(ctx, "S", msgs, func(i int, buf []byte) ([]byte, error) {
+		if len(buf) != 0 {
+			t.Errorf("encode(%d) got a buffer holding %q, want it empty", i, buf)
+		}
+		return append(buf, data[i]...), nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	str, err := js.Stream(ctx, "S")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range msgs {
+		if acks[i] != (jetstream.PubAck{Stream: "S", Sequence: uint64(i + 1)}) {
+			t.Fatalf("ack %d = %+v, want S %d", i, acks[i], i+1)
+		}
+		got, err := str.GetMsg(ctx, uint64(i+1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Subject != m.Subject || string(got.Data) != data[i] || got.Header.Get(jetstream.MsgIDHeader) != m.ID ||
+			got.Header.Get(jetstream.ExpectedStreamHeader) != "S" {
+			t.Fatalf("seq %d holds %s %q with headers %v; want %s %q with id %q expecting stream S", i+1, got.Subject, got.Data, got.Header, m.Subject, data[i], m.ID)
+		}
+	}
+	noCallsLeft(t, p)
+}
+
+func TestPublishEncodedFailsWithEncode(t *testing.T) {
+	nc, js := startJS(t)
+	addStream(t, js, "S", "s.>")
+	p := newPublisher(t, nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	bad := errors.New("cannot encode")
+	_, err := p.PublishEncoded(ctx, "S", []Message{{Subject: "s.a"}, {Subject: "s.b"}}, func(i int, buf []byte) ([]byte, error) {
+		if i == 1 {
+			return buf, bad
+		}
+		return append(buf, 'x'), nil
+	})
+	if !errors.Is(err, bad) || !strings.Contains(err.Error(), "s.b") {
+		t.Fatalf("err = %v, want the encode error, naming s.b", err)
+	}
+	noCallsLeft(t, p)
+}
+
+func TestPublishEncodedEncodesAgainWhatItSendsAgain(t *testing.T) {
+	nc, js := startJS(t)
+	p := newPublisher(t, nc)
+	p.retryWait, p.retries = 50*time.Millisecond, 1000
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	before := nc.Stats().InMsgs
+	var encoded atomic.Int64
+	done := make(chan error, 1)
+	go func() {
+		_, err := p.PublishEncoded(ctx, "", []Message{{Subject: "s.a", ID: "x"}}, func(_ int, buf []byte) ([]byte, error) {
+			encoded.Add(1)
+			return append(buf, "data"...), nil
+		})
+		done <- err
+	}()
+	// The first answers are "no responders": there is no stream yet.
+	for nc.Stats().InMsgs < before+1 {
+		select {
+		case err := <-done:
+			t.Fatalf("PublishEncoded ended before any stream existed: %v", err)
+		case <-ctx.Done():
+			t.Fatal("no answer to the first publish")
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+	addStream(t, js, "S", "s.>")
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if n := encoded.Load(); n < 2 {
+		t.Fatalf("encoded %d times, want once per send (at least twice)", n)
+	}
+	m, err := js.Stream(ctx, "S")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := m.GetMsg(ctx, 1)
+	if err != nil || string(got.Data) != "data" {
+		t.Fatalf("stored %+v, %v; want data", got, err)
 	}
 }

@@ -299,11 +299,11 @@ func (b *procBench) profileEnv(env map[string]string, addrVar, name string) stri
 	return addr
 }
 
-// profile takes CPU profiles of the patchbay process at admin and of
-// nats-server at once, a second after the process started, into
-// ProfileDir as NAME.pprof and NAME-nats-server.pprof. It returns a
-// function that waits for both; a profile that fails is reported in the
-// log, not as the run's error.
+// profile takes CPU profiles of the patchbay process at admin (none if
+// admin is "") and of nats-server at once, a second after the process
+// started, into ProfileDir as NAME.pprof and NAME-nats-server.pprof. It
+// returns a function that waits for both; a profile that fails is reported
+// in the log, not as the run's error.
 func (b *procBench) profile(ctx context.Context, name, admin string) (wait func()) {
 	secs := max(b.cfg.ProfileSeconds, 1)
 	get := func(url, file string) {
@@ -334,7 +334,12 @@ func (b *procBench) profile(ctx context.Context, name, admin string) (wait func(
 		}
 	}
 	done := make(chan struct{}, 2)
-	go func() { get("http://"+admin+"/debug/pprof/profile", name+".pprof"); done <- struct{}{} }()
+	go func() {
+		if admin != "" {
+			get("http://"+admin+"/debug/pprof/profile", name+".pprof")
+		}
+		done <- struct{}{}
+	}()
 	go func() {
 		get("http://"+b.srvProfile+"/debug/pprof/profile", name+"-nats-server.pprof")
 		done <- struct{}{}
@@ -470,6 +475,13 @@ func (b *procBench) ingestRun(ctx context.Context, kind string, batch, n int) (S
 	if msgs != uint64(res.Events) {
 		return Sample{}, fmt.Errorf("perf: %s ingest answered 202 for %d events, the stream holds %d", kind, res.Events, msgs)
 	}
+	// The load generator shares the cores: its cost per event is part of
+	// the row's rate.
+	if res.CPU > 0 && res.Events > 0 {
+		fmt.Fprintf(b.log, "  ingest %s: CPU µs per event: process %.1f, nats-server %.1f, load %.1f\n", kind,
+			float64(cpu.Microseconds())/float64(res.Events), float64((srv1-srv0).Microseconds())/float64(res.Events),
+			float64(res.CPU.Microseconds())/float64(res.Events))
+	}
 	if res.Retried > 0 {
 		fmt.Fprintf(b.log, "  ingest %s: %d requests retried after a 503 or no answer\n%s\n", kind, res.Retried, tail(p.Output()))
 	}
@@ -512,9 +524,19 @@ func (b *procBench) ceilingRun(ctx context.Context, n int) (Sample, error) {
 		return Sample{}, err
 	}
 	fmt.Fprintf(b.log, "  ceiling: %d events, async publish\n", n)
+	// nats-server's profile under the ceiling's traffic, to set beside
+	// its profile under ingest's.
+	var profile func()
+	if b.cfg.ProfileDir != "" && !b.profiled["ceiling"] {
+		b.profiled["ceiling"] = true
+		profile = b.profile(ctx, "ceiling", "")
+	}
 	var res CeilingResult
 	srv0, _ := b.srv.CPU()
 	rss, err := b.runToResult(&res, "ceiling", "-nats", b.srv.URL, "-n", strconv.Itoa(n), "-run", b.nextRun())
+	if profile != nil {
+		profile()
+	}
 	if err != nil {
 		return Sample{}, err
 	}
@@ -526,6 +548,10 @@ func (b *procBench) ceilingRun(ctx context.Context, n int) (Sample, error) {
 		return Sample{}, fmt.Errorf("perf: ceiling published %d events, the stream holds %d", n, msgs)
 	}
 	srv1, _ := b.srv.CPU()
+	if res.CPU > 0 {
+		fmt.Fprintf(b.log, "  ceiling: CPU µs per event: process %.1f, nats-server %.1f\n",
+			float64(res.CPU.Microseconds())/float64(n), float64((srv1-srv0).Microseconds())/float64(n))
+	}
 	return Sample{Rate: float64(n) / res.Elapsed.Seconds(), RSS: rss, ServerCPU: srv1 - srv0, Events: n}, nil
 }
 

@@ -15,6 +15,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -138,6 +139,7 @@ type LoadResult struct {
 	Retried                  int           // answers 503 (or no answer) that were retried with the same body
 	Elapsed                  time.Duration // first request sent to last answer
 	P50, P99, P999           time.Duration // per request
+	CPU                      time.Duration // the load generator's own CPU time (user and system), run to end
 	LongestGap               time.Duration // longest span without an answered request
 }
 
@@ -204,6 +206,7 @@ func load(ctx context.Context, url string, n, batch, conns int, run string) (Loa
 		return res, fmt.Errorf("perf: %d of %d requests failed", res.Failed, requests)
 	}
 	res.Events = min(len(lat)*batch, n)
+	res.CPU = cpuTime()
 	slices.Sort(lat)
 	l := latencies(lat)
 	res.P50, res.P99, res.P999 = l.p(0.5), l.p(0.99), l.p(0.999)
@@ -279,6 +282,17 @@ func serveFloorIngest(ctx context.Context, url, addr string) error {
 type CeilingResult struct {
 	Events  int
 	Elapsed time.Duration
+	CPU     time.Duration // the publisher's own CPU time while it published (not making the events)
+}
+
+// cpuTime is this process's CPU time so far (user and system); 0 if it
+// cannot be read.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // ceiling publishes n bench events straight to JetStream with async
@@ -298,7 +312,7 @@ func ceiling(ctx context.Context, url string, n int, run string) (CeilingResult,
 	for i := range n {
 		subjects[i], data[i], ids[i] = "contacts.patch.skipcall."+contactID(i), eventJSON(run, i), fmt.Sprintf("%s-%d", run, i)
 	}
-	start := time.Now()
+	start, cpu0 := time.Now(), cpuTime()
 	for i := range n {
 		if err := publishAsync(ctx, js, subjects[i], data[i], ids[i]); err != nil {
 			return CeilingResult{}, err
@@ -307,7 +321,7 @@ func ceiling(ctx context.Context, url string, n int, run string) (CeilingResult,
 	if err := waitPublished(ctx, js); err != nil {
 		return CeilingResult{}, err
 	}
-	res := CeilingResult{Events: n, Elapsed: time.Since(start)}
+	res := CeilingResult{Events: n, Elapsed: time.Since(start), CPU: cpuTime() - cpu0}
 	if f := failed.Load(); f > 0 {
 		return res, fmt.Errorf("perf: %d of %d async publishes failed", f, n)
 	}
