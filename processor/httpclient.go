@@ -22,7 +22,9 @@ func NewHTTPClient(timeout time.Duration, conns int) *http.Client {
 		IdleConnTimeout:       90 * time.Second,
 		TLSHandshakeTimeout:   5 * time.Second,
 		ExpectContinueTimeout: time.Second,
-		ResponseHeaderTimeout: timeout,
+		// No ResponseHeaderTimeout: the client's Timeout, as long and
+		// started earlier, always ends a call first, and the transport
+		// would arm a timer of its own for every PATCH.
 	}
 	return &http.Client{Transport: ratelimit.WireFenced(tr), Timeout: timeout}
 }

@@ -38,8 +38,8 @@ func TestNewHTTPClientLimits(t *testing.T) {
 		if tr.MaxIdleConnsPerHost != tc.perHost || tr.MaxIdleConns != 2*tc.perHost {
 			t.Errorf("conns %d: idle connections %d per host, %d in all; want %d and %d", tc.conns, tr.MaxIdleConnsPerHost, tr.MaxIdleConns, tc.perHost, 2*tc.perHost)
 		}
-		if tr.ResponseHeaderTimeout != timeout {
-			t.Errorf("conns %d: response header timeout %s, want %s", tc.conns, tr.ResponseHeaderTimeout, timeout)
+		if tr.ResponseHeaderTimeout != 0 {
+			t.Errorf("conns %d: response header timeout %s, want none (the client's Timeout bounds the call)", tc.conns, tr.ResponseHeaderTimeout)
 		}
 		if tr.IdleConnTimeout != 90*time.Second || tr.TLSHandshakeTimeout != 5*time.Second || tr.ExpectContinueTimeout != time.Second {
 			t.Errorf("conns %d: idle %s, TLS handshake %s, expect-continue %s; want 90s, 5s, 1s", tc.conns, tr.IdleConnTimeout, tr.TLSHandshakeTimeout, tr.ExpectContinueTimeout)
