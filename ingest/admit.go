@@ -82,7 +82,7 @@ func (h *Handler) take(w http.ResponseWriter, pool chan struct{}) bool {
 // readBody reads at most limit bytes of r's body; over the limit it answers
 // 413, on a read error or timeout 400.
 func (h *Handler) readBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
-	body, err := readAll(http.MaxBytesReader(w, r.Body, limit), min(r.ContentLength, limit))
+	body, err := readAll(&h.bodies, http.MaxBytesReader(w, r.Body, limit), min(r.ContentLength, limit))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {

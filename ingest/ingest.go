@@ -45,6 +45,9 @@ type Handler struct {
 	unverified chan struct{}
 	mux        *http.ServeMux
 	m          *metrics
+	// bodies keeps request bodies between requests: a batch's is some
+	// 100 KiB, which Go zeroes whenever it allocates one anew.
+	bodies bufPool
 }
 
 // New returns the ingest Handler publishing to the events stream named
@@ -134,7 +137,7 @@ func (h *Handler) postEvents(w http.ResponseWriter, r *http.Request) {
 	defer release()
 	// body serves another request once this one is answered: until then
 	// it holds the events' patches (DecodeRequestInPlace).
-	defer buffers.put(body)
+	defer h.bodies.put(body)
 	headerID := r.Header.Get("webhook-id")
 	if headerID == "" {
 		headerID = r.Header.Get("Idempotency-Key")
@@ -273,15 +276,15 @@ func (h *Handler) publish(ctx context.Context, evs []events.Event) (Accepted, er
 	return acc, nil
 }
 
-// readAll reads r to the end like io.ReadAll, into a buffer from buffers
+// readAll reads r to the end like io.ReadAll, into a buffer from pool
 // sized for the declared length n (< 0: unknown; at most MaxBodyBytes,
 // checked before), so a 100 KiB batch is read without the doubling copies
 // of io.ReadAll.
-func readAll(r io.Reader, n int64) ([]byte, error) {
+func readAll(pool *bufPool, r io.Reader, n int64) ([]byte, error) {
 	if n < 0 {
 		return io.ReadAll(r)
 	}
-	b := buffers.get(int(n) + 1) // +1: see the EOF without growing
+	b := pool.get(int(n) + 1) // +1: see the EOF without growing
 	for {
 		m, err := r.Read(b[len(b):cap(b)])
 		b = b[:len(b)+m]
@@ -296,10 +299,6 @@ func readAll(r io.Reader, n int64) ([]byte, error) {
 		}
 	}
 }
-
-// buffers keeps request bodies between requests: a batch's is some 100 KiB,
-// which Go zeroes whenever it allocates one anew.
-var buffers bufPool
 
 // maxPooled bounds the buffers kept: larger ones are left to the GC.
 const maxPooled = 4 << 20
