@@ -266,19 +266,34 @@ func TestPublisherRetriesUntilAStreamAnswers(t *testing.T) {
 	}
 }
 
+// TestPublisherGivesUpWithoutAStream: Publish and PublishMsg send again
+// after "no responders", then give up.
 func TestPublisherGivesUpWithoutAStream(t *testing.T) {
-	nc, _ := startJS(t)
-	p := newPublisher(t, nc)
-	p.retryWait = time.Millisecond
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	before := nc.Stats().OutMsgs
-	_, err := p.Publish(ctx, msgsWithIDs("nowhere", "x"))
-	if !errors.Is(err, jetstream.ErrNoStreamResponse) {
-		t.Fatalf("err = %v, want ErrNoStreamResponse", err)
-	}
-	if sent := nc.Stats().OutMsgs - before; sent != uint64(p.retries+1) {
-		t.Fatalf("sent %d times, want %d (the first and %d retries)", sent, p.retries+1, p.retries)
+	for name, publish := range map[string]func(context.Context, *Publisher, *nats.Msg) error{
+		"Publish": func(ctx context.Context, p *Publisher, m *nats.Msg) error {
+			_, err := p.Publish(ctx, []*nats.Msg{m})
+			return err
+		},
+		"PublishMsg": func(ctx context.Context, p *Publisher, m *nats.Msg) error {
+			_, err := p.PublishMsg(ctx, m)
+			return err
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			nc, _ := startJS(t)
+			p := newPublisher(t, nc)
+			p.retryWait = time.Millisecond
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			before := nc.Stats().OutMsgs
+			err := publish(ctx, p, msgsWithIDs("nowhere", "x")[0])
+			if !errors.Is(err, jetstream.ErrNoStreamResponse) {
+				t.Fatalf("err = %v, want ErrNoStreamResponse", err)
+			}
+			if sent := nc.Stats().OutMsgs - before; sent != uint64(p.retries+1) {
+				t.Fatalf("sent %d times, want %d (the first and %d retries)", sent, p.retries+1, p.retries)
+			}
+		})
 	}
 }
 
@@ -467,24 +482,6 @@ func TestPublishMsgSendsNothingOnceItsContextIsDone(t *testing.T) {
 	}
 	if sent := nc.Stats().OutMsgs - before; sent != 0 {
 		t.Fatalf("sent %d messages with a done context, want 0", sent)
-	}
-}
-
-// TestPublishMsgRetriesWithoutAStream: PublishMsg sends again after "no
-// responders", and gives up as Publish does.
-func TestPublishMsgRetriesWithoutAStream(t *testing.T) {
-	nc, _ := startJS(t)
-	p := newPublisher(t, nc)
-	p.retryWait = time.Millisecond
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	before := nc.Stats().OutMsgs
-	_, err := p.PublishMsg(ctx, msgsWithIDs("nowhere", "x")[0])
-	if !errors.Is(err, jetstream.ErrNoStreamResponse) {
-		t.Fatalf("err = %v, want ErrNoStreamResponse", err)
-	}
-	if sent := nc.Stats().OutMsgs - before; sent != uint64(p.retries+1) {
-		t.Fatalf("sent %d times, want %d (the first and %d retries)", sent, p.retries+1, p.retries)
 	}
 }
 
