@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -585,5 +587,68 @@ func TestPublishEncodedEncodesAgainWhatItSendsAgain(t *testing.T) {
 	got, err := m.GetMsg(ctx, 1)
 	if err != nil || string(got.Data) != "data" {
 		t.Fatalf("stored %+v, %v; want data", got, err)
+	}
+}
+
+// TestStrayRepliesAreIgnored sends a waiting call answers it did not ask
+// for: an index past its messages, a call that does not exist, a token
+// that is not one. None counts or stops the Publisher (a panic in its
+// subscription would end the process); the call's own answer ends it, and
+// a second answer to the same message changes nothing.
+func TestStrayRepliesAreIgnored(t *testing.T) {
+	nc, _ := startJS(t)
+	// A responder that never answers: the call waits for the test's.
+	sub, err := nc.Subscribe("quiet.>", func(*nats.Msg) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	p := newPublisher(t, nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	type result struct {
+		ack jetstream.PubAck
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		ack, err := p.PublishMsg(ctx, &nats.Msg{Subject: "quiet.a", Data: []byte("x")})
+		done <- result{ack, err}
+	}()
+	var id uint64
+	for id == 0 {
+		p.mu.Lock()
+		for k := range p.calls {
+			id = k
+		}
+		p.mu.Unlock()
+		if err := ctx.Err(); err != nil {
+			t.Fatal("the call never started")
+		}
+		runtime.Gosched()
+	}
+	call := p.prefix + strconv.FormatUint(id, 36)
+	ack := func(seq int) []byte { return []byte(`{"stream":"S","seq":` + strconv.Itoa(seq) + `}`) }
+	for _, subj := range []string{call + ".1", call + ".99", p.prefix + strconv.FormatUint(id+1, 36) + ".0", p.prefix + "zz!.0", call + ".x"} {
+		if err := nc.Publish(subj, ack(9)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-done:
+		t.Fatalf("the call ended on a stray answer: %+v, %v", r.ack, r.err)
+	default:
+	}
+	for _, seq := range []int{5, 6} {
+		if err := nc.Publish(call+".0", ack(seq)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := <-done
+	if r.err != nil || r.ack.Sequence != 5 || r.ack.Stream != "S" {
+		t.Fatalf("PublishMsg = %+v, %v; want the first answer, seq 5 in S", r.ack, r.err)
 	}
 }
