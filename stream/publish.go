@@ -120,39 +120,26 @@ func (p *Publisher) PublishMsg(ctx context.Context, m *nats.Msg) (jetstream.PubA
 	return acks[0], err
 }
 
-// Message is one message of PublishMessages.
+// Message is one message of PublishEncoded: its data is written as it is
+// sent.
 type Message struct {
 	Subject string
-	Data    []byte
 	// ID, if not empty, is the message's Nats-Msg-Id: JetStream stores a
 	// message once per id within the stream's duplicate window.
 	ID string
 }
 
-// PublishMessages is Publish for messages whose only headers are their id
+// PublishEncoded is Publish for messages whose only headers are their id
 // and the stream expected to store them (Nats-Expected-Stream, if stream is
-// not empty): the headers jetstream.WithMsgID and WithExpectStream set. It
-// sends them all through one nats.Msg and one header map, set anew for each
-// message (nats.go encodes both as it sends), instead of building a map per
-// message: a batch of events was a hundred of them.
-func (p *Publisher) PublishMessages(ctx context.Context, stream string, msgs []Message) ([]jetstream.PubAck, error) {
-	return p.publishMessages(ctx, stream, msgs, nil)
-}
-
-// PublishEncoded is PublishMessages for messages whose data is written as
-// each one is sent: encode appends message i's data to buf and returns
-// it, and msgs[i].Data is not used. A batch's data is then never held
-// whole: one buffer serves every message in turn (nats.go copies what it
-// sends), where a batch of events held a hundred kilobytes, zeroed, for
-// the whole publish. A message sent again is encoded again. If encode
-// fails, the messages before it may have been stored, as when a publish
-// fails.
+// not empty): the headers jetstream.WithMsgID and WithExpectStream set.
+// encode appends message i's data to buf and returns it, as each message is
+// sent. It sends them all through one nats.Msg, one header map and one data
+// buffer, set anew for each message (nats.go encodes and copies them as it
+// sends), instead of a header map per message and the data of the whole
+// batch at once: a batch of events held a hundred of each. A message sent
+// again is encoded again. If encode fails, the messages before it may have
+// been stored, as when a publish fails.
 func (p *Publisher) PublishEncoded(ctx context.Context, stream string, msgs []Message, encode func(i int, buf []byte) ([]byte, error)) ([]jetstream.PubAck, error) {
-	return p.publishMessages(ctx, stream, msgs, encode)
-}
-
-// publishMessages is PublishMessages, and PublishEncoded if encode is set.
-func (p *Publisher) publishMessages(ctx context.Context, stream string, msgs []Message, encode func(i int, buf []byte) ([]byte, error)) ([]jetstream.PubAck, error) {
 	if len(msgs) == 0 {
 		return nil, nil
 	}
@@ -195,9 +182,8 @@ func (b oneMsg) send(nc *nats.Conn, _ int, reply string) error {
 	return nc.PublishMsg(b.m)
 }
 
-// messages is PublishMessages' batch: m and hdr are set for each message
-// in turn; id is hdr's Nats-Msg-Id value while it has one. With encode
-// (PublishEncoded), each message's data is made in data as it is sent.
+// messages is PublishEncoded's batch: m, hdr and data are set for each
+// message in turn; id is hdr's Nats-Msg-Id value while it has one.
 type messages struct {
 	msgs   []Message
 	m      nats.Msg
@@ -217,15 +203,11 @@ func (b *messages) send(nc *nats.Conn, i int, reply string) error {
 	} else {
 		delete(b.hdr, jetstream.MsgIDHeader)
 	}
-	data := msg.Data
-	if b.encode != nil {
-		var err error
-		if b.data, err = b.encode(i, b.data[:0]); err != nil {
-			return err
-		}
-		data = b.data
+	var err error
+	if b.data, err = b.encode(i, b.data[:0]); err != nil {
+		return err
 	}
-	b.m.Subject, b.m.Reply, b.m.Data = msg.Subject, reply, data
+	b.m.Subject, b.m.Reply, b.m.Data = msg.Subject, reply, b.data
 	return nc.PublishMsg(&b.m)
 }
 

@@ -271,16 +271,7 @@ func TestPublisherRetriesUntilAStreamAnswers(t *testing.T) {
 // TestPublisherGivesUpWithoutAStream: Publish and PublishMsg send again
 // after "no responders", then give up.
 func TestPublisherGivesUpWithoutAStream(t *testing.T) {
-	for name, publish := range map[string]func(context.Context, *Publisher, *nats.Msg) error{
-		"Publish": func(ctx context.Context, p *Publisher, m *nats.Msg) error {
-			_, err := p.Publish(ctx, []*nats.Msg{m})
-			return err
-		},
-		"PublishMsg": func(ctx context.Context, p *Publisher, m *nats.Msg) error {
-			_, err := p.PublishMsg(ctx, m)
-			return err
-		},
-	} {
+	for name, publish := range publishers {
 		t.Run(name, func(t *testing.T) {
 			nc, _ := startJS(t)
 			p := newPublisher(t, nc)
@@ -353,38 +344,63 @@ func TestPublishingNothingReturnsAtOnce(t *testing.T) {
 	}
 }
 
+// TestPublisherSendsNothingOnceItsContextIsDone: Publish and PublishMsg
+// send nothing with a done context.
 func TestPublisherSendsNothingOnceItsContextIsDone(t *testing.T) {
-	nc, js := startJS(t)
-	addStream(t, js, "S", "s.>")
-	p := newPublisher(t, nc)
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	before := nc.Stats().OutMsgs
-	if _, err := p.Publish(ctx, msgsWithIDs("s.a", "x")); !errors.Is(err, context.Canceled) {
-		t.Fatalf("err = %v, want context.Canceled", err)
-	}
-	if sent := nc.Stats().OutMsgs - before; sent != 0 {
-		t.Fatalf("sent %d messages with a done context, want 0", sent)
+	for name, publish := range publishers {
+		t.Run(name, func(t *testing.T) {
+			nc, js := startJS(t)
+			addStream(t, js, "S", "s.>")
+			p := newPublisher(t, nc)
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel()
+			before := nc.Stats().OutMsgs
+			if err := publish(ctx, p, msgsWithIDs("s.a", "x")[0]); !errors.Is(err, context.Canceled) {
+				t.Fatalf("err = %v, want context.Canceled", err)
+			}
+			if sent := nc.Stats().OutMsgs - before; sent != 0 {
+				t.Fatalf("sent %d messages with a done context, want 0", sent)
+			}
+		})
 	}
 }
 
-// TestPublishMessagesSetsEachMessagesHeaders checks that the one nats.Msg
-// and header map PublishMessages reuses leave each stored message with its
+// publishers publish one message with Publish and with PublishMsg.
+var publishers = map[string]func(context.Context, *Publisher, *nats.Msg) error{
+	"Publish": func(ctx context.Context, p *Publisher, m *nats.Msg) error {
+		_, err := p.Publish(ctx, []*nats.Msg{m})
+		return err
+	},
+	"PublishMsg": func(ctx context.Context, p *Publisher, m *nats.Msg) error {
+		_, err := p.PublishMsg(ctx, m)
+		return err
+	},
+}
+
+// publishData publishes msgs with PublishEncoded, message i's data being
+// data[i].
+func publishData(ctx context.Context, p *Publisher, stream string, msgs []Message, data []string) ([]jetstream.PubAck, error) {
+	return p.PublishEncoded(ctx, stream, msgs, func(i int, buf []byte) ([]byte, error) { return append(buf, data[i]...), nil })
+}
+
+// TestPublishEncodedSetsEachMessagesHeaders checks that the one nats.Msg
+// and header map PublishEncoded reuses leave each stored message with its
 // own subject, data and id (none when it has none), and the expected
 // stream; and that ids deduplicate as with Publish.
-func TestPublishMessagesSetsEachMessagesHeaders(t *testing.T) {
+func TestPublishEncodedSetsEachMessagesHeaders(t *testing.T) {
 	nc, js := startJS(t)
 	addStream(t, js, "S", "s.>")
 	p := newPublisher(t, nc)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	msgs := []Message{
-		{Subject: "s.a", Data: []byte("one"), ID: "id-1"},
-		{Subject: "s.bb", Data: []byte("two")},
-		{Subject: "s.ccc", Data: []byte("three"), ID: "id-3"},
-		{Subject: "s.a", Data: []byte("one again"), ID: "id-1"},
+		{Subject: "s.a", ID: "id-1"},
+		{Subject: "s.bb"},
+		{Subject: "s.ccc", ID: "id-3"},
+		{Subject: "s.a", ID: "id-1"},
 	}
-	acks, err := p.PublishMessages(ctx, "S", msgs)
+	data := []string{"one", "two", "three", "one again"}
+	acks, err := publishData(ctx, p, "S", msgs, data)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -403,7 +419,7 @@ func TestPublishMessagesSetsEachMessagesHeaders(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got.Subject != m.Subject || string(got.Data) != string(m.Data) || got.Header.Get(jetstream.MsgIDHeader) != m.ID ||
+		if got.Subject != m.Subject || string(got.Data) != data[i] || got.Header.Get(jetstream.MsgIDHeader) != m.ID ||
 			len(got.Header.Values(jetstream.MsgIDHeader)) != min(len(m.ID), 1) || got.Header.Get(jetstream.ExpectedStreamHeader) != "S" {
 			t.Fatalf("seq %d holds %s %q with headers %v; want %+v expecting stream S", i+1, got.Subject, got.Data, got.Header, m)
 		}
@@ -411,20 +427,20 @@ func TestPublishMessagesSetsEachMessagesHeaders(t *testing.T) {
 	noCallsLeft(t, p)
 }
 
-func TestPublishMessagesExpectsItsStream(t *testing.T) {
+func TestPublishEncodedExpectsItsStream(t *testing.T) {
 	nc, js := startJS(t)
 	addStream(t, js, "S", "s.>")
 	p := newPublisher(t, nc)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	_, err := p.PublishMessages(ctx, "OTHER", []Message{{Subject: "s.a", Data: []byte("x"), ID: "x"}})
+	_, err := publishData(ctx, p, "OTHER", []Message{{Subject: "s.a", ID: "x"}}, []string{"x"})
 	var api *jetstream.APIError
 	if !errors.As(err, &api) || api.ErrorCode != 10060 { // JSStreamNotMatchErr
 		t.Fatalf("err = %v, want the server's refusal (10060, the stream does not match) as an APIError", err)
 	}
 	// Without an expected stream, any stream stores it.
-	if acks, err := p.PublishMessages(ctx, "", []Message{{Subject: "s.a", Data: []byte("x"), ID: "x"}}); err != nil || acks[0].Stream != "S" {
-		t.Fatalf("PublishMessages without a stream = %+v, %v; want stored in S", acks, err)
+	if acks, err := publishData(ctx, p, "", []Message{{Subject: "s.a", ID: "x"}}, []string{"x"}); err != nil || acks[0].Stream != "S" {
+		t.Fatalf("PublishEncoded without a stream = %+v, %v; want stored in S", acks, err)
 	}
 }
 
@@ -470,23 +486,6 @@ func TestPublishMsgStoresOneMessage(t *testing.T) {
 	}
 }
 
-// TestPublishMsgSendsNothingOnceItsContextIsDone: as Publish, PublishMsg
-// sends nothing with a done context.
-func TestPublishMsgSendsNothingOnceItsContextIsDone(t *testing.T) {
-	nc, js := startJS(t)
-	addStream(t, js, "S", "s.>")
-	p := newPublisher(t, nc)
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel()
-	before := nc.Stats().OutMsgs
-	if _, err := p.PublishMsg(ctx, msgsWithIDs("s.a", "x")[0]); !errors.Is(err, context.Canceled) {
-		t.Fatalf("err = %v, want context.Canceled", err)
-	}
-	if sent := nc.Stats().OutMsgs - before; sent != 0 {
-		t.Fatalf("sent %d messages with a done context, want 0", sent)
-	}
-}
-
 func TestPublishEncodedStoresWhatEncodeWrites(t *testing.T) {
 	nc, js := startJS(t)
 	addStream(t, js, "S", "s.>")
@@ -495,7 +494,7 @@ func TestPublishEncodedStoresWhatEncodeWrites(t *testing.T) {
 	defer cancel()
 	data := []string{"one", "a longer second message", "3"}
 	msgs := []Message{
-		{Subject: "s.a", ID: "id-1", Data: []byte("ignored")},
+		{Subject: "s.a", ID: "id-1"},
 		{Subject: "s.bb"},
 		{Subject: "s.ccc", ID: "id-3"},
 	}
