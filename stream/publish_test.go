@@ -293,15 +293,11 @@ func TestPublisherGivesUpWithoutAStream(t *testing.T) {
 func TestPublisherWaitEndsWithItsContext(t *testing.T) {
 	nc, _ := startJS(t)
 	// A responder that never answers a PubAck: the wait ends with ctx.
-	sub, err := nc.Subscribe("quiet.>", func(*nats.Msg) {})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = sub.Unsubscribe() }()
+	quietResponder(t, nc)
 	p := newPublisher(t, nc)
 	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
 	defer cancel()
-	_, err = p.Publish(ctx, msgsWithIDs("quiet.a", "x"))
+	_, err := p.Publish(ctx, msgsWithIDs("quiet.a", "x"))
 	if !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v, want the context's deadline", err)
 	}
@@ -597,11 +593,7 @@ func TestPublishEncodedEncodesAgainWhatItSendsAgain(t *testing.T) {
 func TestStrayRepliesAreIgnored(t *testing.T) {
 	nc, _ := startJS(t)
 	// A responder that never answers: the call waits for the test's.
-	sub, err := nc.Subscribe("quiet.>", func(*nats.Msg) {})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = sub.Unsubscribe() }()
+	quietResponder(t, nc)
 	p := newPublisher(t, nc)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -650,4 +642,15 @@ func TestStrayRepliesAreIgnored(t *testing.T) {
 	if r.err != nil || r.ack.Sequence != 5 || r.ack.Stream != "S" {
 		t.Fatalf("PublishMsg = %+v, %v; want the first answer, seq 5 in S", r.ack, r.err)
 	}
+}
+
+// quietResponder subscribes to quiet.> on nc, for the test's time, without
+// ever answering: a publish there waits for a PubAck that never comes.
+func quietResponder(t *testing.T, nc *nats.Conn) {
+	t.Helper()
+	sub, err := nc.Subscribe("quiet.>", func(*nats.Msg) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = sub.Unsubscribe() })
 }
