@@ -39,6 +39,7 @@ func runBench(ctx context.Context, args []string, out, log io.Writer) error {
 	rows := fs.String("rows", "", "process mode: rows to run, of single,batch,worker (empty: all; the sweep runs with worker)")
 	fs.StringVar(&pcfg.ProfileDir, "profile", "", "process mode: write CPU profiles of patchbay's processes and nats-server, from the first run of each patchbay row, to this directory")
 	fs.IntVar(&pcfg.ProfileSeconds, "profile-seconds", 10, "process mode: length of each profile")
+	fs.StringVar(&pcfg.Baseline, "baseline", "", "process mode: also run the worker row with patchbay built at this git revision (e.g. b50f17e), against the same floor in the same runs")
 	cfg := perf.Config{}
 	fs.DurationVar(&cfg.Duration, "duration", 5*time.Second, "length of each closed-loop and fixed-rate phase")
 	fs.IntVar(&cfg.Conns, "conns", 64, "HTTP connections of the ingest load")

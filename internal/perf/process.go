@@ -44,6 +44,11 @@ type ProcessConfig struct {
 	// (ProfileSeconds long, from a second after the process starts).
 	ProfileDir     string
 	ProfileSeconds int
+	// Baseline, if set, is a git revision of patchbay (a commit, tag or
+	// branch of cfg.Root's repository): its worker is built from a
+	// detached worktree and measured in the same runs as this build's,
+	// against the same floor, so a change's cost is a ratio of one run.
+	Baseline string
 }
 
 // runs reports whether row is selected.
@@ -88,6 +93,7 @@ type procBench struct {
 	cfg                   ProcessConfig
 	log                   io.Writer
 	bin, natsBin, peerBin string
+	baseBin               string // the worker of cfg.Baseline, when set
 	srv                   *proc.NATSServer
 	nc                    *nats.Conn
 	js                    jetstream.JetStream
@@ -117,6 +123,7 @@ func RunProcesses(ctx context.Context, cfg ProcessConfig, log io.Writer) (Proces
 	worker := ProcessRow{Name: "worker, default concurrency", Process: "patchbay worker", Floor: "floor: bare consumer (Fetch, PATCH, ack)"}
 	peerWorker := ProcessRow{Name: "worker", Process: "Watermill peer worker", Floor: "same floor"}
 	stateFloor := ProcessRow{Name: "worker, durable state floor", Process: "bare consumer + KV read and compare-and-set per event", Floor: "same floor"}
+	baseWorker := ProcessRow{Name: "worker, default concurrency", Process: "patchbay worker at " + cfg.Baseline, Floor: "same floor"}
 	for r := range cfg.Runs {
 		fmt.Fprintf(b.log, "run %d of %d\n", r+1, cfg.Runs)
 		// Rotate the order each run so no process always goes first.
@@ -157,8 +164,8 @@ func RunProcesses(ctx context.Context, cfg ProcessConfig, log io.Writer) (Proces
 			}
 			batch.Samples = append(batch.Samples, s)
 		}
-		for _, kind := range rotate([]string{"patchbay", "bare", "watermill", "bare-state"}, r) {
-			if !cfg.runs("worker") || kind == "watermill" && !cfg.Peer {
+		for _, kind := range rotate([]string{"patchbay", "bare", "watermill", "bare-state", "baseline"}, r) {
+			if !cfg.runs("worker") || kind == "watermill" && !cfg.Peer || kind == "baseline" && cfg.Baseline == "" {
 				continue
 			}
 			s, err := b.workerRun(ctx, kind, 0)
@@ -172,6 +179,9 @@ func RunProcesses(ctx context.Context, cfg ProcessConfig, log io.Writer) (Proces
 				worker.Floors = append(worker.Floors, s)
 				peerWorker.Floors = append(peerWorker.Floors, s)
 				stateFloor.Floors = append(stateFloor.Floors, s)
+				baseWorker.Floors = append(baseWorker.Floors, s)
+			case "baseline":
+				baseWorker.Samples = append(baseWorker.Samples, s)
 			case "bare-state":
 				stateFloor.Samples = append(stateFloor.Samples, s)
 			default:
@@ -191,6 +201,9 @@ func RunProcesses(ctx context.Context, cfg ProcessConfig, log io.Writer) (Proces
 	}
 	if cfg.runs("worker") {
 		rows = append(rows, worker)
+		if cfg.Baseline != "" {
+			rows = append(rows, baseWorker)
+		}
 		if cfg.Peer {
 			rows = append(rows, peerWorker)
 		}
@@ -215,6 +228,36 @@ func RunProcesses(ctx context.Context, cfg ProcessConfig, log io.Writer) (Proces
 	return ProcessReport{Rows: rows, HelperRSS: b.helperRSS}, nil
 }
 
+// buildRevision builds patchbay as it was at rev, from a detached worktree
+// of root's repository under dir (removed again once built), into
+// dir/patchbay-<rev>.
+func buildRevision(ctx context.Context, root, dir, rev string, log io.Writer) (string, error) {
+	fmt.Fprintf(log, "building patchbay at %s for the baseline worker row\n", rev)
+	tree := filepath.Join(dir, "baseline-src")
+	git := func(args ...string) error {
+		cmd := exec.CommandContext(ctx, "git", args...)
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return fmt.Errorf("perf: git %s: %w\n%s", strings.Join(args, " "), err, out)
+		}
+		return nil
+	}
+	if err := git("worktree", "add", "--detach", tree, rev); err != nil {
+		return "", err
+	}
+	defer func() { _ = git("worktree", "remove", "--force", tree) }()
+	out := filepath.Join(dir, "rev")
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return "", err
+	}
+	bin, err := proc.Build(ctx, tree, out)
+	if err != nil {
+		return "", err
+	}
+	named := filepath.Join(dir, "patchbay-"+strings.NewReplacer("/", "_", ":", "_").Replace(rev))
+	return named, os.Rename(bin, named)
+}
+
 func rotate(s []string, r int) []string {
 	r %= len(s)
 	return append(slices.Clone(s[r:]), s[:r]...)
@@ -228,6 +271,11 @@ func (b *procBench) setup(ctx context.Context) error {
 	}
 	if b.natsBin, err = proc.BuildNATSServer(ctx, b.cfg.Root, b.cfg.Dir); err != nil {
 		return err
+	}
+	if b.cfg.Baseline != "" {
+		if b.baseBin, err = buildRevision(ctx, b.cfg.Root, b.cfg.Dir, b.cfg.Baseline, b.log); err != nil {
+			return err
+		}
 	}
 	if b.cfg.Peer {
 		fmt.Fprintln(b.log, "building the Watermill peer (bench/watermill)")
@@ -433,7 +481,7 @@ func (b *procBench) ingestRun(ctx context.Context, kind string, batch, n int) (S
 	var p *proc.Process
 	var profile func()
 	switch kind {
-	case "patchbay":
+	case "patchbay", "baseline":
 		env := map[string]string{
 			"PATCHBAY_NATS_URL": b.srv.URL, "PATCHBAY_INGEST_ADDR": addr, "PATCHBAY_INGEST_ADMIN_ADDR": "",
 			"PATCHBAY_INGEST_TOKENS": token, "PATCHBAY_LOG_LEVEL": "warn",
@@ -584,7 +632,7 @@ func (b *procBench) workerRun(ctx context.Context, kind string, concurrency int)
 	}
 	srv0, _ := b.srv.CPU()
 	switch kind {
-	case "patchbay":
+	case "patchbay", "baseline":
 		env := map[string]string{
 			"PATCHBAY_NATS_URL": b.srv.URL, "PATCHBAY_WORKER_ADMIN_ADDR": "",
 			"PATCHBAY_REVYOPS_BASE_URL": b.targetURL, "PATCHBAY_REVYOPS_API_KEY": "unused",
@@ -595,8 +643,12 @@ func (b *procBench) workerRun(ctx context.Context, kind string, concurrency int)
 			env["PATCHBAY_WORKER_CONCURRENCY"] = strconv.Itoa(concurrency)
 		}
 		name := fmt.Sprintf("worker-c%d", concurrency)
+		bin := b.bin
+		if kind == "baseline" {
+			name, bin = "worker-baseline", b.baseBin
+		}
 		admin := b.profileEnv(env, "PATCHBAY_WORKER_ADMIN_ADDR", name)
-		p, err = proc.Start(b.bin, "patchbay worker", []string{"worker"}, env)
+		p, err = proc.Start(bin, "patchbay worker", []string{"worker"}, env)
 		if err == nil && admin != "" {
 			profile = b.profile(ctx, name, admin)
 		}
