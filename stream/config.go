@@ -43,6 +43,11 @@ type Config struct {
 	Consumer string `envconfig:"CONSUMER" default:"patchbay-worker" desc:"durable consumer name shared by all workers"`
 	// MaxBytes caps the events stream's size; publishes beyond it fail (ingest answers 503).
 	MaxBytes int64 `envconfig:"EVENTS_MAX_BYTES" default:"-1" desc:"events stream size cap in bytes (-1: none); ingest answers 503 when full"`
+	// Partitions spreads each target's events over this many consumers by
+	// contact, each delivered to one worker at a time, so that a contact's
+	// events meet in one worker (see partition.go). 0: one consumer per
+	// target shared by every worker. Fixed once the stream is partitioned.
+	Partitions int `envconfig:"PARTITIONS" default:"16" desc:"partitions of each target's events by contact, each delivered to one worker at a time (0: none); fixed once the events stream is partitioned"`
 }
 
 // LogValue shows c in logs with the passwords and tokens of its URLs
@@ -65,6 +70,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("stream: dedup window must be positive")
 	case c.Consumer == "":
 		return fmt.Errorf("stream: consumer name is empty")
+	case c.Partitions < 0 || c.Partitions > MaxPartitions:
+		return fmt.Errorf("stream: partitions %d out of range 0..%d", c.Partitions, MaxPartitions)
 	}
 	return nil
 }

@@ -62,7 +62,7 @@ func Connect(ctx context.Context, url, creds, name string, opts ...nats.Option) 
 // for event ids, and publishes refused rather than old events discarded when
 // it is full.
 func (c Config) EventsStreamConfig() jetstream.StreamConfig {
-	return jetstream.StreamConfig{
+	sc := jetstream.StreamConfig{
 		Name:        c.EventsStream,
 		Description: "patchbay: contact patches waiting for delivery",
 		Subjects:    []string{c.EventsSubjects()},
@@ -74,6 +74,10 @@ func (c Config) EventsStreamConfig() jetstream.StreamConfig {
 		MaxBytes:    c.MaxBytes,
 		Discard:     jetstream.DiscardNew,
 	}
+	if c.Partitions > 0 {
+		sc.SubjectTransform = c.eventsTransform(c.Partitions)
+	}
+	return sc
 }
 
 // DLQStreamConfig is the configuration of the dead-letter stream.
@@ -91,15 +95,18 @@ func (c Config) DLQStreamConfig() jetstream.StreamConfig {
 	}
 }
 
-// Ensure creates or updates both streams.
+// Ensure creates or updates both streams. An events stream without
+// partitions is partitioned in place when c has Partitions (see
+// Partitioned routing); a partitioned one keeps its count.
 func Ensure(ctx context.Context, js jetstream.JetStream, c Config) error {
 	if err := c.Validate(); err != nil {
 		return err
 	}
-	for _, sc := range []jetstream.StreamConfig{c.EventsStreamConfig(), c.DLQStreamConfig()} {
-		if _, err := CreateOrUpdateStream(ctx, js, sc); err != nil {
-			return fmt.Errorf("stream: ensure %s: %w", sc.Name, err)
-		}
+	if err := ensureEvents(ctx, js, c); err != nil {
+		return fmt.Errorf("stream: ensure %s: %w", c.EventsStream, err)
+	}
+	if _, err := CreateOrUpdateStream(ctx, js, c.DLQStreamConfig()); err != nil {
+		return fmt.Errorf("stream: ensure %s: %w", c.DLQStream, err)
 	}
 	return nil
 }
@@ -136,8 +143,14 @@ func (c Config) ConsumerConfig(ackWait time.Duration, maxAckPending int) jetstre
 
 // TargetConsumerConfig is the durable pull consumer of one target, shared by
 // all workers. MaxDeliver is unlimited: the worker, not JetStream, decides
-// when to give up, so an event is never silently abandoned.
+// when to give up, so an event is never silently abandoned. With
+// Partitions it filters the short-form subjects only: the events stored
+// before the stream was partitioned.
 func (c Config) TargetConsumerConfig(target string, ackWait time.Duration, maxAckPending int) jetstream.ConsumerConfig {
+	filter := c.TargetSubjects(target)
+	if c.Partitions > 0 {
+		filter = c.shortFilter(filter)
+	}
 	return jetstream.ConsumerConfig{
 		Durable:       c.TargetConsumer(target),
 		Description:   "patchbay workers: " + target,
@@ -145,7 +158,7 @@ func (c Config) TargetConsumerConfig(target string, ackWait time.Duration, maxAc
 		AckWait:       ackWait,
 		MaxDeliver:    -1,
 		MaxAckPending: maxAckPending,
-		FilterSubject: c.TargetSubjects(target),
+		FilterSubject: filter,
 		DeliverPolicy: jetstream.DeliverAllPolicy,
 	}
 }
