@@ -18,7 +18,12 @@ import (
 const fetchExpiry = 5 * time.Second
 
 // fetcher pulls a consumer's messages with explicit pull requests sized by
-// the room the worker has, and hands them to out.
+// the room the worker has, and hands them to out. It pulls while the
+// target is paused or its rate window is used up too: the backlog is read
+// ahead into the worker, up to its room (Config.ReadAhead), kept alive
+// there with InProgress and merged per contact, so that when the window
+// opens each request carries everything pending for its contact instead
+// of the few events fetched in the moment.
 //
 // Why not Consumer.Messages or Consume: their pull accounting lives in
 // nats.go (pullSubscription.checkPending, v1.55.0). checkPending decides
@@ -41,10 +46,6 @@ type fetcher struct {
 	room     chan struct{} // one token per message the worker may still hold
 	maxBatch int
 	log      *slog.Logger
-	// paused, if set, says how long the target stays paused: no pull
-	// request goes out before then, so a paused target's backlog stays in
-	// the stream instead of being fetched and handed back again and again.
-	paused func(now time.Time) time.Duration
 	// redeclare, if set, declares the consumer again; the fetcher calls it
 	// when a pull request expired empty and the consumer is found gone
 	// (deleted by an operator, or lost with a restored stream), instead of
@@ -120,14 +121,6 @@ func (f *fetcher) gather(ctx context.Context) int {
 // once its last pull request has ended.
 func (f *fetcher) run(ctx context.Context, out chan<- jetstream.Msg) {
 	for {
-		if f.paused != nil {
-			if d := f.paused(time.Now()); d > 0 {
-				if Wait(ctx, min(d, time.Second)) != nil {
-					return
-				}
-				continue
-			}
-		}
 		// Wait for room for at least one message, then take what else is free.
 		select {
 		case <-ctx.Done():

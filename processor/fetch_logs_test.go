@@ -192,34 +192,3 @@ func TestGatherWaitsOnlyBelowAQuarter(t *testing.T) {
 		}
 	}
 }
-
-// TestPausedFetcherPullsWhenThePauseEnds: a fetcher whose target is paused
-// sends no pull request until the pause ends (it checks again at least
-// every second), and then fetches: a pause never stops it for good.
-func TestPausedFetcherPullsWhenThePauseEnds(t *testing.T) {
-	t.Parallel()
-	e := startEmbedded(t)
-	fe := newFetchEnv(t, e, e.js)
-	if _, err := e.js.Publish(testCtx(t), "contacts.patch.revyops.1", []byte(`{}`)); err != nil {
-		t.Fatal(err)
-	}
-	until := time.Now().Add(1500 * time.Millisecond) // past one capped wait of 1 s
-	// As the lane's pausedFor: the time left, 0 when not paused.
-	fe.f.paused = func(now time.Time) time.Duration { return max(until.Sub(now), 0) }
-	done, stop := fe.run(t)
-	select {
-	case m := <-fe.out:
-		if err := m.Ack(); err != nil {
-			t.Fatal(err)
-		}
-	case <-done:
-		t.Fatal("the fetcher stopped after a pause, with its context alive")
-	case <-time.After(15 * time.Second):
-		t.Fatal("nothing fetched 15 s after the pause began")
-	}
-	fe.awaitRequests(t, 1, 10*time.Second) // its callback may run after the message arrived
-	if first := fe.first.Load(); first.Before(until) {
-		t.Fatalf("first pull request at %v, during the pause (until %s)", first, until)
-	}
-	stop()
-}

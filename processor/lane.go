@@ -16,8 +16,8 @@ import (
 )
 
 // lane delivers one target's events: the target's durable consumer, a
-// fetcher that pulls only while the target is not paused, the per-contact
-// queues, and Concurrency delivery goroutines.
+// fetcher that reads ahead into the backlog up to the room (paused or
+// not), the per-contact queues, and Concurrency delivery goroutines.
 type lane struct {
 	w        *Worker
 	target   events.Target
@@ -109,7 +109,6 @@ func (l *lane) run(ctx context.Context) {
 		}()
 	}
 	f := newFetcher(l.cons, w.cfg.Room(), w.cfg.maxFetch(), w.log.With("provider", l.name))
-	f.paused = l.pausedFor
 	f.redeclare = func(ctx context.Context) (jetstream.Consumer, error) {
 		cc := w.scfg.TargetConsumerConfig(l.name, w.cfg.AckWait, w.cfg.Room())
 		return w.js.CreateOrUpdateConsumer(ctx, w.scfg.EventsStream, cc)

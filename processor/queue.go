@@ -30,6 +30,7 @@ type contactQueue struct {
 	running   bool      // a job of this contact is being delivered
 	inflight  []pending // the running job's messages
 	ready     bool      // in queues.ready
+	idx       int       // its index in queues.ready while ready
 	notBefore time.Time // held back until then (lease held elsewhere, hold after a pause)
 }
 
@@ -40,11 +41,14 @@ type contactQueue struct {
 // (MaxAckPending of the target's consumer): it never grows with the backlog
 // in the stream, however long a target is paused.
 //
+// Jobs go out oldest pending change first: the contact whose first queued
+// message has the lowest stream sequence (see readyHeap).
+//
 // queues is not safe for concurrent use: one lane's loop owns it.
 type queues struct {
 	coalesce int
 	byKey    map[string]*contactQueue
-	ready    []*contactQueue // contacts with a job to hand out, oldest first
+	ready    readyHeap       // contacts with a job to hand out, oldest pending change first
 	held     int             // messages held, running or queued
 	holds    holdHeap        // contacts held back, by the end of their hold
 }
@@ -101,6 +105,9 @@ func (q *queues) add(p pending, now time.Time) (replaced bool) {
 	}
 	c.msgs = slices.Insert(c.msgs, i, p)
 	q.held++
+	if c.ready && i == 0 {
+		heap.Fix(&q.ready, c.idx) // an older message than its first: it moves up
+	}
 	q.promote(c, now)
 	return false
 }
@@ -111,7 +118,7 @@ func (q *queues) promote(c *contactQueue, now time.Time) {
 		return
 	}
 	c.ready = true
-	q.ready = append(q.ready, c)
+	heap.Push(&q.ready, c)
 }
 
 // peek returns the next job without taking it.
@@ -127,8 +134,7 @@ func (q *queues) peek() (job, bool) {
 // take marks the job peek returned as running.
 func (q *queues) take() job {
 	j, _ := q.peek()
-	c := q.ready[0]
-	q.ready = q.ready[1:]
+	c := heap.Pop(&q.ready).(*contactQueue)
 	c.ready, c.running, c.inflight = false, true, j.msgs
 	c.msgs = slices.Clone(c.msgs[len(j.msgs):])
 	return j
@@ -186,6 +192,37 @@ func (q *queues) wake(now time.Time) time.Time {
 		q.promote(e.c, now)
 	}
 	return time.Time{}
+}
+
+// readyHeap is a min-heap of the contacts with a job to hand out, by the
+// stream sequence of their first queued message: the contact whose oldest
+// pending change is oldest goes first. That is the order a user expects
+// (first changed, first right), it bounds how long any contact waits, and
+// when a rate-limited window opens it favours the contacts most likely to
+// have all their events read already (their first event is the oldest), so
+// the fewest get a second request for events still arriving. A list in
+// the order contacts became ready would put a contact held back (window
+// used up, lease busy) behind every contact that arrived during its hold.
+type readyHeap []*contactQueue
+
+func (h readyHeap) Len() int           { return len(h) }
+func (h readyHeap) Less(i, j int) bool { return h[i].msgs[0].seq < h[j].msgs[0].seq }
+func (h readyHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].idx, h[j].idx = i, j
+}
+func (h *readyHeap) Push(x any) {
+	c := x.(*contactQueue)
+	c.idx = len(*h)
+	*h = append(*h, c)
+}
+func (h *readyHeap) Pop() any {
+	old := *h
+	c := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	c.idx = -1
+	return c
 }
 
 // waiting calls fn for every queued message that is not part of a running job.

@@ -240,3 +240,42 @@ func TestQueuesKeepAliveCoversWaitingAndRunning(t *testing.T) {
 		t.Fatalf("waiting %v, running %v; want [2 3] and none", w, r)
 	}
 }
+
+// TestQueuesOldestPendingChangeFirst: jobs go out by their contact's
+// oldest queued message, also after a hold: a contact held back (its window
+// used up) goes before the contacts that became ready during its hold.
+func TestQueuesOldestPendingChangeFirst(t *testing.T) {
+	now := time.Unix(1000, 0)
+	q := newQueues(100)
+	q.add(pend("c.a", 10), now)
+	q.add(pend("c.b", 4), now)
+	q.add(pend("c.c", 7), now)
+	q.add(pend("c.a", 2), now) // a redelivery older than c.a's first: c.a moves up
+	var order []string
+	for {
+		j, ok := q.peek()
+		if !ok {
+			break
+		}
+		order = append(order, j.key)
+		q.take()
+	}
+	if !slices.Equal(order, []string{"c.a", "c.b", "c.c"}) {
+		t.Fatalf("jobs in order %v, want c.a c.b c.c (oldest pending change first)", order)
+	}
+	// c.b is held back until later; meanwhile c.d and c.e become ready.
+	ja := q.byKey["c.a"].inflight
+	q.finish("c.a", len(ja), nil, time.Time{}, now)
+	jb := q.byKey["c.b"].inflight
+	q.finish("c.b", 0, jb, now.Add(time.Second), now)
+	q.finish("c.c", 1, nil, time.Time{}, now)
+	q.add(pend("c.d", 20), now)
+	q.add(pend("c.e", 21), now)
+	q.add(pend("c.b", 22), now) // c.b's newer event joins its held ones
+	later := now.Add(2 * time.Second)
+	q.wake(later)
+	j, _ := q.peek()
+	if j.key != "c.b" || !slices.Equal(seqs(j), []uint64{4, 22}) {
+		t.Fatalf("after the hold the first job is %s %v, want c.b [4 22]", j.key, seqs(j))
+	}
+}

@@ -33,7 +33,8 @@ type Config struct {
 	CredentialsPause time.Duration `envconfig:"CREDENTIALS_PAUSE" default:"1m" desc:"pause of a target, for every replica, after a bad-key or plan answer; then one replica probes with one request, the pause doubling up to 16x while probes fail"`
 	HoldLimit        time.Duration `envconfig:"HOLD_LIMIT" default:"5s" desc:"longest wait for the rate limit that a delivery spends in a worker goroutine; longer ones put the contact's events back in the worker's queue"`
 	DrainTimeout     time.Duration `envconfig:"DRAIN_TIMEOUT" default:"20s" desc:"on shutdown, how long in-flight deliveries may finish before they are abandoned for redelivery"`
-	Coalesce         int           `envconfig:"COALESCE" default:"50" desc:"most queued events of one contact merged into one PATCH (1: never merge)"`
+	Coalesce         int           `envconfig:"COALESCE" default:"1000" desc:"most queued events of one contact merged into one PATCH (1: never merge); a merged PATCH carries one value per field however many events it merges, so the limit only bounds one delivery's decoding and merging"`
+	ReadAhead        int           `envconfig:"READ_AHEAD" default:"16384" desc:"most events of one target a worker holds (being delivered, waiting for their contact, or read ahead while the target is paused or its rate window used up, to be merged per contact); about 1.5 KiB of memory each"`
 	LeaseTTL         time.Duration `envconfig:"LEASE_TTL" default:"30s" desc:"lease across worker replicas, per contact or, for a lone worker, per target: the longest a dead or stopped worker blocks what it held; a PATCH must finish within four fifths of it (whole seconds)"`
 	AlwaysLease      bool          `envconfig:"ALWAYS_LEASE" default:"false" desc:"take a per-contact lease for every delivery, even when the worker is alone on its target; by default a lone worker holds one solo lease for the target instead (two KV writes fewer per delivery), and if it crashes its replacement waits up to LEASE_TTL for the whole target, not only for the contacts it had in flight"`
 	StateTTL         time.Duration `envconfig:"STATE_TTL" default:"768h" desc:"how long the per-field clocks of a contact are kept after its last change (keep it longer than EVENTS_MAX_AGE and DLQ_MAX_AGE: an older event that arrives after its field's clock is forgotten wins again)"`
@@ -71,6 +72,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("processor: pauses and timeouts must not be negative")
 	case c.Coalesce < 0:
 		return fmt.Errorf("processor: coalesce %d must not be negative", c.Coalesce)
+	case c.ReadAhead < 0 || c.ReadAhead > maxReadAhead:
+		return fmt.Errorf("processor: read-ahead %d out of range 0..%d", c.ReadAhead, maxReadAhead)
 	case c.LeaseTTL < 2*time.Second || c.LeaseTTL%time.Second != 0:
 		return fmt.Errorf("processor: lease TTL %s must be whole seconds, at least 2s", c.LeaseTTL)
 	case c.StateTTL < 0:
@@ -80,14 +83,20 @@ func (c Config) Validate() error {
 }
 
 // Room is how many messages of one target a worker holds at most: running,
-// queued behind their contact's running job, or held during a pause. It is
-// at least minRoom, so that pull requests stay large however few
+// queued behind their contact's running job, held during a pause, or read
+// ahead while the target is paused or its window used up (ReadAhead). It
+// is at least minRoom, so that pull requests stay large however few
 // deliveries run at once (nats.go's Fetch subscribes an inbox per
 // request), and more queued events of one contact merge into one PATCH.
-func (c Config) Room() int { return max(4*c.Concurrency, minRoom) }
+// It is also each consumer's MaxAckPending.
+func (c Config) Room() int { return max(4*c.Concurrency, minRoom, c.ReadAhead) }
 
 // minRoom is the least room of a target: 512 events of a few hundred bytes.
 const minRoom = 512
+
+// maxReadAhead bounds ReadAhead: a worker holding this many events of each
+// target stays well under a gigabyte.
+const maxReadAhead = 262144
 
 // maxFetch is the largest pull request: half the room, at most 512.
 func (c Config) maxFetch() int { return min(c.Room()/2, 512) }

@@ -1,0 +1,80 @@
+package processor_test
+
+import (
+	"fmt"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/patchbay/patchbay/internal/pbtest"
+)
+
+// TestWindowUsedUpReadsAheadAndMergesPerContact guards "the backlog is read
+// ahead while the window is used up, and each request carries everything
+// pending for its contact": Skipcall allows 20 requests per 12 s. Twenty
+// contacts use the first window up; 6 s into the pause (past the 5 s
+// expiry of a pull request sent before it) 20 other contacts get 5 events
+// each, interleaved. While the window stays used up the worker fetches all
+// 100 (it holds them: the consumer's ack-pending count) without sending
+// any, and once it opens each of the 20 contacts gets exactly one request
+// carrying its newest values, with no 429.
+func TestWindowUsedUpReadsAheadAndMergesPerContact(t *testing.T) {
+	t.Parallel()
+	s := pbtest.Start(t, pbtest.Options{SkipcallRate: 20, SkipcallWindow: 12 * time.Second})
+	id := func(group string, i int) string { return fmt.Sprintf("%s-2222-4333-8444-%012d", group, i) }
+	const warm = 20
+	for i := range warm {
+		s.Skipcall.PutContact(id("10101010", i), map[string]any{"firstName": "A", "lastName": "B"})
+	}
+	const contacts, each = 20, 5
+	for i := range contacts {
+		s.Skipcall.PutContact(id("20202020", i), map[string]any{"firstName": "A", "lastName": "B"})
+	}
+	cfg := pbtest.WorkerConfig()
+	w := startObserved(t, s, cfg, nil)
+	for i := range warm {
+		s.PostEvent(skipEvent(fmt.Sprintf("warm-%d", i), id("10101010", i), map[string]any{"city": "Oslo"}))
+	}
+	pbtest.Eventually(t, waitFor, "the first window used up and the target paused", func() bool {
+		return s.Skipcall.StatusCounts()[http.StatusOK] >= warm && w.paused(t, "skipcall") == 1
+	})
+	paused := time.Now()
+	pbtest.Eventually(t, waitFor, "6 s of the pause", func() bool { return time.Since(paused) > 6*time.Second })
+	for k := range each {
+		for i := range contacts {
+			ev := skipEvent(fmt.Sprintf("ra-%d-%d", i, k), id("20202020", i), map[string]any{"city": fmt.Sprintf("C%d", k)})
+			ev["occurred_at"] = time.Date(2026, 11, 25, 10, 0, k, 0, time.UTC).Format(time.RFC3339)
+			s.PostEvent(ev)
+		}
+	}
+	sent := func() int {
+		n := 0
+		for i := range contacts {
+			n += s.Skipcall.PatchCount(id("20202020", i))
+		}
+		return n
+	}
+	pbtest.Eventually(t, waitFor, "the whole backlog held by the worker", func() bool {
+		info, err := tryConsumerInfo(s, "skipcall")
+		return err == nil && info.NumAckPending == contacts*each || sent() > 0
+	})
+	if n := sent(); n > 0 {
+		t.Fatalf("%d requests went out before the worker had read the backlog ahead: the window opened while the events were posted, or the worker does not fetch while the window is used up", n)
+	}
+	pbtest.Eventually(t, waitFor, "every contact applied", func() bool {
+		for i := range contacts {
+			if c, _ := s.Skipcall.Contact(id("20202020", i)); c["city"] != fmt.Sprintf("C%d", each-1) {
+				return false
+			}
+		}
+		return true
+	})
+	for i := range contacts {
+		if n := s.Skipcall.PatchCount(id("20202020", i)); n != 1 {
+			t.Errorf("contact %d: %d requests, want 1 carrying its %d events", i, n, each)
+		}
+	}
+	if n := s.Skipcall.StatusCounts()[http.StatusTooManyRequests]; n != 0 {
+		t.Errorf("%d answers were 429", n)
+	}
+}
