@@ -48,9 +48,9 @@ type contactQueue struct {
 type queues struct {
 	coalesce int
 	byKey    map[string]*contactQueue
-	ready    readyHeap       // contacts with a job to hand out, oldest pending change first
-	held     int             // messages held, running or queued
-	holds    holdHeap        // contacts held back, by the end of their hold
+	ready    readyHeap // contacts with a job to hand out, oldest pending change first
+	held     int       // messages held, running or queued
+	holds    holdHeap  // contacts held back, by the end of their hold
 }
 
 // holdHeap is a min-heap of held-back contacts by the end of their hold, so
