@@ -12,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/patchbay/patchbay/dlq"
+	"github.com/patchbay/patchbay/stream"
 )
 
 // watchMaxDeliveries dead-letters any message of the events stream for which
@@ -57,7 +58,7 @@ func (w *Worker) deadLetterBySeq(ctx context.Context, seq uint64, deliveries int
 	target := targetOf(w.scfg.SubjectPrefix, raw.Subject)
 	l := dlq.Letter{
 		Reason: dlq.ReasonMaxDeliveries, Detail: fmt.Sprintf("JetStream stopped after %d deliveries (consumer MaxDeliver)", deliveries),
-		Attempts: deliveries, LastAttempt: w.now(), Stream: w.scfg.EventsStream, StreamSeq: seq, Subject: raw.Subject,
+		Attempts: deliveries, LastAttempt: w.now(), Stream: w.scfg.EventsStream, StreamSeq: seq, Subject: stream.CanonicalSubject(w.scfg.SubjectPrefix, raw.Subject),
 		EventID: raw.Header.Get(jetstream.MsgIDHeader), Target: target, Data: raw.Data,
 	}
 	if err := w.dlq.Publish(ctx, l); err != nil {

@@ -366,8 +366,10 @@ func (l *lane) decodeAll(ctx context.Context, msgs []pending) ([]pending, []even
 	return ok, evs
 }
 
-// isSubjectOf reports whether subject is ev.Subject(prefix), without
-// building that string for every message.
+// isSubjectOf reports whether subject is ev.Subject(prefix), or that
+// subject as a partitioned stream stores it (a partition number before the
+// contact id, see stream.SplitSubject), without building a string for
+// every message.
 func isSubjectOf(subject, prefix string, ev *events.Event) bool {
 	for _, part := range [...]string{prefix, ".patch.", string(ev.Target), "."} {
 		if !strings.HasPrefix(subject, part) {
@@ -375,7 +377,25 @@ func isSubjectOf(subject, prefix string, ev *events.Event) bool {
 		}
 		subject = subject[len(part):]
 	}
-	return subject == ev.ContactID
+	if subject == ev.ContactID {
+		return true
+	}
+	p, contact, ok := strings.Cut(subject, ".")
+	return ok && contact == ev.ContactID && isPartitionToken(p)
+}
+
+// isPartitionToken reports whether s is a partition number as nats-server
+// writes it: decimal digits without a leading zero.
+func isPartitionToken(s string) bool {
+	if s == "" || len(s) > 1 && s[0] == '0' {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
 
 // pace takes one request slot from the target's shared budget, waiting up

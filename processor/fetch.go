@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/patchbay/patchbay/stream"
 )
 
 // fetchExpiry is how long one pull request waits at the server for messages.
@@ -51,16 +53,32 @@ type fetcher struct {
 	// (deleted by an operator, or lost with a restored stream), instead of
 	// pulling from nothing until restarted.
 	redeclare func(ctx context.Context) (jetstream.Consumer, error)
+	// part and set, for the fetcher of a partition consumer, say when it
+	// may pull and track whether this worker owns the partition (see
+	// Partition ownership); nil for a consumer shared by every worker.
+	part *partitionState
+	set  *partitionSet
 }
 
 // newFetcher returns a fetcher allowing room messages in the worker at once,
 // fetched at most maxBatch per pull request.
 func newFetcher(cons jetstream.Consumer, room, maxBatch int, log *slog.Logger) *fetcher {
-	f := &fetcher{cons: cons, room: make(chan struct{}, room), maxBatch: max(1, min(maxBatch, room)), log: log}
-	for range room {
-		f.room <- struct{}{}
+	return newSharedFetcher(cons, newRoom(room), maxBatch, log)
+}
+
+// newRoom returns room for n messages, for fetchers to share.
+func newRoom(n int) chan struct{} {
+	room := make(chan struct{}, n)
+	for range n {
+		room <- struct{}{}
 	}
-	return f
+	return room
+}
+
+// newSharedFetcher returns a fetcher taking its room from room, which
+// other fetchers of the lane (one per partition) share.
+func newSharedFetcher(cons jetstream.Consumer, room chan struct{}, maxBatch int, log *slog.Logger) *fetcher {
+	return &fetcher{cons: cons, room: room, maxBatch: max(1, min(maxBatch, cap(room))), log: log}
 }
 
 // release returns n messages' worth of room: the worker has acknowledged,
@@ -121,15 +139,35 @@ func (f *fetcher) gather(ctx context.Context) int {
 // once its last pull request has ended.
 func (f *fetcher) run(ctx context.Context, out chan<- jetstream.Msg) {
 	for {
-		// Wait for room for at least one message, then take what else is free.
+		standby := false
+		if f.part != nil {
+			var ok bool
+			if ok, standby = f.set.mayPull(f.part, time.Now()); !ok {
+				if Wait(ctx, partitionRecheck) != nil {
+					return
+				}
+				continue
+			}
+		}
+		// Wait for room for at least one message, then take what else is
+		// free (a standby pull asks for one message: it is answered only
+		// once this worker is pinned).
 		select {
 		case <-ctx.Done():
 			return
 		case <-f.room:
 		}
-		n := 1 + f.gather(ctx)
+		n := 1
+		if !standby {
+			n += f.gather(ctx)
+		}
 		rctx, cancel := context.WithTimeout(ctx, fetchExpiry)
-		batch, err := f.cons.Fetch(n, jetstream.FetchContext(rctx))
+		opts := []jetstream.FetchOpt{jetstream.FetchContext(rctx)}
+		if f.part != nil {
+			f.part.setCancel(cancel)
+			opts = append(opts, jetstream.FetchPriorityGroup(stream.PartitionGroup))
+		}
+		batch, err := f.cons.Fetch(n, opts...)
 		if err != nil {
 			cancel()
 			f.release(n)
@@ -157,7 +195,11 @@ func (f *fetcher) run(ctx context.Context, out chan<- jetstream.Msg) {
 		}
 		f.release(n - got)
 		err = batch.Error()
-		if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+		if f.part != nil {
+			f.part.observe(got, err, time.Now())
+			f.part.setCancel(nil)
+		}
+		if err != nil && !errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, jetstream.ErrPinIDMismatch) && ctx.Err() == nil {
 			f.log.Warn("fetch", "err", err)
 		}
 		cancel()

@@ -13,6 +13,7 @@ import (
 	"github.com/patchbay/patchbay/events"
 	"github.com/patchbay/patchbay/processor/lease"
 	"github.com/patchbay/patchbay/processor/ratelimit"
+	"github.com/patchbay/patchbay/stream"
 )
 
 // lane delivers one target's events: the target's durable consumer, a
@@ -25,9 +26,10 @@ type lane struct {
 	log      *slog.Logger // the worker's, with the provider's name
 	provider Provider
 	budget   *ratelimit.Budget
-	cons     jetstream.Consumer
-	group    *lease.Solo // the target's lease group: solo while no other replica delivers it; nil with Config.AlwaysLease
-	stopping atomic.Bool // the delivery goroutines' context is cancelled: shutdown past the drain timeout
+	cons     jetstream.Consumer   // the target's consumer: every event, or those stored before the stream was partitioned
+	parts    []jetstream.Consumer // the target's partition consumers, by partition (none without partitions)
+	group    *lease.Solo          // the target's lease group: solo while no other replica delivers it; nil with Config.AlwaysLease
+	stopping atomic.Bool          // the delivery goroutines' context is cancelled: shutdown past the drain timeout
 
 	coalesced prometheus.Counter // looked up once: every applied delivery adds to it
 
@@ -108,23 +110,14 @@ func (l *lane) run(ctx context.Context) {
 			group.Close(cctx)
 		}()
 	}
-	f := newFetcher(l.cons, w.cfg.Room(), w.cfg.maxFetch(), w.log.With("provider", l.name))
-	f.redeclare = func(ctx context.Context) (jetstream.Consumer, error) {
-		cc := w.scfg.TargetConsumerConfig(l.name, w.cfg.AckWait, w.cfg.Room())
-		return w.js.CreateOrUpdateConsumer(ctx, w.scfg.EventsStream, cc)
-	}
 	fetchCtx, stopFetching := context.WithCancel(ctx)
 	defer stopFetching()
 	// A few messages may wait in the channel: the fetcher hands a pull's
 	// messages over without a wait for the loop each, and the loop takes
 	// what has arrived at once (receive) instead of one select each.
 	incoming := make(chan jetstream.Msg, incomingBuffer)
-	fetcherDone := make(chan struct{})
-	go func() {
-		defer close(fetcherDone)
-		defer close(incoming)
-		f.run(fetchCtx, incoming)
-	}()
+	fs := l.startFetching(fetchCtx, incoming)
+	f, fetcherDone := fs.f, fs.done
 
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelWork()
@@ -150,6 +143,9 @@ func (l *lane) run(ctx context.Context) {
 	}
 
 	q := newQueues(w.cfg.Coalesce)
+	if len(l.parts) > 0 {
+		q.keyOf = func(subject string) string { return stream.CanonicalSubject(w.scfg.SubjectPrefix, subject) }
+	}
 	tick := time.NewTicker(w.cfg.AckWait / 3)
 	defer tick.Stop()
 	wake := time.NewTimer(time.Hour)
@@ -225,6 +221,9 @@ func (l *lane) run(ctx context.Context) {
 					more = false
 				}
 			}
+		case req := <-fs.handBack:
+			l.handBackPartition(q, f, req.p)
+			close(req.done)
 		case <-wake.C:
 			l.showPaused()
 		case <-tick.C:
@@ -244,6 +243,7 @@ func (l *lane) run(ctx context.Context) {
 	for _, p := range q.clear() {
 		_ = p.msg.Nak()
 	}
+	fs.release(ctx)
 	w.m.paused.WithLabelValues(l.name).Set(0)
 }
 

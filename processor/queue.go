@@ -51,6 +51,11 @@ type queues struct {
 	ready    readyHeap // contacts with a job to hand out, oldest pending change first
 	held     int       // messages held, running or queued
 	holds    holdHeap  // contacts held back, by the end of their hold
+	// keyOf, if set, maps a message's subject to its contact's key: the
+	// short form of a partitioned subject, so that a contact's events
+	// stored before and after the stream was partitioned share a queue
+	// (and never run as two jobs at once).
+	keyOf func(subject string) string
 }
 
 // holdHeap is a min-heap of held-back contacts by the end of their hold, so
@@ -85,6 +90,9 @@ func newQueues(coalesce int) *queues {
 // caller has one message fewer to account for.
 func (q *queues) add(p pending, now time.Time) (replaced bool) {
 	key := p.msg.Subject()
+	if q.keyOf != nil {
+		key = q.keyOf(key)
+	}
 	c := q.byKey[key]
 	if c == nil {
 		c = &contactQueue{key: key}
@@ -255,5 +263,38 @@ func (q *queues) clear() []pending {
 		}
 	}
 	q.ready, q.holds = nil, nil
+	return out
+}
+
+// dropPartition forgets and returns every queued message (not the running
+// ones) whose subject in reports true.
+func (q *queues) dropPartition(in func(subject string) bool) []pending {
+	var out []pending
+	for k, c := range q.byKey {
+		kept := c.msgs[:0:0]
+		for _, p := range c.msgs {
+			if in(p.msg.Subject()) {
+				out = append(out, p)
+			} else {
+				kept = append(kept, p)
+			}
+		}
+		if len(kept) == len(c.msgs) {
+			continue
+		}
+		q.held -= len(c.msgs) - len(kept)
+		c.msgs = kept
+		if c.ready {
+			if len(kept) == 0 {
+				heap.Remove(&q.ready, c.idx)
+				c.ready = false
+			} else {
+				heap.Fix(&q.ready, c.idx)
+			}
+		}
+		if len(kept) == 0 && !c.running {
+			delete(q.byKey, k)
+		}
+	}
 	return out
 }

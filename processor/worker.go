@@ -266,6 +266,13 @@ func (w *Worker) setup(ctx context.Context) error {
 	} else if !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		return fmt.Errorf("processor: remove legacy consumer %s: %w", w.scfg.Consumer, err)
 	}
+	// The partition count is the stream's, whatever this replica's
+	// configuration says: every replica consumes the same partitions.
+	n, err := stream.EventsPartitions(ctx, w.js, w.scfg)
+	if err != nil {
+		return fmt.Errorf("processor: %w", err)
+	}
+	w.scfg.Partitions = n
 	for _, l := range w.lanes {
 		cc := w.scfg.TargetConsumerConfig(string(l.target), w.cfg.AckWait, w.cfg.Room())
 		cons, err := w.js.CreateOrUpdateConsumer(ctx, w.scfg.EventsStream, cc)
@@ -273,6 +280,15 @@ func (w *Worker) setup(ctx context.Context) error {
 			return fmt.Errorf("processor: consumer %s: %w", cc.Durable, err)
 		}
 		l.cons = cons
+		l.parts = l.parts[:0]
+		for p := range n {
+			pc := w.partitionConsumerConfig(l.name, p)
+			cons, err := w.js.CreateOrUpdateConsumer(ctx, w.scfg.EventsStream, pc)
+			if err != nil {
+				return fmt.Errorf("processor: consumer %s: %w", pc.Durable, err)
+			}
+			l.parts = append(l.parts, cons)
+		}
 	}
 	a, err := newAttempts(ctx, w.js, w.scfg.KVBucket("ATTEMPTS"), w.scfg.Replicas, w.cfg.MaxRetryAge+time.Hour)
 	if err != nil {

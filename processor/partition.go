@@ -1,0 +1,401 @@
+package processor
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/patchbay/patchbay/stream"
+)
+
+// Partition ownership
+//
+// With a partitioned events stream (stream.Config.Partitions) each target
+// has one consumer per partition, pinned by JetStream to one pull client at
+// a time (pinned_client priority policy). Every worker runs a fetcher per
+// partition; the fetcher of a partition the worker owns pulls as usual, the
+// others stand by with a pull of one message, which JetStream answers only
+// when no client is pinned: then the standby is pinned and owns the
+// partition. A worker owns at most its share, ⌈partitions ÷ members⌉, the
+// members being the target's lease group (its member keys in the LEASES
+// bucket): at its share it stops standing by, and above it (it joined
+// first, or another worker left and came back) it gives partitions away:
+// it stops pulling them, hands their queued events back to JetStream and
+// unpins the consumer, so a standby of a worker under its share is pinned
+// and receives them, redeliveries first. A partition whose owner died is
+// unpinned by JetStream once it has not pulled for the pinned TTL (the ack
+// wait): a worker at its share checks such partitions (no pin, messages
+// waiting) and stands by for them too, so none is left without a worker.
+//
+// Ownership only decides where a contact's events meet; the per-contact
+// lease (or the solo lease) still guards every delivery, so two workers
+// briefly owning a partition during a handover never send to one contact
+// at once.
+
+// partitionState is the ownership state of one partition fetcher.
+type partitionState struct {
+	n     int
+	owned atomic.Bool
+	// quiet is the end (unix nanoseconds) of the pause after giving the
+	// partition away: no pull before, so that another worker's standby is
+	// pinned rather than ours again.
+	quiet atomic.Int64
+	// orphan is set by the rebalancer when JetStream shows the partition
+	// unpinned with messages waiting: stand by for it even at our share.
+	orphan atomic.Bool
+
+	mu     sync.Mutex
+	cancel context.CancelFunc // of the pull request out, if any
+}
+
+// setCancel records the cancel func of the pull request going out.
+func (p *partitionState) setCancel(c context.CancelFunc) {
+	p.mu.Lock()
+	p.cancel = c
+	p.mu.Unlock()
+}
+
+// observe updates ownership after a pull request ended with got messages
+// and err: any message of a pinned consumer means this client is pinned;
+// a pin id refused means it is not (any more).
+func (p *partitionState) observe(got int, err error, now time.Time) {
+	switch {
+	case errors.Is(err, jetstream.ErrPinIDMismatch):
+		p.owned.Store(false)
+	case got > 0 && now.UnixNano() >= p.quiet.Load():
+		p.owned.Store(true)
+		p.orphan.Store(false)
+	}
+}
+
+// partitionSet is one lane's partition fetchers' shared state.
+type partitionSet struct {
+	parts   []*partitionState
+	members func() int // the target's lease group members; 0: not known
+}
+
+// share is the most partitions this worker should own.
+func (s *partitionSet) share() int {
+	m := max(s.members(), 1)
+	return (len(s.parts) + m - 1) / m
+}
+
+// owned counts the partitions this worker owns.
+func (s *partitionSet) owned() int {
+	n := 0
+	for _, p := range s.parts {
+		if p.owned.Load() {
+			n++
+		}
+	}
+	return n
+}
+
+// mayPull says whether p's fetcher may send a pull request now, and if so
+// whether it is a standby pull (one message, to be pinned).
+func (s *partitionSet) mayPull(p *partitionState, now time.Time) (ok, standby bool) {
+	if now.UnixNano() < p.quiet.Load() {
+		return false, false
+	}
+	if p.owned.Load() {
+		return true, false
+	}
+	if p.orphan.Load() || s.owned() < s.share() {
+		return true, true
+	}
+	return false, false
+}
+
+// partitionRecheck is how often a fetcher that may not pull asks again.
+const partitionRecheck = 250 * time.Millisecond
+
+// rebalanceEvery is the period of the partition rebalancer.
+const rebalanceEvery = 2 * time.Second
+
+// yieldQuiet is how long a fetcher does not pull a partition it gave away.
+const yieldQuiet = 3 * time.Second
+
+// rebalancer is the loop that keeps one lane's partitions at its share.
+type rebalancer struct {
+	set      *partitionSet
+	fetchers []*fetcher // by partition
+	str      func(ctx context.Context) (jetstream.Stream, error)
+	consumer func(p int) string
+	handBack func(ctx context.Context, p int) // the lane hands p's queued events back
+	log      *slog.Logger
+}
+
+// run rebalances every rebalanceEvery until ctx ends.
+func (r *rebalancer) run(ctx context.Context) {
+	t := time.NewTicker(rebalanceEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		r.step(ctx)
+	}
+}
+
+// step gives away what is above the share, and marks partitions without a
+// pin but with messages waiting as orphans to stand by for.
+func (r *rebalancer) step(ctx context.Context) {
+	share, owned := r.set.share(), r.set.owned()
+	if owned > share {
+		// The highest-numbered owned partitions go: any choice works,
+		// and a fixed one keeps two workers from swapping the same ones.
+		for i := len(r.set.parts) - 1; i >= 0 && owned > share; i-- {
+			if p := r.set.parts[i]; p.owned.Load() {
+				r.yield(ctx, p)
+				owned--
+			}
+		}
+		return
+	}
+	if owned < share {
+		return // every standby pulls already
+	}
+	for i, p := range r.set.parts {
+		if p.owned.Load() || time.Now().UnixNano() < p.quiet.Load() {
+			continue
+		}
+		ictx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		info, err := r.fetchers[i].cons.Info(ictx)
+		cancel()
+		if err != nil {
+			continue
+		}
+		pinned := false
+		for _, g := range info.PriorityGroups {
+			if g.Group == stream.PartitionGroup && g.PinnedClientID != "" {
+				pinned = true
+			}
+		}
+		p.orphan.Store(!pinned && info.NumPending+uint64(info.NumAckPending) > 0)
+	}
+}
+
+// yield gives p away: no pull for yieldQuiet, its pull request out
+// cancelled, its queued events handed back, and the consumer unpinned.
+func (r *rebalancer) yield(ctx context.Context, p *partitionState) {
+	p.quiet.Store(time.Now().Add(yieldQuiet).UnixNano())
+	p.owned.Store(false)
+	p.orphan.Store(false)
+	p.mu.Lock()
+	if p.cancel != nil {
+		p.cancel()
+	}
+	p.mu.Unlock()
+	r.handBack(ctx, p.n)
+	uctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if err := r.unpin(uctx, p.n); err != nil {
+		r.log.Warn("could not unpin a partition given away; JetStream unpins it after the pinned TTL", "partition", p.n, "err", err)
+		return
+	}
+	r.log.Info("gave a partition away to balance the workers", "partition", p.n, "share", r.set.share())
+}
+
+// unpin unpins partition p's consumer.
+func (r *rebalancer) unpin(ctx context.Context, p int) error {
+	s, err := r.str(ctx)
+	if err != nil {
+		return err
+	}
+	return s.UnpinConsumer(ctx, r.consumer(p), stream.PartitionGroup)
+}
+
+// releaseAll unpins every partition this worker owns, at shutdown, after
+// its events were handed back: another worker takes them over at once
+// instead of after the pinned TTL.
+func (r *rebalancer) releaseAll(ctx context.Context) {
+	for _, p := range r.set.parts {
+		if !p.owned.Load() {
+			continue
+		}
+		p.owned.Store(false)
+		if err := r.unpin(ctx, p.n); err != nil && ctx.Err() == nil {
+			r.log.Warn("could not unpin a partition at shutdown; JetStream unpins it after the pinned TTL", "partition", p.n, "err", err)
+		}
+	}
+}
+
+// members counts the members of one lease group from the LEASES bucket's
+// member keys (_group.<group>.member.<id>, kept alive by each member with a
+// per-key TTL and deleted by the server's marker when they lapse). It
+// watches until ctx ends, watching again if the watch closes; the count is
+// 0 while it is not known.
+type members struct {
+	n atomic.Int64
+}
+
+// watchMembers starts counting group's members in kv.
+func watchMembers(ctx context.Context, kv func(ctx context.Context) (jetstream.KeyValue, error), group string, log *slog.Logger) *members {
+	m := &members{}
+	go func() {
+		prefix := "_group." + group + ".member."
+		for ctx.Err() == nil {
+			m.watch(ctx, kv, prefix, log)
+			m.n.Store(0)
+			_ = Wait(ctx, time.Second)
+		}
+	}()
+	return m
+}
+
+func (m *members) watch(ctx context.Context, kv func(ctx context.Context) (jetstream.KeyValue, error), prefix string, log *slog.Logger) {
+	b, err := kv(ctx)
+	if err != nil {
+		return
+	}
+	w, err := b.Watch(ctx, prefix+">")
+	if err != nil {
+		log.Debug("cannot watch the lease group's members", "err", err)
+		return
+	}
+	defer func() { _ = w.Stop() }()
+	ids := map[string]bool{}
+	synced := false
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case e, ok := <-w.Updates():
+			if !ok {
+				return
+			}
+			if e == nil {
+				synced = true
+			} else if id := strings.TrimPrefix(e.Key(), prefix); e.Operation() == jetstream.KeyValuePut {
+				ids[id] = true
+			} else {
+				delete(ids, id)
+			}
+			if synced {
+				m.n.Store(int64(len(ids)))
+			}
+		}
+	}
+}
+
+// get returns the member count, 0 while not known.
+func (m *members) get() int { return int(m.n.Load()) }
+
+// handBackReq asks the lane's loop to hand partition p's queued events
+// back to JetStream; done is closed once it has.
+type handBackReq struct {
+	p    int
+	done chan struct{}
+}
+
+// fetching is what a lane's fetchers share: the room, the fetcher of the
+// target consumer (through which every delivery gives its room back), and,
+// with partitions, their rebalancer and its hand-back requests.
+type fetching struct {
+	f        *fetcher
+	done     chan struct{} // closed once every fetcher has stopped and incoming is closed
+	handBack chan handBackReq
+	rb       *rebalancer
+}
+
+// startFetching starts the lane's fetchers, sending to incoming until ctx
+// ends: the target consumer's (events stored before the stream was
+// partitioned, or all of them without partitions) and one per partition
+// consumer, all taking from one room.
+func (l *lane) startFetching(ctx context.Context, incoming chan<- jetstream.Msg) *fetching {
+	w := l.w
+	log := w.log.With("provider", l.name)
+	room := newRoom(w.cfg.Room())
+	f := newSharedFetcher(l.cons, room, w.cfg.maxFetch(), log)
+	f.redeclare = func(ctx context.Context) (jetstream.Consumer, error) {
+		cc := w.scfg.TargetConsumerConfig(l.name, w.cfg.AckWait, w.cfg.Room())
+		return w.js.CreateOrUpdateConsumer(ctx, w.scfg.EventsStream, cc)
+	}
+	fs := &fetching{f: f, done: make(chan struct{}), handBack: make(chan handBackReq)}
+	all := []*fetcher{f}
+	if len(l.parts) > 0 {
+		m := watchMembers(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
+			return w.js.KeyValue(ctx, w.scfg.KVBucket("LEASES"))
+		}, l.name, log)
+		set := &partitionSet{members: m.get}
+		rb := &rebalancer{set: set, log: log,
+			str:      func(ctx context.Context) (jetstream.Stream, error) { return w.js.Stream(ctx, w.scfg.EventsStream) },
+			consumer: func(p int) string { return w.scfg.PartitionConsumer(l.name, p) },
+		}
+		rb.handBack = func(ctx context.Context, p int) {
+			req := handBackReq{p: p, done: make(chan struct{})}
+			select {
+			case fs.handBack <- req:
+			case <-ctx.Done():
+				return
+			}
+			select {
+			case <-req.done:
+			case <-ctx.Done():
+			}
+		}
+		for p, cons := range l.parts {
+			ps := &partitionState{n: p}
+			set.parts = append(set.parts, ps)
+			pf := newSharedFetcher(cons, room, w.cfg.maxFetch(), log.With("partition", p))
+			pf.part, pf.set = ps, set
+			pf.redeclare = func(ctx context.Context) (jetstream.Consumer, error) {
+				return w.js.CreateOrUpdateConsumer(ctx, w.scfg.EventsStream, w.partitionConsumerConfig(l.name, p))
+			}
+			all = append(all, pf)
+			rb.fetchers = append(rb.fetchers, pf)
+		}
+		fs.rb = rb
+	}
+	go func() {
+		defer close(fs.done)
+		defer close(incoming)
+		var wg sync.WaitGroup
+		for _, x := range all {
+			wg.Go(func() { x.run(ctx, incoming) })
+		}
+		if fs.rb != nil {
+			wg.Go(func() { fs.rb.run(ctx) })
+		}
+		wg.Wait()
+	}()
+	return fs
+}
+
+// handBackPartition hands partition p's queued events (not those of a
+// running job) back to JetStream, for the worker it is given to.
+func (l *lane) handBackPartition(q *queues, f *fetcher, p int) {
+	msgs := q.dropPartition(func(subject string) bool {
+		_, sp, _, _ := stream.SplitSubject(l.w.scfg.SubjectPrefix, subject)
+		return sp == p
+	})
+	for _, m := range msgs {
+		_ = m.msg.Nak()
+	}
+	f.release(len(msgs))
+}
+
+// release unpins the partitions this worker owns, at shutdown.
+func (fs *fetching) release(ctx context.Context) {
+	if fs.rb == nil {
+		return
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	fs.rb.releaseAll(cctx)
+}
+
+// partitionConsumerConfig is the configuration the worker declares for
+// partition p of target: pinned for as long as the ack wait, so a
+// partition whose worker died passes on when its events are redelivered.
+func (w *Worker) partitionConsumerConfig(target string, p int) jetstream.ConsumerConfig {
+	return w.scfg.PartitionConsumerConfig(target, p, w.cfg.AckWait, max(w.cfg.AckWait, 2*fetchExpiry), w.cfg.Room())
+}
