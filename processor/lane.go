@@ -28,6 +28,7 @@ type lane struct {
 	budget   *ratelimit.Budget
 	cons     jetstream.Consumer   // the target's consumer: every event, or those stored before the stream was partitioned
 	parts    []jetstream.Consumer // the target's partition consumers, by partition (none without partitions)
+	fetching *fetching            // the lane's fetchers, set by run
 	group    *lease.Solo          // the target's lease group: solo while no other replica delivers it; nil with Config.AlwaysLease
 	stopping atomic.Bool          // the delivery goroutines' context is cancelled: shutdown past the drain timeout
 
@@ -117,6 +118,7 @@ func (l *lane) run(ctx context.Context) {
 	// what has arrived at once (receive) instead of one select each.
 	incoming := make(chan jetstream.Msg, incomingBuffer)
 	fs := l.startFetching(fetchCtx, incoming)
+	l.fetching = fs
 	f, fetcherDone := fs.f, fs.done
 
 	workCtx, cancelWork := context.WithCancel(context.WithoutCancel(ctx))
@@ -254,7 +256,7 @@ const incomingBuffer = 64
 // receive queues m, a message the fetcher handed over, or hands it back to
 // JetStream when the lane is stopping.
 func (l *lane) receive(q *queues, f *fetcher, m jetstream.Msg, stopping bool, now time.Time) {
-	if stopping {
+	if stopping || l.fetching.givenAway(l.w.scfg.SubjectPrefix, m.Subject(), now) {
 		_ = m.Nak()
 		f.release(1)
 		return

@@ -383,6 +383,21 @@ func (l *lane) handBackPartition(q *queues, f *fetcher, p int) {
 	f.release(len(msgs))
 }
 
+// givenAway reports whether subject is of a partition this worker gave
+// away moments ago: a message its last pull request delivered after the
+// hand-back, to be handed back too so the partition's new worker holds all
+// of each contact's events.
+func (fs *fetching) givenAway(prefix, subject string, now time.Time) bool {
+	if fs.rb == nil {
+		return false
+	}
+	_, p, _, ok := stream.SplitSubject(prefix, subject)
+	if !ok || p < 0 || p >= len(fs.rb.set.parts) {
+		return false
+	}
+	return now.UnixNano() < fs.rb.set.parts[p].quiet.Load()
+}
+
 // release unpins the partitions this worker owns, at shutdown.
 func (fs *fetching) release(ctx context.Context) {
 	if fs.rb == nil {

@@ -52,7 +52,7 @@ func groupMembers(t *testing.T, s *pbtest.Stack, target string) int {
 // TestPartitionsMeetAContactsEventsInOneWorker guards "a contact's events
 // meet in one worker" with two workers on a partitioned stream: Skipcall
 // allows 20 requests per 6 s; 20 contacts use the first window up while the
-// workers share the 4 partitions out; then 30 other contacts get 4 events
+// workers share the 4 partitions out; then 31 other contacts get 4 events (a field each)
 // each, interleaved. Each of them gets exactly one request once the window
 // opens, both workers deliver some, and no answer is a 429.
 func TestPartitionsMeetAContactsEventsInOneWorker(t *testing.T) {
@@ -60,7 +60,7 @@ func TestPartitionsMeetAContactsEventsInOneWorker(t *testing.T) {
 	s := pbtest.Start(t, pbtest.Options{SkipcallRate: 20, SkipcallWindow: 6 * time.Second})
 	partitionStream(t, s, 4)
 	id := func(group string, i int) string { return fmt.Sprintf("%s-2222-4333-8444-%012d", group, i) }
-	const warm, contacts, each = 20, 30, 4
+	const warm, contacts, each = 20, 31, 4 // an odd count: events do not fall to workers by the parity of their contact
 	for i := range warm {
 		s.Skipcall.PutContact(id("10101010", i), map[string]any{"firstName": "A", "lastName": "B"})
 	}
@@ -77,17 +77,23 @@ func TestPartitionsMeetAContactsEventsInOneWorker(t *testing.T) {
 	pbtest.Eventually(t, waitFor, "the first window used up", func() bool {
 		return s.Skipcall.StatusCounts()[http.StatusOK] >= warm && w1.paused(t, "skipcall") == 1
 	})
+	fields := [each]string{"city", "company", "role", "country"}
 	for k := range each {
 		for i := range contacts {
-			ev := skipEvent(fmt.Sprintf("pt-%d-%d", i, k), id("30303030", i), map[string]any{"city": fmt.Sprintf("C%d", k)})
+			// A field per event: no event of a contact supersedes another,
+			// so events spread over two workers would cost two requests.
+			ev := skipEvent(fmt.Sprintf("pt-%d-%d", i, k), id("30303030", i), map[string]any{fields[k]: fmt.Sprintf("V%d", k)})
 			ev["occurred_at"] = time.Date(2026, 11, 25, 10, 0, k, 0, time.UTC).Format(time.RFC3339)
 			s.PostEvent(ev)
 		}
 	}
 	pbtest.Eventually(t, time.Minute, "every contact applied", func() bool {
 		for i := range contacts {
-			if c, _ := s.Skipcall.Contact(id("30303030", i)); c["city"] != fmt.Sprintf("C%d", each-1) {
-				return false
+			c, _ := s.Skipcall.Contact(id("30303030", i))
+			for k, f := range fields {
+				if c[f] != fmt.Sprintf("V%d", k) {
+					return false
+				}
 			}
 		}
 		return true
