@@ -91,7 +91,8 @@ func New(cfg Config, hc *http.Client, conns int, opts ...httpcall.Option) (*Clie
 // Patch applies ev at Skipcall. It returns a *processor.Error classified per
 // the Skipcall documentation: 400 and 404 are permanent; 401 (bad key) and
 // 403 (subscription or plan) are credential failures; 429 is rate limited
-// until X-RateLimit-Reset; 5xx and transport errors are transient.
+// until X-RateLimit-Reset; 5xx are transient; a transport error is an
+// unknown outcome once the request was written, not sent before.
 func (c *Client) Patch(ctx context.Context, ev *events.Event) (processor.Result, error) {
 	resp, err := httpcall.PatchJSON(ctx, c.http, c.base+"/v1/contacts/"+url.PathEscape(ev.ContactID), ev.Patch, "Authorization", c.auth)
 	if err != nil {
