@@ -11,6 +11,8 @@ type metrics struct {
 	deadLetters *prometheus.CounterVec   // target, reason
 	paused      *prometheus.GaugeVec     // target
 	coalesced   *prometheus.CounterVec   // target
+	unknown     *prometheus.CounterVec   // target
+	repairs     *prometheus.CounterVec   // target
 	inflight    prometheus.Gauge
 }
 
@@ -18,7 +20,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "patchbay_worker_deliveries_total",
-			Help: "Events handled, by target and outcome: applied, superseded (every field older than the value at the provider), held (waiting in the worker: pause, busy contact), retry, dead_lettered, abandoned (shutdown).",
+			Help: "Events handled, by target and outcome: applied, superseded (every field older than the value at the provider), held (waiting in the worker: pause, busy contact, a request not sent), unknown (sent, no answer read in full: held until the settle horizon, then sent again), retry, dead_lettered, abandoned (shutdown).",
 		}, []string{"target", "outcome"}),
 		requests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "patchbay_worker_provider_request_duration_seconds",
@@ -42,13 +44,21 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "patchbay_worker_coalesced_total",
 			Help: "Events merged into another event's PATCH instead of sent on their own, by target.",
 		}, []string{"target"}),
+		unknown: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "patchbay_worker_unknown_outcomes_total",
+			Help: "Provider requests whose outcome is unknown (written, then a timeout, a reset or an answer cut off), by target: the provider may apply them late; the contact waits out the settle horizon.",
+		}, []string{"target"}),
+		repairs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "patchbay_worker_repairs_total",
+			Help: "Provider requests sending a contact's newest values again after a request whose outcome was unknown, once its settle horizon passed, by target.",
+		}, []string{"target"}),
 		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "patchbay_worker_inflight",
 			Help: "Deliveries being handled now.",
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.deliveries, m.requests, m.retryDelay, m.deadLetters, m.paused, m.coalesced, m.inflight)
+		reg.MustRegister(m.deliveries, m.requests, m.retryDelay, m.deadLetters, m.paused, m.coalesced, m.unknown, m.repairs, m.inflight)
 	}
 	return m
 }

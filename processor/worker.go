@@ -100,6 +100,24 @@ type Target struct {
 	// Budget.Transport, so every response's rate-limit headers are observed
 	// and a request whose slot a pause overtook is not written.
 	Budget *ratelimit.Budget
+	// SettleHorizon is how long after the start of a request whose outcome
+	// is unknown (written, no answer read in full) the provider may still
+	// apply it: until then no other request for the contact is sent, by any
+	// replica; then the contact's newest values are sent again. At most
+	// Config.MaxSettleHorizon; 0 means that. The provider configs default
+	// it to twice their request timeout.
+	SettleHorizon time.Duration
+}
+
+// MaxSettleHorizon is the longest settle horizon the lease covers: two
+// thirds of LeaseTTL. A contact's lease is kept for a fresh TTL once an
+// outcome is unknown, and a request starts only while its lease covers the
+// horizon from its start; under the solo lease, the keys of a worker that
+// dies expire no sooner than two thirds of the TTL after its last send
+// (they are renewed every third).
+func (c Config) MaxSettleHorizon() time.Duration {
+	c.setDefaults()
+	return c.LeaseTTL * 2 / 3
 }
 
 // BudgetConfig is the ratelimit configuration of one target's budget, kept
@@ -196,6 +214,12 @@ func New(cfg Config, d Deps) (*Worker, error) {
 		tg, ok := d.Targets[t]
 		if !ok || tg.Provider == nil || tg.Budget == nil {
 			return nil, fmt.Errorf("processor: no provider or no budget for target %s", t)
+		}
+		if tg.SettleHorizon == 0 {
+			tg.SettleHorizon = cfg.MaxSettleHorizon()
+		}
+		if tg.SettleHorizon < 0 || tg.SettleHorizon > cfg.MaxSettleHorizon() {
+			return nil, fmt.Errorf("processor: settle horizon %s of target %s must be positive and at most two thirds of the lease TTL (%s)", tg.SettleHorizon, t, cfg.MaxSettleHorizon())
 		}
 		w.lanes = append(w.lanes, newLane(w, t, tg))
 	}

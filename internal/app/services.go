@@ -130,9 +130,39 @@ func NewProviders(ctx context.Context, js jetstream.JetStream, log *slog.Logger,
 		return nil, nil, err
 	}
 	return map[events.Target]processor.Target{
-		events.TargetRevyOps:  {Provider: rc, Budget: rb},
-		events.TargetSkipcall: {Provider: sc, Budget: sb},
+		events.TargetRevyOps:  {Provider: rc, Budget: rb, SettleHorizon: settleHorizon(log, "revyops", cfg.RevyOps.SettleHorizon, cfg.RevyOps.Horizon(), cfg.Worker)},
+		events.TargetSkipcall: {Provider: sc, Budget: sb, SettleHorizon: settleHorizon(log, "skipcall", cfg.Skipcall.SettleHorizon, cfg.Skipcall.Horizon(), cfg.Worker)},
 	}, closeAll, nil
+}
+
+// settleHorizon returns a provider's settle horizon: horizon (set, or twice
+// its timeout), at most what the worker's lease covers. A horizon set
+// beyond that is refused by validateProviders; the default is capped, with
+// a warning: a request applied later than the cap can leave an older value.
+func settleHorizon(log *slog.Logger, provider string, set, horizon time.Duration, w processor.Config) time.Duration {
+	most := w.MaxSettleHorizon()
+	if set == 0 && horizon > most {
+		log.Warn("settle horizon capped at two thirds of the lease TTL, below twice the provider's timeout: a request the provider applies later than that can leave an older value; raise PATCHBAY_WORKER_LEASE_TTL",
+			"provider", provider, "horizon", most, "twice_timeout", horizon, "lease_ttl_for_it", horizon*3/2)
+		return most
+	}
+	return horizon
+}
+
+// validateHorizons refuses a settle horizon set beyond what the worker's
+// lease covers (two thirds of LEASE_TTL).
+func validateHorizons(cfg WorkerConfig) error {
+	most := cfg.Worker.MaxSettleHorizon()
+	for _, h := range []struct {
+		env string
+		set time.Duration
+	}{{"PATCHBAY_REVYOPS_SETTLE_HORIZON", cfg.RevyOps.SettleHorizon}, {"PATCHBAY_SKIPCALL_SETTLE_HORIZON", cfg.Skipcall.SettleHorizon}} {
+		if h.set > most {
+			return fmt.Errorf("worker: %s %s is longer than the lease covers: at most two thirds of PATCHBAY_WORKER_LEASE_TTL (%s); raise the lease TTL to %s or more",
+				h.env, h.set, most, (h.set*3/2+time.Second-1)/time.Second*time.Second)
+		}
+	}
+	return nil
 }
 
 // NewWorker builds the provider clients and the worker on js and nc,
@@ -203,7 +233,10 @@ func validateProviders(cfg WorkerConfig) error {
 	if err := cfg.RevyOps.Validate(); err != nil {
 		return err
 	}
-	return cfg.Skipcall.Validate()
+	if err := cfg.Skipcall.Validate(); err != nil {
+		return err
+	}
+	return validateHorizons(cfg)
 }
 
 // drainConn drains nc and waits for it to close or ctx to end.

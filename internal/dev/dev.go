@@ -36,6 +36,11 @@ type DevConfig struct {
 	AdminAddr    string `envconfig:"ADMIN_ADDR" default:"127.0.0.1:9090" desc:"metrics and pprof listen address (pprof is on in dev mode, on loopback)"`
 	Token        string `envconfig:"TOKEN" default:"dev-token-not-a-secret" desc:"bearer token ingest accepts in dev mode"`
 	SkipcallRate int    `envconfig:"SKIPCALL_RATE_PER_MINUTE" default:"1000" desc:"sandbox Skipcall rate limit per key (EXPERT plan)"`
+	// A slow provider, for trying the settle horizon out: a share of the
+	// sandboxes' PATCHes applied only after a delay past the worker's
+	// timeout.
+	SandboxLateRate  float64       `envconfig:"SANDBOX_LATE_RATE" default:"0" desc:"share (0..1) of sandbox PATCHes applied late: held for SANDBOX_LATE_DELAY, then applied even though the worker gave up (a provider under load)"`
+	SandboxLateDelay time.Duration `envconfig:"SANDBOX_LATE_DELAY" default:"12s" desc:"how long a late sandbox PATCH waits before it is applied (past PATCHBAY_SKIPCALL_TIMEOUT / PATCHBAY_REVYOPS_TIMEOUT)"`
 }
 
 // Dev sandbox credentials, printed at start.
@@ -68,6 +73,15 @@ func RunDev(ctx context.Context, log *slog.Logger, dev DevConfig, wcfg app.Worke
 	sk, err := sandbox.NewSkipcall(sandbox.SkipcallConfig{APIKeys: []string{DevSkipcallKey}, RatePerMinute: dev.SkipcallRate, AutoCreate: true})
 	if err != nil {
 		return err
+	}
+	if dev.SandboxLateRate < 0 || dev.SandboxLateRate > 1 || dev.SandboxLateDelay < 0 {
+		return fmt.Errorf("dev: sandbox late rate %g must be in 0..1 and its delay not negative", dev.SandboxLateRate)
+	}
+	if dev.SandboxLateRate > 0 {
+		late := sandbox.Faults{LateRate: dev.SandboxLateRate, LateDelay: dev.SandboxLateDelay}
+		rv.SetFaults(late)
+		sk.SetFaults(late)
+		log.Warn("sandboxes apply a share of PATCHes late", "rate", dev.SandboxLateRate, "delay", dev.SandboxLateDelay)
 	}
 	rvLn, err := net.Listen("tcp", dev.RevyOpsAddr)
 	if err != nil {
