@@ -195,70 +195,114 @@ func TestEndedSessionLeavesItsKeysWhileTicketsAreOut(t *testing.T) {
 	})
 }
 
-// TestCloseLeavesKeysOnlyWhenNoWorkIsOut: Close with a solo delivery still
-// running leaves the member and solo keys to their TTL (the delivery's
-// fence holds until then); with nothing running it deletes them at once.
+// TestCloseLeavesKeysOnlyWhenNoWorkIsOut: Close with a delivery still
+// running (solo, or shared beside another member) leaves the keys covering
+// it to their TTL, and the delivery's fence where the last renewal left it;
+// with nothing running it deletes them at once.
 func TestCloseLeavesKeysOnlyWhenNoWorkIsOut(t *testing.T) {
-	ctx := natstest.Context(t)
-	emb := natstest.Server(t)
-	_, kv := bucket(t, ctx, emb)
-	const group = "skipcall"
-	a := join(t, emb, group)
-	waitMode(t, ctx, a, "solo")
-	tk, ok := a.Enter()
-	if !ok || !tk.Solo {
-		t.Fatalf("lone member: Enter = %+v, %v; want a solo ticket", tk, ok)
-	}
-	holder := soloHolder(t, ctx, kv, group)
-	a.Close(ctx)
-	if _, err := kv.Get(ctx, memberKey(group, holder)); err != nil {
-		t.Fatalf("member key after Close with a delivery running: %v, want it left to expire", err)
-	}
-	if got := soloHolder(t, ctx, kv, group); got != holder {
-		t.Fatalf("solo key names %q after Close with a delivery running, want %q", got, holder)
-	}
-	if tk.Fence().IsZero() {
-		t.Fatal("the running delivery's fence ended at Close, though its key is still held")
-	}
-	tk.Done()
-
-	b := join(t, emb, group)
-	waitMode(t, ctx, b, "solo") // once a's keys expired
-	holder = soloHolder(t, ctx, kv, group)
-	b.Close(ctx)
-	for _, k := range []string{memberKey(group, holder), soloKey(group)} {
-		if _, err := kv.Get(ctx, k); !errors.Is(err, jetstream.ErrKeyNotFound) {
-			t.Fatalf("%s after Close with nothing running: %v, want it deleted", k, err)
+	for _, solo := range []bool{true, false} {
+		name := "solo"
+		if !solo {
+			name = "shared"
 		}
+		t.Run(name, func(t *testing.T) {
+			ctx := natstest.Context(t)
+			emb := natstest.Server(t)
+			_, kv := bucket(t, ctx, emb)
+			const group = "skipcall"
+			if !solo {
+				if _, err := kv.Create(ctx, memberKey(group, "other"), nil, jetstream.KeyTTL(time.Minute)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// ownKeys returns the keys of the member that joined after
+			// the member keys before: its member key and, solo, the solo
+			// key.
+			ownKeys := func(before map[string]uint64) []string {
+				t.Helper()
+				if solo {
+					return []string{memberKey(group, soloHolder(t, ctx, kv, group)), soloKey(group)}
+				}
+				keys := memberKeys(t, ctx, kv, group)
+				for k := range before {
+					delete(keys, k)
+				}
+				if len(keys) != 1 {
+					t.Fatalf("member keys %v, want one besides %v", keys, before)
+				}
+				for k := range keys {
+					return []string{k}
+				}
+				return nil
+			}
+			for _, running := range []bool{true, false} {
+				before := memberKeys(t, ctx, kv, group)
+				m := join(t, emb, group)
+				waitMode(t, ctx, m, name) // for the second, once the first one's keys expired
+				tk, ok := m.Enter()
+				if !ok || tk.Solo != solo {
+					t.Fatalf("Enter = %+v, %v; want a ticket with Solo %v", tk, ok, solo)
+				}
+				keys := ownKeys(before)
+				if !running {
+					tk.Done()
+				}
+				m.Close(ctx)
+				for _, k := range keys {
+					_, err := kv.Get(ctx, k)
+					switch {
+					case running && err != nil:
+						t.Fatalf("%s after Close with a delivery running: %v, want it left to expire", k, err)
+					case !running && !errors.Is(err, jetstream.ErrKeyNotFound):
+						t.Fatalf("%s after Close with nothing running: %v, want it deleted", k, err)
+					}
+				}
+				if running {
+					if tk.Fence().IsZero() {
+						t.Fatal("the running delivery's fence ended at Close, though its key is still held")
+					}
+					tk.Done()
+				}
+			}
+		})
 	}
 }
 
 // TestMemberGoneWhileTheWatchWasDownIsSeen: while a member's watch is
 // down (its consumer deleted on the server; the client recreates it only
 // after missing heartbeats, resuming after the last message it had), the
-// other member leaves or its key expires, and the marker saying so is gone
-// by its own TTL before the watch resumes. The member must read the
-// group's keys again and take the solo lease, not stay shared for good.
+// other member leaves, its key expires, or it gives its solo lease up, and
+// the marker saying so is gone by its own TTL before the watch resumes.
+// The member must read the group's keys again, not stay shared or blocked
+// for good.
 func TestMemberGoneWhileTheWatchWasDownIsSeen(t *testing.T) {
-	for _, expires := range []bool{false, true} {
-		name := "left"
-		if expires {
-			name = "expired"
-		}
-		t.Run(name, func(t *testing.T) {
+	const group = "skipcall"
+	other := memberKey(group, "other")
+	for _, tc := range []struct {
+		name      string
+		ttl       time.Duration // of the other member's key, renewed until the watch is down
+		holds     bool          // the other member holds the solo lease
+		purge     []string      // keys purged (with a marker of a second) once the watch is down
+		from, end string        // the member's mode before and after
+	}{
+		{"left", time.Minute, false, []string{other}, "shared", "solo"},
+		{"expired", time.Second, false, nil, "shared", "solo"},
+		{"solo lease given up", time.Minute, true, []string{soloKey(group)}, "blocked", "shared"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			ctx := natstest.Context(t)
 			emb := natstest.Server(t)
 			js, kv := bucket(t, ctx, emb)
-			const group = "skipcall"
-			other := memberKey(group, "other")
-			ttl := time.Minute
-			if expires {
-				ttl = time.Second
-			}
-			if _, err := kv.Create(ctx, other, nil, jetstream.KeyTTL(ttl)); err != nil {
+			if _, err := kv.Create(ctx, other, nil, jetstream.KeyTTL(tc.ttl)); err != nil {
 				t.Fatal(err)
 			}
-			// The other member keeps its key alive until its end.
+			if tc.holds {
+				if _, err := kv.Create(ctx, soloKey(group), []byte("other"), jetstream.KeyTTL(time.Minute)); err != nil {
+					t.Fatal(err)
+				}
+			}
+			// The other member keeps its key alive until the watch is
+			// down.
 			alive := make(chan struct{})
 			renewed := make(chan struct{})
 			go func() {
@@ -270,14 +314,14 @@ func TestMemberGoneWhileTheWatchWasDownIsSeen(t *testing.T) {
 					case <-time.After(200 * time.Millisecond):
 					}
 					msg := &nats.Msg{Subject: "$KV." + lease.DefaultBucket + "." + other}
-					if _, err := js.PublishMsg(ctx, msg, jetstream.WithMsgTTL(ttl)); err != nil && ctx.Err() == nil {
+					if _, err := js.PublishMsg(ctx, msg, jetstream.WithMsgTTL(tc.ttl)); err != nil && ctx.Err() == nil {
 						t.Errorf("renew the other member's key: %v", err)
 						return
 					}
 				}
 			}()
 			a := join(t, emb, group)
-			waitMode(t, ctx, a, "shared")
+			waitMode(t, ctx, a, tc.from)
 
 			// a's watch goes down: its consumer is the stream's only one.
 			st, err := js.Stream(ctx, "KV_"+lease.DefaultBucket)
@@ -297,21 +341,27 @@ func TestMemberGoneWhileTheWatchWasDownIsSeen(t *testing.T) {
 			}
 			close(alive)
 			<-renewed
-			if !expires {
-				// Leaving as Close does: a marker that lives a second.
-				if err := kv.Purge(ctx, other, jetstream.PurgeTTL(time.Second)); err != nil {
+			gone := tc.purge
+			for _, k := range tc.purge {
+				// As Close and a solo holder handing over do.
+				if err := kv.Purge(ctx, k, jetstream.PurgeTTL(time.Second)); err != nil {
 					t.Fatal(err)
 				}
 			}
-			// Wait until not even the marker is left.
-			poll(t, ctx, "the other member's key and marker gone", func() bool {
-				_, err := st.GetLastMsgForSubject(ctx, "$KV."+lease.DefaultBucket+"."+other)
-				if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) && !strings.Contains(err.Error(), "not found") {
-					t.Fatal(err)
-				}
-				return err != nil
-			})
-			waitMode(t, ctx, a, "solo")
+			if tc.ttl == time.Second {
+				gone = append(gone, other)
+			}
+			// Wait until not even the markers are left.
+			for _, k := range gone {
+				poll(t, ctx, k+" and its marker gone", func() bool {
+					_, err := st.GetLastMsgForSubject(ctx, "$KV."+lease.DefaultBucket+"."+k)
+					if err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) && !strings.Contains(err.Error(), "not found") {
+						t.Fatal(err)
+					}
+					return err != nil
+				})
+			}
+			waitMode(t, ctx, a, tc.end)
 		})
 	}
 }
