@@ -82,6 +82,7 @@ func LoadConfig(extra ...EnvSpec) (*Config, error) {
 	}
 	c.Worker.Stream = c.Ingest.Stream
 	c.Worker.AdminAddr = c.admin.AdminAddr
+	c.Worker.ContactsBucket = c.Ingest.Ingest.ContactsBucket
 	c.Ingest.Admin, c.Worker.Admin = c.Admin, c.Admin
 	return c, nil
 }

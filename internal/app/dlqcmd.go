@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"text/tabwriter"
 	"time"
 
@@ -20,6 +21,8 @@ import (
 	"github.com/patchbay/patchbay/dlq"
 	"github.com/patchbay/patchbay/events"
 	"github.com/patchbay/patchbay/processor/lww"
+	"github.com/patchbay/patchbay/sources"
+	"github.com/patchbay/patchbay/stream"
 )
 
 // usageDLQ lists the dlq commands and their flags; dlqFlags defines the
@@ -87,41 +90,72 @@ func parseSeqs(args []string) ([]uint64, error) {
 	return seqs, nil
 }
 
-// NewDLQStore returns the dead-letter store of cfg's streams on js, which
-// looks unmapped letters up in the contact map and reports superseded
-// fields from the worker's per-field clocks.
-func NewDLQStore(cfg *Config, js jetstream.JetStream) *dlq.Store {
-	scfg := cfg.Ingest.Stream
+// NewDLQStore returns the dead-letter store of scfg's streams on js, which
+// looks unmapped letters up in the contact map in contactsBucket and reports
+// superseded fields from the worker's per-field clocks.
+func NewDLQStore(js jetstream.JetStream, scfg stream.Config, contactsBucket string) *dlq.Store {
 	store := dlq.NewStore(js, scfg.DLQStream, scfg.SubjectPrefix)
-	store.SetResolver(unmappedResolver(cfg, js))
-	store.SetClocks(&stateClocks{js: js, cfg: lww.StoreConfig{Bucket: scfg.KVBucket("STATE"), Replicas: scfg.Replicas, TTL: cfg.Worker.Worker.StateTTL}})
+	store.SetResolver(&sources.Resolver{
+		Prefix: scfg.SubjectPrefix,
+		Open: func(ctx context.Context) (*sources.ContactMap, error) {
+			return sources.OpenContactMap(ctx, js, contactsBucket, scfg.Replicas)
+		},
+	})
+	store.SetClocks(&stateClocks{js: js, bucket: scfg.KVBucket("STATE")})
 	return store
 }
 
 // stateClocks reads the worker's per-field clocks (processor/lww) to tell
-// a replay which fields a newer applied value has superseded. The bucket
-// is opened on first use, with the worker's settings.
+// a replay which fields a newer applied value has superseded. The bucket is
+// opened on first use with its own settings, so that reading it never
+// changes it; before any worker has created it, nothing is superseded.
 type stateClocks struct {
-	js    jetstream.JetStream
-	cfg   lww.StoreConfig
-	store *lww.Store
+	js     jetstream.JetStream
+	bucket string
+	mu     sync.Mutex
+	store  *lww.Store
+}
+
+// open returns the lww store over the existing bucket; nil if none yet.
+func (c *stateClocks) open(ctx context.Context) (*lww.Store, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.store != nil {
+		return c.store, nil
+	}
+	kv, err := c.js.KeyValue(ctx, c.bucket)
+	if errors.Is(err, jetstream.ErrBucketNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("state bucket %s: %w", c.bucket, err)
+	}
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("state bucket %s: %w", c.bucket, err)
+	}
+	cfg := lww.StoreConfig{Bucket: c.bucket, TTL: st.TTL(), Replicas: 1}
+	if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok {
+		cfg.Replicas = bs.StreamInfo().Config.Replicas
+	}
+	if c.store, err = lww.NewStore(ctx, c.js, cfg); err != nil {
+		return nil, err
+	}
+	return c.store, nil
 }
 
 // Superseded returns the fields of ev whose applied clock is at least as
 // new as ev's: the worker drops them (see lww.Filter).
 func (c *stateClocks) Superseded(ctx context.Context, ev *events.Event) ([]dlq.Superseded, error) {
-	if c.store == nil {
-		s, err := lww.NewStore(ctx, c.js, c.cfg)
-		if err != nil {
-			return nil, err
-		}
-		c.store = s
+	store, err := c.open(ctx)
+	if store == nil || err != nil {
+		return nil, err
 	}
 	fields, err := lww.Fields(ev.Target, ev.Patch)
 	if err != nil {
 		return nil, err
 	}
-	st, err := c.store.Get(ctx, ev.Target, ev.ContactID)
+	st, err := store.Get(ctx, ev.Target, ev.ContactID)
 	if err != nil {
 		return nil, err
 	}
@@ -155,7 +189,7 @@ func runDLQ(ctx context.Context, cfg *Config, args []string, out io.Writer) erro
 		return err
 	}
 	defer nc.Close()
-	return run(ctx, NewDLQStore(cfg, js), fs.Args(), out)
+	return run(ctx, NewDLQStore(js, cfg.Ingest.Stream, cfg.Ingest.Ingest.ContactsBucket), fs.Args(), out)
 }
 
 // dlqRun runs one dlq command once its flags are parsed.
