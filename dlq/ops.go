@@ -292,10 +292,10 @@ func (s *Store) Purge(ctx context.Context, sel Selection, opts PurgeOptions) (Pu
 			} else if err != nil {
 				return rep, err
 			}
-		} else if err := str.DeleteMsg(ctx, seq); errors.Is(err, jetstream.ErrMsgNotFound) {
+		} else if deleted, err := deleteLetter(ctx, str, seq); err != nil {
+			return rep, err
+		} else if !deleted {
 			continue
-		} else if err != nil {
-			return rep, fmt.Errorf("dlq: delete %d: %w", seq, err)
 		}
 		rep.Seqs = append(rep.Seqs, seq)
 		rep.Purged++
@@ -310,4 +310,23 @@ func knownReason(r Reason) bool {
 		return true
 	}
 	return false
+}
+
+// deleteLetter deletes the letter at seq; deleted is false when it was
+// gone already (JetStream answers a failed delete, without a code to tell
+// why, for a sequence already deleted: a look-up tells).
+func deleteLetter(ctx context.Context, str jetstream.Stream, seq uint64) (deleted bool, err error) {
+	err = str.DeleteMsg(ctx, seq)
+	if err == nil {
+		return true, nil
+	}
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return false, nil
+	}
+	if errors.Is(err, jetstream.ErrMsgDeleteUnsuccessful) {
+		if _, gerr := str.GetMsg(ctx, seq); errors.Is(gerr, jetstream.ErrMsgNotFound) {
+			return false, nil
+		}
+	}
+	return false, fmt.Errorf("dlq: delete %d: %w", seq, err)
 }

@@ -196,7 +196,7 @@ func (s *Store) publishThenDelete(ctx context.Context, msg *nats.Msg, id string,
 	if err != nil {
 		return fmt.Errorf("dlq: stream %s: %w", s.stream, err)
 	}
-	if err := str.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
+	if _, err := deleteLetter(ctx, str, seq); err != nil {
 		return fmt.Errorf("dlq: replayed %d but could not delete it: %w", seq, err)
 	}
 	return nil
