@@ -240,6 +240,9 @@ func dlqList(fs *flag.FlagSet, now func() time.Time) dlqRun {
 			}{sum, page.Letters, page.Next})
 		}
 		printSummary(out, sum)
+		if len(page.Letters) == 0 {
+			return nil
+		}
 		fmt.Fprintln(out)
 		if err := printLetters(out, page.Letters); err != nil {
 			return err
@@ -287,13 +290,17 @@ func dlqReplay(fs *flag.FlagSet, now func() time.Time) dlqRun {
 				return err
 			}
 		}
-		var tw *tabwriter.Writer
 		if !*asJSON {
-			tw = tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "SEQ\tOUTCOME\tTARGET\tCONTACT\tEVENT ID\tNOTE")
+			// Rows are printed as each letter is done (a capped replay of
+			// many letters takes a while), so the columns are fixed.
+			const row = "%-8v  %-12s  %-8s  %-36s  %-24s  %s\n"
+			head := false
 			opts.Progress = func(r dlq.ReplayResult) {
-				fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\n", r.Seq, r.Outcome, r.Target, r.ContactID, r.EventID, replayNote(r))
-				_ = tw.Flush()
+				if !head {
+					fmt.Fprintf(out, row, "SEQ", "OUTCOME", "TARGET", "CONTACT", "EVENT ID", "NOTE")
+					head = true
+				}
+				fmt.Fprintf(out, row, r.Seq, r.Outcome, orDash(r.Target), orDash(r.ContactID), orDash(r.EventID), replayNote(r))
 			}
 		}
 		rep, err := store.Replay(ctx, sel, opts)
@@ -313,7 +320,7 @@ func dlqReplay(fs *flag.FlagSet, now func() time.Time) dlqRun {
 		}
 		fmt.Fprintf(out, "%s %d, failed %d\n", verb, rep.Replayed, rep.Failed)
 		if err == nil && rep.Failed > 0 {
-			err = fmt.Errorf("dlq replay: %d letter(s) not replayed; they stay in the dead-letter stream", rep.Failed)
+			err = fmt.Errorf("dlq replay: %d letter(s) not replayed (see NOTE)", rep.Failed)
 		}
 		return err
 	}
