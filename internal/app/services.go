@@ -38,6 +38,9 @@ type WorkerConfig struct {
 	Skipcall  skipcall.Config
 	AdminAddr string
 	Admin     AdminConfig
+	// ContactsBucket is ingest's contact map, where the admin API's replay
+	// looks unmapped letters up again.
+	ContactsBucket string
 }
 
 // RunIngest runs the ingest service until ctx is done, then stops accepting
@@ -222,7 +225,8 @@ func RunWorker(ctx context.Context, log *slog.Logger, cfg WorkerConfig) error {
 	})
 	detail := func() any { return map[string]any{"targets": w.States()} }
 	g.Go(func() error {
-		return Admin{Addr: cfg.AdminAddr, Config: cfg.Admin, Registry: reg, Detail: detail}.Serve(gctx, log)
+		return Admin{Addr: cfg.AdminAddr, Config: cfg.Admin, Registry: reg, Detail: detail, Log: log,
+			DeadLetters: NewDLQStore(js, cfg.Stream, cfg.ContactsBucket)}.Serve(gctx, log)
 	})
 	return g.Wait()
 }
