@@ -74,7 +74,14 @@ type Admin struct {
 	// Detail, if set, makes /readyz answer JSON: {"ready", "reason",
 	// "detail"} with Detail's value (the worker's per-target state).
 	Detail func() any
+	// Console, if set, is served at ConsolePath. It authenticates by itself
+	// (a browser cannot send the bearer token: it signs in with the token
+	// once and holds a session cookie), so the token check here skips it.
+	Console http.Handler
 }
+
+// ConsolePath is where the admin listener serves the web console.
+const ConsolePath = "/console/"
 
 // Handler returns the admin listener's handler.
 func (a Admin) Handler() http.Handler {
@@ -116,6 +123,18 @@ func (a Admin) Handler() http.Handler {
 			_, _ = io.WriteString(w, "ready\n")
 		})
 	}
+	guarded := a.guard(mux)
+	if a.Console == nil {
+		return guarded
+	}
+	top := http.NewServeMux()
+	top.Handle(ConsolePath, a.Console)
+	top.Handle("/", guarded)
+	return top
+}
+
+// guard requires the admin token, when one is configured, on every path of h.
+func (a Admin) guard(mux http.Handler) http.Handler {
 	if a.Config.Token == "" {
 		return mux
 	}

@@ -191,8 +191,12 @@ func RunWorker(ctx context.Context, log *slog.Logger, cfg WorkerConfig) error {
 		return err
 	})
 	detail := func() any { return map[string]any{"targets": w.States()} }
+	con, err := NewConsole(log, cfg.Stream, cfg.Admin, js, w, nil)
+	if err != nil {
+		return err
+	}
 	g.Go(func() error {
-		return Admin{Addr: cfg.AdminAddr, Config: cfg.Admin, Registry: reg, Detail: detail}.Serve(gctx, log)
+		return Admin{Addr: cfg.AdminAddr, Config: cfg.Admin, Registry: reg, Detail: detail, Console: con}.Serve(gctx, log)
 	})
 	return g.Wait()
 }
