@@ -248,7 +248,7 @@ func runDLQ(ctx context.Context, cfg *Config, args []string, out io.Writer) erro
 		if err := fs.Parse(args[1:]); err != nil {
 			return err
 		}
-		letters, err := store.List(ctx, *subject, *limit)
+		letters, err := store.ListSubject(ctx, *subject, *limit)
 		if err != nil {
 			return err
 		}
@@ -273,7 +273,7 @@ func runDLQ(ctx context.Context, cfg *Config, args []string, out io.Writer) erro
 			if err != nil {
 				return fmt.Errorf("dlq replay: %q is not a sequence number", a)
 			}
-			if err := store.Replay(ctx, seq, data); err != nil {
+			if err := store.ReplayOne(ctx, seq, data); err != nil {
 				return err
 			}
 			fmt.Fprintf(out, "replayed %d\n", seq)
