@@ -21,11 +21,10 @@ func NewConsole(log *slog.Logger, scfg stream.Config, admin AdminConfig, js jets
 		store.SetResolver(resolver)
 	}
 	return console.New(console.Config{
-		Token:         admin.Token.Reveal(),
-		Path:          ConsolePath,
-		Letters:       console.StoreLetters{Store: store, JS: js, Stream: scfg.DLQStream, Prefix: scfg.SubjectPrefix},
-		Targets:       console.WorkerTargets{States: w.States, JS: js, Stream: scfg.EventsStream},
-		SubjectPrefix: scfg.SubjectPrefix,
-		Log:           log,
+		Token:   admin.Token.Reveal(),
+		Path:    ConsolePath,
+		Letters: store,
+		Targets: console.WorkerTargets{States: w.States, JS: js, Stream: scfg.EventsStream},
+		Log:     log,
 	})
 }

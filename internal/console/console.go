@@ -58,14 +58,14 @@ type Config struct {
 	Letters Letters
 	// Targets reports the targets' states (nil: the section is left out).
 	Targets Targets
-	// SubjectPrefix is the events' subject prefix, to check that an edited
-	// event still goes to its letter's subject.
-	SubjectPrefix string
 	// SessionTTL is how long a sign-in lasts (default 12h).
 	SessionTTL time.Duration
 	// PageSize is the number of letters per page (default 50).
 	PageSize int
-	Log      *slog.Logger
+	// ReplayRate caps a bulk replay, in letters per second (default 100),
+	// so that replaying many letters does not exceed a provider's limit.
+	ReplayRate float64
+	Log        *slog.Logger
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -94,7 +94,10 @@ func New(cfg Config) (*Console, error) {
 		cfg.SessionTTL = 12 * time.Hour
 	}
 	if cfg.PageSize <= 0 {
-		cfg.PageSize = 50
+		cfg.PageSize = dlq.DefaultLimit
+	}
+	if cfg.ReplayRate <= 0 {
+		cfg.ReplayRate = 100
 	}
 	if cfg.Log == nil {
 		cfg.Log = slog.New(slog.DiscardHandler)
@@ -240,17 +243,12 @@ func safeNext(base, next string) string {
 // overview shows the targets and the summary of every letter.
 func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
 	ctx := r.Context()
-	data := map[string]any{}
-	counts, err := c.cfg.Letters.Summary(ctx, Query{})
+	sum, err := c.cfg.Letters.Summary(ctx, dlq.Filter{})
 	if err != nil {
 		c.fail(w, r, http.StatusBadGateway, "reading the dead letters: "+err.Error())
 		return
 	}
-	total := 0
-	for _, n := range counts {
-		total += n.N
-	}
-	data["Summary"], data["Total"] = counts, total
+	data := map[string]any{"Summary": sum}
 	if c.cfg.Targets != nil {
 		ts, err := c.cfg.Targets.TargetStates(ctx)
 		if err != nil {
@@ -264,21 +262,20 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request) {
 // list shows one page of the letters the filter selects.
 func (c *Console) list(w http.ResponseWriter, r *http.Request) {
 	f, problems := parseFilter(r.URL.Query())
-	q := f.query()
-	q.Limit = c.cfg.PageSize
 	data := map[string]any{"Filter": f, "Problems": problems, "Done": doneMessage(r.URL.Query())}
 	if len(problems) == 0 {
-		page, err := c.cfg.Letters.List(r.Context(), q)
+		ctx := r.Context()
+		page, err := c.cfg.Letters.List(ctx, f.dlqFilter(), dlq.Page{Before: f.Before, Limit: c.cfg.PageSize})
 		if err != nil {
 			c.fail(w, r, http.StatusBadGateway, "reading the dead letters: "+err.Error())
 			return
 		}
-		counts, err := c.cfg.Letters.Summary(r.Context(), q)
+		sum, err := c.cfg.Letters.Summary(ctx, f.dlqFilter())
 		if err != nil {
 			c.fail(w, r, http.StatusBadGateway, "reading the dead letters: "+err.Error())
 			return
 		}
-		data["Page"], data["Summary"] = page, counts
+		data["Page"], data["Summary"] = page, sum
 		if page.Next != 0 {
 			data["NextURL"] = f.url(c.cfg.Path+"letters", page.Next)
 		}
@@ -305,7 +302,7 @@ func (c *Console) letter(w http.ResponseWriter, r *http.Request) (dlq.Letter, bo
 		c.fail(w, r, http.StatusNotFound, "no such dead letter")
 		return dlq.Letter{}, false
 	}
-	l, err := c.cfg.Letters.Get(r.Context(), seq)
+	l, err := c.cfg.Letters.Show(r.Context(), seq)
 	if errors.Is(err, dlq.ErrNotFound) {
 		c.fail(w, r, http.StatusNotFound, fmt.Sprintf("dead letter %d is not in the stream (replayed or purged already?)", seq))
 		return dlq.Letter{}, false
@@ -317,7 +314,8 @@ func (c *Console) letter(w http.ResponseWriter, r *http.Request) (dlq.Letter, bo
 	return l, true
 }
 
-// confirm shows the confirmation step of replay or purge, or the edit form.
+// confirm shows the confirmation step of replay (with a dry run that names
+// the fields already superseded) or purge, or the edit form.
 func (c *Console) confirm(w http.ResponseWriter, r *http.Request) {
 	action := r.PathValue("action")
 	if action != "replay" && action != "purge" && action != "edit" {
@@ -332,7 +330,14 @@ func (c *Console) confirm(w http.ResponseWriter, r *http.Request) {
 		c.render(w, r, http.StatusOK, "edit", map[string]any{"L": view(l), "Form": newEditForm(l)})
 		return
 	}
-	c.render(w, r, http.StatusOK, "confirm", map[string]any{"L": view(l), "Action": action})
+	data := map[string]any{"L": view(l), "Action": action}
+	if action == "replay" {
+		rep, err := c.cfg.Letters.Replay(r.Context(), dlq.Selection{Seqs: []uint64{l.DLQSeq}}, dlq.ReplayOptions{DryRun: true})
+		if err == nil && len(rep.Results) == 1 {
+			data["DryRun"] = rep.Results[0]
+		}
+	}
+	c.render(w, r, http.StatusOK, "confirm", data)
 }
 
 // act replays, purges or edits and replays one letter.
@@ -348,29 +353,54 @@ func (c *Console) act(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	var err error
+	one := dlq.Selection{Seqs: []uint64{l.DLQSeq}}
 	switch action {
-	case "replay":
-		err = c.cfg.Letters.Replay(ctx, l.DLQSeq, nil)
 	case "purge":
-		err = c.cfg.Letters.Purge(ctx, l.DLQSeq)
-	case "edit":
-		form := editFormFrom(l, r.PostForm)
-		data, problems := form.event(c.cfg.SubjectPrefix, l)
-		if problems != nil {
-			form.Problems = problems
-			c.render(w, r, http.StatusUnprocessableEntity, "edit", map[string]any{"L": view(l), "Form": form})
+		if _, err := c.cfg.Letters.Purge(ctx, one, dlq.PurgeOptions{}); err != nil {
+			c.fail(w, r, http.StatusBadGateway, fmt.Sprintf("purge of dead letter %d failed: %v", l.DLQSeq, err))
 			return
 		}
-		err = c.cfg.Letters.Replay(ctx, l.DLQSeq, data)
-		action = "replay"
-	}
-	if err != nil {
-		c.fail(w, r, http.StatusBadGateway, fmt.Sprintf("%s of dead letter %d failed: %v", action, l.DLQSeq, err))
-		return
+	case "replay", "edit":
+		var opts dlq.ReplayOptions
+		if action == "edit" {
+			form := editFormFrom(l, r.PostForm)
+			data, ok := form.build()
+			if ok {
+				opts.Edit = data
+				_, err := c.cfg.Letters.Replay(ctx, one, opts)
+				if errors.Is(err, dlq.ErrInvalidEdit) || errors.Is(err, dlq.ErrBadRequest) {
+					form.place(err)
+					ok = false
+				} else if err != nil {
+					c.fail(w, r, http.StatusBadGateway, fmt.Sprintf("replay of dead letter %d failed: %v", l.DLQSeq, err))
+					return
+				}
+			}
+			if !ok {
+				c.render(w, r, http.StatusUnprocessableEntity, "edit", map[string]any{"L": view(l), "Form": form})
+				return
+			}
+			action = "replay"
+			break
+		}
+		rep, err := c.cfg.Letters.Replay(ctx, one, opts)
+		if err == nil && rep.Failed > 0 {
+			err = errors.New(rep.Results[0].Error)
+		}
+		if err != nil {
+			c.fail(w, r, http.StatusBadGateway, fmt.Sprintf("replay of dead letter %d failed: %v", l.DLQSeq, err))
+			return
+		}
 	}
 	c.cfg.Log.Info("console: dead letter "+action+"ed", "dlq_seq", l.DLQSeq, "event_id", l.EventID, "target", l.Target)
 	http.Redirect(w, r, c.cfg.Path+"letters?done="+action+"&n=1", http.StatusSeeOther)
+}
+
+// selection is what a bulk action acts on: the filter's letters, or every
+// letter when the filter is empty (the confirmation page says so).
+func selection(f filter) dlq.Selection {
+	df := f.dlqFilter()
+	return dlq.Selection{Filter: df, All: df.IsZero()}
 }
 
 // bulkConfirm shows how many letters the filter selects before a bulk
@@ -387,21 +417,17 @@ func (c *Console) bulkConfirm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	f.Before = 0
-	counts, err := c.cfg.Letters.Summary(r.Context(), f.query())
+	sum, err := c.cfg.Letters.Summary(r.Context(), f.dlqFilter())
 	if err != nil {
 		c.fail(w, r, http.StatusBadGateway, "reading the dead letters: "+err.Error())
 		return
 	}
-	n := 0
-	for _, k := range counts {
-		n += k.N
-	}
-	c.render(w, r, http.StatusOK, "bulk", map[string]any{"Action": action, "Filter": f, "N": n, "Summary": counts})
+	c.render(w, r, http.StatusOK, "bulk", map[string]any{"Action": action, "Filter": f, "Summary": sum, "Rate": c.cfg.ReplayRate})
 }
 
-// bulkAct replays or purges every letter the posted filter selects, page
-// by page. What was done before an error stays done, and a re-run picks up
-// the rest: replay and purge remove each letter as they go.
+// bulkAct replays or purges every letter the posted filter selects. What
+// was done before an error or an interruption stays done, nothing is
+// enqueued twice, and a re-run picks up the rest.
 func (c *Console) bulkAct(w http.ResponseWriter, r *http.Request) {
 	action := r.PathValue("action")
 	if action != "replay" && action != "purge" {
@@ -415,34 +441,23 @@ func (c *Console) bulkAct(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	ctx := r.Context()
-	q := f.query()
-	q.Before, q.Limit = 0, 500
-	done := 0
-	for {
-		page, err := c.cfg.Letters.List(ctx, q)
-		if err != nil {
-			c.fail(w, r, http.StatusBadGateway, fmt.Sprintf("%s stopped after %d letters: %v", action, done, err))
-			return
-		}
-		for _, l := range page.Letters {
-			if action == "replay" {
-				err = c.cfg.Letters.Replay(ctx, l.DLQSeq, nil)
-			} else {
-				err = c.cfg.Letters.Purge(ctx, l.DLQSeq)
-			}
-			if err != nil {
-				c.fail(w, r, http.StatusBadGateway, fmt.Sprintf("%s stopped after %d letters, at %d: %v", action, done, l.DLQSeq, err))
-				return
-			}
-			done++
-		}
-		if page.Next == 0 {
-			break
-		}
-		q.Before = page.Next
+	var n, failed int
+	var err error
+	if action == "replay" {
+		var rep dlq.ReplayReport
+		rep, err = c.cfg.Letters.Replay(ctx, selection(f), dlq.ReplayOptions{RateCap: c.cfg.ReplayRate})
+		n, failed = rep.Replayed, rep.Failed
+	} else {
+		var rep dlq.PurgeReport
+		rep, err = c.cfg.Letters.Purge(ctx, selection(f), dlq.PurgeOptions{})
+		n = rep.Purged
 	}
-	c.cfg.Log.Info("console: bulk "+action, "letters", done)
-	http.Redirect(w, r, c.cfg.Path+"letters?done="+action+"&n="+strconv.Itoa(done), http.StatusSeeOther)
+	if err != nil {
+		c.fail(w, r, http.StatusBadGateway, fmt.Sprintf("%s stopped after %d letters: %v", action, n, err))
+		return
+	}
+	c.cfg.Log.Info("console: bulk "+action, "letters", n, "failed", failed)
+	http.Redirect(w, r, fmt.Sprintf("%sletters?done=%s&n=%d&failed=%d", c.cfg.Path, action, n, failed), http.StatusSeeOther)
 }
 
 // doneMessage reads the outcome a redirect after an action carries.
@@ -453,7 +468,11 @@ func doneMessage(v url.Values) string {
 	}
 	switch v.Get("done") {
 	case "replay":
-		return fmt.Sprintf("Replayed %d dead letter(s).", n)
+		msg := fmt.Sprintf("Replayed %d dead letter(s).", n)
+		if f, _ := strconv.Atoi(v.Get("failed")); f > 0 {
+			msg += fmt.Sprintf(" %d could not be replayed and stay: open them for the reason.", f)
+		}
+		return msg
 	case "purge":
 		return fmt.Sprintf("Purged %d dead letter(s).", n)
 	}

@@ -108,33 +108,9 @@ func editFormFrom(l dlq.Letter, v url.Values) *editForm {
 	return f
 }
 
-// event builds the corrected event and validates it exactly as ingest
-// would (events.Decode, which holds a stored message to the request
-// rules). It returns the event in its stored form, or the problems, which
-// it also records on the form.
-func (f *editForm) event(prefix string, l dlq.Letter) ([]byte, []string) {
-	data, ok := f.build()
-	if !ok {
-		return nil, f.Problems
-	}
-	e, err := events.Decode(data)
-	if err != nil {
-		f.place(err)
-		return nil, f.allProblems()
-	}
-	if l.Subject != "" && l.Reason != dlq.ReasonUnmapped && e.Subject(prefix) != l.Subject {
-		f.Problems = append(f.Problems, "the event's target and contact must stay those of the letter ("+l.Subject+")")
-		return nil, f.Problems
-	}
-	out, err := e.Marshal()
-	if err != nil {
-		f.Problems = append(f.Problems, err.Error())
-		return nil, f.Problems
-	}
-	return out, nil
-}
-
-// build assembles the event's JSON from the form.
+// build assembles the event's JSON from the form; ok is false, with the
+// problems on the form, when a JSON input does not parse. The event is
+// validated by the dlq package's Replay, as ingest validates a webhook.
 func (f *editForm) build() ([]byte, bool) {
 	if f.Raw {
 		return []byte(f.RawText), true
@@ -240,17 +216,6 @@ func (f *editForm) inputFor(field string) string {
 		}
 	}
 	return ""
-}
-
-// allProblems lists every problem, the placed ones included, for callers
-// that only need to know there were some.
-func (f *editForm) allProblems() []string {
-	out := slices.Clone(f.Problems)
-	for k, v := range f.FieldProblems {
-		out = append(out, k+": "+v)
-	}
-	slices.Sort(out)
-	return out
 }
 
 // pretty indents JSON, or returns data as text when it is not JSON.

@@ -64,16 +64,21 @@ func parseFilter(v url.Values) (filter, map[string]string) {
 		f.Before = n
 	}
 	if len(problems) == 0 {
+		if err := f.dlqFilter().Validate(); err != nil {
+			problems["filter"] = err.Error()
+		}
+	}
+	if len(problems) == 0 {
 		problems = nil
 	}
 	return f, problems
 }
 
-// query is the filter as a Query.
-func (f filter) query() Query {
-	return Query{
-		Target: f.Target, Contact: f.Contact, Reason: dlq.Reason(f.Reason), Status: f.status,
-		ErrorCode: f.ErrorCode, Since: f.since, Until: f.until, Before: f.Before,
+// dlqFilter is the filter as the dlq package's Filter.
+func (f filter) dlqFilter() dlq.Filter {
+	return dlq.Filter{
+		Target: f.Target, ContactID: f.Contact, Reason: dlq.Reason(f.Reason), Status: f.status,
+		ErrorCode: f.ErrorCode, Since: f.since, Until: f.until,
 	}
 }
 

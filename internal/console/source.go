@@ -7,51 +7,15 @@ import (
 	"github.com/patchbay/patchbay/dlq"
 )
 
-// Query selects dead letters: every non-zero field must match. Pages run
-// newest first; Before is the cursor (only letters with a smaller DLQ
-// sequence), 0 for the first page.
-type Query struct {
-	Target    string
-	Contact   string // the contact id at the target, or the source's contact id of an unmapped letter
-	Reason    dlq.Reason
-	Status    int
-	ErrorCode string
-	Since     time.Time // dead-lettered at or after
-	Until     time.Time // dead-lettered before
-	Before    uint64
-	Limit     int
-}
-
-// Page is one page of a listing, newest first. Next is the cursor of the
-// following page (0: this is the last).
-type Page struct {
-	Letters []dlq.Letter
-	Next    uint64
-}
-
-// Count is how many letters match a query for one reason and target.
-type Count struct {
-	Reason dlq.Reason
-	Target string
-	N      int
-}
-
-// Letters is what the console needs of the dead-letter stream. The dlq
-// package's store satisfies it through an adapter; tests use the same.
+// Letters is what the console needs of the dead-letter stream: the dlq
+// package's operator API, which the CLI and the admin API use too, so the
+// three show one model. *dlq.Store satisfies it.
 type Letters interface {
-	// List returns one page of the letters q selects, newest first.
-	List(ctx context.Context, q Query) (Page, error)
-	// Summary counts the letters q selects (ignoring Before and Limit) by
-	// reason and target.
-	Summary(ctx context.Context, q Query) ([]Count, error)
-	// Get returns the letter at DLQ sequence seq, or an error wrapping
-	// dlq.ErrNotFound.
-	Get(ctx context.Context, seq uint64) (dlq.Letter, error)
-	// Replay puts the letter back on its original subject (with data
-	// instead of its payload when data is not nil) and removes it.
-	Replay(ctx context.Context, seq uint64, data []byte) error
-	// Purge removes the letter for good.
-	Purge(ctx context.Context, seq uint64) error
+	List(ctx context.Context, f dlq.Filter, page dlq.Page) (dlq.ListResult, error)
+	Summary(ctx context.Context, f dlq.Filter) (dlq.Summary, error)
+	Show(ctx context.Context, seq uint64) (dlq.Letter, error)
+	Replay(ctx context.Context, sel dlq.Selection, opts dlq.ReplayOptions) (dlq.ReplayReport, error)
+	Purge(ctx context.Context, sel dlq.Selection, opts dlq.PurgeOptions) (dlq.PurgeReport, error)
 }
 
 // TargetState is one target as the console shows it.

@@ -25,9 +25,6 @@ type header struct{ Name, Value string }
 // letter carries, in the order the dlq package writes them.
 func view(l dlq.Letter) letterView {
 	v := letterView{Letter: l, Contact: contactOf(l), Payload: pretty(l.Data)}
-	if v.Contact == "" {
-		v.Contact = l.SourceContactID
-	}
 	tm := func(t time.Time) string {
 		if t.IsZero() {
 			return ""
@@ -66,11 +63,20 @@ func view(l dlq.Letter) letterView {
 	return v
 }
 
+// contactOf is the letter's contact: at the target, or at the source for
+// an unmapped letter.
+func contactOf(l dlq.Letter) string {
+	if c := l.ContactID(); c != "" {
+		return c
+	}
+	return l.SourceContactID
+}
+
 // parsePages parses every page with the layout; base is the console's path.
 func parsePages(base string) (map[string]*template.Template, error) {
 	funcs := template.FuncMap{
 		"base":    func() string { return base },
-		"contact": func(l dlq.Letter) string { return view(l).Contact },
+		"contact": contactOf,
 		"reasons": func() []dlq.Reason {
 			return []dlq.Reason{dlq.ReasonRejected, dlq.ReasonExhausted, dlq.ReasonInvalid, dlq.ReasonMaxDeliveries, dlq.ReasonUnmapped}
 		},
