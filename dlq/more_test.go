@@ -64,6 +64,30 @@ func TestListPagesOldestFirst(t *testing.T) {
 	if ls, err := store.ListSubject(ctx, "contacts.dlq.skipcall.c7", 10); err != nil || len(ls) != 1 || ls[0].StreamSeq != 7 {
 		t.Fatalf("filtered List gave %+v (err %v), want only the letter of c7", ls, err)
 	}
+	// Newest first, across the backward windows of sequences List reads.
+	if res, err := store.List(ctx, dlq.Filter{ContactID: "c7"}, dlq.Page{Limit: 5}); err != nil || len(res.Letters) != 1 || res.Letters[0].DLQSeq != 7 || res.Next != 0 {
+		t.Fatalf("List(contact c7) gave %+v (err %v), want the letter at 7 and no next page", res, err)
+	}
+	want := uint64(n)
+	for page := (dlq.Page{Limit: 120}); ; {
+		res, err := store.List(ctx, dlq.Filter{}, page)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range res.Letters {
+			if l.DLQSeq != want {
+				t.Fatalf("page from %d: letter %d, want %d (newest first, none skipped)", page.Before, l.DLQSeq, want)
+			}
+			want--
+		}
+		if res.Next == 0 {
+			break
+		}
+		page.Before = res.Next
+	}
+	if want != 0 {
+		t.Fatalf("pages ended above sequence %d", want)
+	}
 }
 
 // TestReplayRepeatedEnqueuesOnce: a replay repeated after a crash between

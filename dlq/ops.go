@@ -21,6 +21,8 @@ func (f Filter) Validate() error {
 		return fmt.Errorf("%w: target %q is not a subject token", ErrBadRequest, f.Target)
 	case f.ContactID != "" && !stream.KeyToken(f.ContactID):
 		return fmt.Errorf("%w: contact id %q is not a subject token", ErrBadRequest, f.ContactID)
+	case f.Reason != "" && !knownReason(f.Reason):
+		return fmt.Errorf("%w: reason %q is not one of invalid, rejected, retries_exhausted, max_deliveries, unmapped", ErrBadRequest, f.Reason)
 	case f.Status < 0 || f.Status > 999:
 		return fmt.Errorf("%w: status %d is not an HTTP status", ErrBadRequest, f.Status)
 	case !f.Since.IsZero() && !f.Until.IsZero() && !f.Until.After(f.Since):
@@ -299,4 +301,13 @@ func (s *Store) Purge(ctx context.Context, sel Selection, opts PurgeOptions) (Pu
 		rep.Purged++
 	}
 	return rep, nil
+}
+
+// knownReason reports whether r is one of the Reason constants.
+func knownReason(r Reason) bool {
+	switch r {
+	case ReasonInvalid, ReasonRejected, ReasonExhausted, ReasonMaxDeliveries, ReasonUnmapped:
+		return true
+	}
+	return false
 }

@@ -12,14 +12,9 @@ import (
 )
 
 // NewConsole returns the web console a worker serves on its admin
-// listener at ConsolePath: the dead letters of scfg's DLQ stream, and the
-// state and lag of w's targets. resolver (may be nil) lets it replay
-// unmapped letters.
-func NewConsole(log *slog.Logger, scfg stream.Config, admin AdminConfig, js jetstream.JetStream, w *processor.Worker, resolver dlq.Resolver) (*console.Console, error) {
-	store := dlq.NewStore(js, scfg.DLQStream, scfg.SubjectPrefix)
-	if resolver != nil {
-		store.SetResolver(resolver)
-	}
+// listener at ConsolePath: the dead letters of store (NewDLQStore), and the
+// state and lag of w's targets, whose consumers read scfg's events stream.
+func NewConsole(log *slog.Logger, store *dlq.Store, scfg stream.Config, admin AdminConfig, js jetstream.JetStream, w *processor.Worker) (*console.Console, error) {
 	return console.New(console.Config{
 		Token:   admin.Token.Reveal(),
 		Path:    ConsolePath,

@@ -38,6 +38,9 @@ type WorkerConfig struct {
 	Skipcall  skipcall.Config
 	AdminAddr string
 	Admin     AdminConfig
+	// ContactsBucket is ingest's contact map, where the admin API's replay
+	// looks unmapped letters up again.
+	ContactsBucket string
 }
 
 // RunIngest runs the ingest service until ctx is done, then stops accepting
@@ -191,12 +194,14 @@ func RunWorker(ctx context.Context, log *slog.Logger, cfg WorkerConfig) error {
 		return err
 	})
 	detail := func() any { return map[string]any{"targets": w.States()} }
-	con, err := NewConsole(log, cfg.Stream, cfg.Admin, js, w, nil)
+	store := NewDLQStore(js, cfg.Stream, cfg.ContactsBucket)
+	con, err := NewConsole(log, store, cfg.Stream, cfg.Admin, js, w)
 	if err != nil {
 		return err
 	}
 	g.Go(func() error {
-		return Admin{Addr: cfg.AdminAddr, Config: cfg.Admin, Registry: reg, Detail: detail, Console: con}.Serve(gctx, log)
+		return Admin{Addr: cfg.AdminAddr, Config: cfg.Admin, Registry: reg, Detail: detail, Log: log,
+			DeadLetters: store, Console: con}.Serve(gctx, log)
 	})
 	return g.Wait()
 }

@@ -90,7 +90,7 @@ func TestBrowserRoundTrip(t *testing.T) {
 	t.Cleanup(func() { stop(); <-done })
 
 	// The console on an admin listener with a token, as the worker serves it.
-	con, err := app.NewConsole(s.Log, s.Stream, app.AdminConfig{Token: token}, s.JS, w, nil)
+	con, err := app.NewConsole(s.Log, app.NewDLQStore(s.JS, s.Stream, ""), s.Stream, app.AdminConfig{Token: token}, s.JS, w)
 	if err != nil {
 		t.Fatal(err)
 	}

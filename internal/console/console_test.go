@@ -274,6 +274,13 @@ func TestConsoleSignIn(t *testing.T) {
 	if code, _, _ := do(t, client(t), "GET", adm.URL+"/metrics", nil, nil); code != http.StatusUnauthorized {
 		t.Fatalf("admin listener /metrics without the token: %d", code)
 	}
+	// Off loopback without a token, the console is not served at all (the
+	// Host header a client sends proves nothing).
+	open := httptest.NewServer(app.Admin{Addr: ":9091", Registry: app.NewRegistry(), Console: con}.Handler())
+	t.Cleanup(open.Close)
+	if code, _, _ := do(t, client(t), "GET", open.URL+"/console/letters", nil, nil); code != http.StatusForbidden {
+		t.Fatalf("console on :9091 without a token: %d, want 403", code)
+	}
 }
 
 // TestConsoleWithoutTokenIsLoopbackOnly: without an admin token a visit

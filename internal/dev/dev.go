@@ -111,7 +111,8 @@ func RunDev(ctx context.Context, log *slog.Logger, dev DevConfig, wcfg app.Worke
 	if err := app.MountSources(ctx, log.With("service", "ingest"), h, icfg, js, reg); err != nil {
 		return err
 	}
-	con, err := app.NewConsole(log.With("service", "console"), scfg, app.AdminConfig{}, js, w, nil)
+	store := app.NewDLQStore(js, scfg, icfg.Ingest.ContactsBucket)
+	con, err := app.NewConsole(log.With("service", "console"), store, scfg, app.AdminConfig{}, js, w)
 	if err != nil {
 		return err
 	}
