@@ -224,9 +224,14 @@ func RunWorker(ctx context.Context, log *slog.Logger, cfg WorkerConfig) error {
 		return err
 	})
 	detail := func() any { return map[string]any{"targets": w.States()} }
+	store := NewDLQStore(js, cfg.Stream, cfg.ContactsBucket)
+	con, err := NewConsole(log, store, cfg.Stream, cfg.Admin, js, w)
+	if err != nil {
+		return err
+	}
 	g.Go(func() error {
 		return Admin{Addr: cfg.AdminAddr, Config: cfg.Admin, Registry: reg, Detail: detail, Log: log,
-			DeadLetters: NewDLQStore(js, cfg.Stream, cfg.ContactsBucket)}.Serve(gctx, log)
+			DeadLetters: store, Console: con}.Serve(gctx, log)
 	})
 	return g.Wait()
 }

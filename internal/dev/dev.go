@@ -125,7 +125,12 @@ func RunDev(ctx context.Context, log *slog.Logger, dev DevConfig, wcfg app.Worke
 	if err := app.MountSources(ctx, log.With("service", "ingest"), h, icfg, js, reg); err != nil {
 		return err
 	}
-	admin := app.Admin{Addr: dev.AdminAddr, Config: app.AdminConfig{PProf: true}, Registry: reg, Ready: h.Ready}
+	store := app.NewDLQStore(js, scfg, icfg.Ingest.ContactsBucket)
+	con, err := app.NewConsole(log.With("service", "console"), store, scfg, app.AdminConfig{}, js, w)
+	if err != nil {
+		return err
+	}
+	admin := app.Admin{Addr: dev.AdminAddr, Config: app.AdminConfig{PProf: true}, Registry: reg, Ready: h.Ready, Console: con}
 
 	g, gctx := errgroup.WithContext(ctx)
 	sandboxServer := func(h http.Handler) *http.Server {
@@ -144,7 +149,8 @@ patchbay dev is running (Ctrl-C to stop)
   sandbox Skipcall:  http://%s   (Authorization: Bearer %s)
   NATS JetStream:    %s   (streams %s, %s)
   metrics, pprof:    http://%s/metrics
-`, ingLn.Addr(), dev.Token, rvLn.Addr(), DevRevyOpsKey, skLn.Addr(), DevSkipcallKey, emb.ClientURL(), scfg.EventsStream, scfg.DLQStream, dev.AdminAddr)
+  console:           http://%s%s
+`, ingLn.Addr(), dev.Token, rvLn.Addr(), DevRevyOpsKey, skLn.Addr(), DevSkipcallKey, emb.ClientURL(), scfg.EventsStream, scfg.DLQStream, dev.AdminAddr, dev.AdminAddr, app.ConsolePath)
 
 	err = g.Wait()
 	if errors.Is(err, context.Canceled) {
