@@ -49,6 +49,11 @@ func Connect(ctx context.Context, log *slog.Logger, scfg stream.Config, name str
 		if nc == nil {
 			nc, err = stream.Connect(ctx, scfg.URL, scfg.CredsFile, name,
 				nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+					if err == nil {
+						// Close or Drain: our own shutdown, not a fault.
+						log.Debug("NATS connection closed")
+						return
+					}
 					log.Warn("NATS disconnected", "err", redact.URLError(err, scfg.URL))
 				}),
 				// ConnectedUrlRedacted masks a password but keeps a token.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"net"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -48,24 +49,35 @@ func RunIngest(ctx context.Context, log *slog.Logger, cfg IngestConfig, ln net.L
 	if err := errors.Join(cfg.Admin.Validate(cfg.Ingest.AdminAddr), cfg.Ingest.Validate()); err != nil {
 		return err
 	}
+	// Listen before waiting for NATS, so a port in use fails at once.
+	if ln == nil {
+		var err error
+		if ln, err = listen(cfg.Ingest.Addr, "ingest", "PATCHBAY_INGEST_ADDR"); err != nil {
+			return err
+		}
+	}
 	nc, js, err := Connect(ctx, log, cfg.Stream, "patchbay-ingest")
 	if err != nil {
+		_ = ln.Close()
 		return err
 	}
 	defer nc.Close()
 	reg := NewRegistry()
 	h, err := ingest.New(cfg.Ingest, js, cfg.Stream.EventsStream, cfg.Stream.SubjectPrefix, log, reg)
 	if err != nil {
+		_ = ln.Close()
 		return err
 	}
 	defer func() { _ = h.Close() }()
 	if err := MountSources(ctx, log, h, cfg, js, reg); err != nil {
+		_ = ln.Close()
 		return err
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return ServeIngest(gctx, log, cfg, h, ln, nc) })
 	g.Go(func() error {
-		return Admin{Addr: cfg.Ingest.AdminAddr, Config: cfg.Admin, Registry: reg, Ready: h.Ready}.Serve(gctx, log)
+		err := Admin{Addr: cfg.Ingest.AdminAddr, Config: cfg.Admin, Registry: reg, Ready: h.Ready}.Serve(gctx, log)
+		return explainAddrInUse(err, cfg.Ingest.AdminAddr, "PATCHBAY_INGEST_ADMIN_ADDR")
 	})
 	return g.Wait()
 }
@@ -76,8 +88,8 @@ func RunIngest(ctx context.Context, log *slog.Logger, cfg IngestConfig, ln net.L
 func ServeIngest(ctx context.Context, log *slog.Logger, cfg IngestConfig, h *ingest.Handler, ln net.Listener, nc *nats.Conn) error {
 	if ln == nil {
 		var err error
-		if ln, err = net.Listen("tcp", cfg.Ingest.Addr); err != nil {
-			return fmt.Errorf("ingest: listen: %w", err)
+		if ln, err = listen(cfg.Ingest.Addr, "ingest", "PATCHBAY_INGEST_ADDR"); err != nil {
+			return err
 		}
 	}
 	err := Serve(ctx, log, "ingest", h.Server(), ln, cfg.Ingest.ShutdownTimeout)
@@ -188,10 +200,14 @@ func RunWorker(ctx context.Context, log *slog.Logger, cfg WorkerConfig) error {
 			return nil
 		}
 	}
+	closeBudgets = sync.OnceFunc(closeBudgets)
 	defer closeBudgets()
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		err := w.Run(gctx)
+		// The budgets' watches stop before the connection drains, so a
+		// normal shutdown does not log them losing it.
+		closeBudgets()
 		dctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		drainConn(dctx, nc)
@@ -199,7 +215,8 @@ func RunWorker(ctx context.Context, log *slog.Logger, cfg WorkerConfig) error {
 	})
 	detail := func() any { return map[string]any{"targets": w.States()} }
 	g.Go(func() error {
-		return Admin{Addr: cfg.AdminAddr, Config: cfg.Admin, Registry: reg, Detail: detail}.Serve(gctx, log)
+		err := Admin{Addr: cfg.AdminAddr, Config: cfg.Admin, Registry: reg, Detail: detail}.Serve(gctx, log)
+		return explainAddrInUse(err, cfg.AdminAddr, "PATCHBAY_WORKER_ADMIN_ADDR")
 	})
 	return g.Wait()
 }
