@@ -10,6 +10,7 @@ type metrics struct {
 	retryDelay  *prometheus.HistogramVec // target, class
 	deadLetters *prometheus.CounterVec   // target, reason
 	paused      *prometheus.GaugeVec     // target
+	enabled     *prometheus.GaugeVec     // target
 	coalesced   *prometheus.CounterVec   // target
 	unknown     *prometheus.CounterVec   // target
 	repairs     *prometheus.CounterVec   // target
@@ -40,6 +41,10 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "patchbay_worker_target_paused",
 			Help: "1 while deliveries to a target are paused (rate limit window used up, or bad credentials).",
 		}, []string{"target"}),
+		enabled: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "patchbay_worker_target_enabled",
+			Help: "1 for a target this worker delivers to, 0 for one disabled by configuration (its events stay queued in the stream).",
+		}, []string{"target"}),
 		coalesced: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "patchbay_worker_coalesced_total",
 			Help: "Events merged into another event's PATCH instead of sent on their own, by target.",
@@ -58,7 +63,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.deliveries, m.requests, m.retryDelay, m.deadLetters, m.paused, m.coalesced, m.unknown, m.repairs, m.inflight)
+		reg.MustRegister(m.deliveries, m.requests, m.retryDelay, m.deadLetters, m.paused, m.enabled, m.coalesced, m.unknown, m.repairs, m.inflight)
 	}
 	return m
 }

@@ -174,6 +174,7 @@ type Worker struct {
 	nc       *nats.Conn
 	scfg     stream.Config
 	lanes    []*lane
+	disabled []events.Target // targets without a lane (see New)
 	dlq      *dlq.Publisher
 	attempts *attempts
 	state    *lww.Store
@@ -184,8 +185,12 @@ type Worker struct {
 	now      func() time.Time
 }
 
-// New returns a Worker; it validates cfg and needs a provider for every
-// known target.
+// New returns a Worker; it validates cfg. A target missing from d.Targets
+// is disabled: this worker runs no consumer for it, so its events stay
+// queued in the stream (neither delivered nor dead-lettered) for a worker
+// that has it, and patchbay_worker_target_enabled is 0 for it. An error is
+// returned when no target is enabled, or one is given without a provider or
+// a budget.
 func New(cfg Config, d Deps) (*Worker, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -212,7 +217,12 @@ func New(cfg Config, d Deps) (*Worker, error) {
 	}
 	for _, t := range events.Targets() {
 		tg, ok := d.Targets[t]
-		if !ok || tg.Provider == nil || tg.Budget == nil {
+		if !ok {
+			w.m.enabled.WithLabelValues(string(t)).Set(0)
+			w.disabled = append(w.disabled, t)
+			continue
+		}
+		if tg.Provider == nil || tg.Budget == nil {
 			return nil, fmt.Errorf("processor: no provider or no budget for target %s", t)
 		}
 		if tg.SettleHorizon == 0 {
@@ -221,7 +231,11 @@ func New(cfg Config, d Deps) (*Worker, error) {
 		if tg.SettleHorizon < 0 || tg.SettleHorizon > cfg.MaxSettleHorizon() {
 			return nil, fmt.Errorf("processor: settle horizon %s of target %s must be positive and at most two thirds of the lease TTL (%s)", tg.SettleHorizon, t, cfg.MaxSettleHorizon())
 		}
+		w.m.enabled.WithLabelValues(string(t)).Set(1)
 		w.lanes = append(w.lanes, newLane(w, t, tg))
+	}
+	if len(w.lanes) == 0 {
+		return nil, errors.New("processor: no target enabled")
 	}
 	return w, nil
 }
@@ -311,15 +325,21 @@ type TargetState struct {
 	ratelimit.State
 	// Consumer is the target's durable consumer.
 	Consumer string `json:"consumer"`
+	// Disabled is true for a target this worker does not deliver to (see
+	// New); its events wait in the stream.
+	Disabled bool `json:"disabled,omitempty"`
 }
 
 // States returns every target's state as this replica sees it: paused or
 // not, why and until when (rate limit, refused credentials and the next
 // probe), from local memory only.
 func (w *Worker) States() []TargetState {
-	out := make([]TargetState, 0, len(w.lanes))
+	out := make([]TargetState, 0, len(w.lanes)+len(w.disabled))
 	for _, l := range w.lanes {
 		out = append(out, TargetState{State: l.budget.State(), Consumer: w.scfg.TargetConsumer(l.name)})
+	}
+	for _, t := range w.disabled {
+		out = append(out, TargetState{State: ratelimit.State{Target: string(t)}, Consumer: w.scfg.TargetConsumer(string(t)), Disabled: true})
 	}
 	return out
 }

@@ -130,7 +130,28 @@ func RunDev(ctx context.Context, log *slog.Logger, dev DevConfig, wcfg app.Worke
 	if err != nil {
 		return err
 	}
-	admin := app.Admin{Addr: dev.AdminAddr, Config: app.AdminConfig{PProf: true}, Registry: reg, Ready: h.Ready, Console: con}
+	admin := app.Admin{Addr: dev.AdminAddr, Config: app.AdminConfig{PProf: true}, Registry: reg, Ready: h.Ready,
+		Log: log.With("service", "admin"), DeadLetters: store, Console: con}
+	// Listen here rather than in admin.Serve, so that the recorded address
+	// is the bound one (a port of 0 in the configuration is not).
+	var adminLn net.Listener
+	if dev.AdminAddr != "" {
+		if err := admin.Config.Validate(dev.AdminAddr); err != nil {
+			return err
+		}
+		if adminLn, err = net.Listen("tcp", dev.AdminAddr); err != nil {
+			return fmt.Errorf("admin: %w", err)
+		}
+		admin.Addr = adminLn.Addr().String()
+	}
+
+	recordDev(log, app.DevInfo{PID: os.Getpid(), NATSURL: emb.ClientURL(), IngestAddr: ingLn.Addr().String(),
+		AdminAddr: admin.Addr, RevyOpsAddr: rvLn.Addr().String(), SkipcallAddr: skLn.Addr().String(), StartedAt: time.Now().UTC()})
+	defer func() {
+		if err := app.RemoveDevInfo(os.Getpid()); err != nil {
+			log.Warn("could not remove the dev file", "err", err)
+		}
+	}()
 
 	g, gctx := errgroup.WithContext(ctx)
 	sandboxServer := func(h http.Handler) *http.Server {
@@ -140,7 +161,12 @@ func RunDev(ctx context.Context, log *slog.Logger, dev DevConfig, wcfg app.Worke
 	g.Go(func() error { return app.Serve(gctx, log, "sandbox-skipcall", sandboxServer(sk), skLn, time.Second) })
 	g.Go(func() error { return app.ServeIngest(gctx, log.With("service", "ingest"), icfg, h, ingLn, nil) })
 	g.Go(func() error { return w.Run(gctx) })
-	g.Go(func() error { return admin.Serve(gctx, log) })
+	if adminLn != nil {
+		g.Go(func() error {
+			srv := &http.Server{Handler: admin.Handler(), ReadHeaderTimeout: 5 * time.Second}
+			return app.Serve(gctx, log, "admin", srv, adminLn, 2*time.Second)
+		})
+	}
 
 	fmt.Fprintf(os.Stderr, `
 patchbay dev is running (Ctrl-C to stop)
@@ -150,11 +176,27 @@ patchbay dev is running (Ctrl-C to stop)
   NATS JetStream:    %s   (streams %s, %s)
   metrics, pprof:    http://%s/metrics
   console:           http://%s%s
-`, ingLn.Addr(), dev.Token, rvLn.Addr(), DevRevyOpsKey, skLn.Addr(), DevSkipcallKey, emb.ClientURL(), scfg.EventsStream, scfg.DLQStream, dev.AdminAddr, dev.AdminAddr, app.ConsolePath)
+`, ingLn.Addr(), dev.Token, rvLn.Addr(), DevRevyOpsKey, skLn.Addr(), DevSkipcallKey, emb.ClientURL(), scfg.EventsStream, scfg.DLQStream, admin.Addr, admin.Addr, app.ConsolePath)
 
 	err = g.Wait()
 	if errors.Is(err, context.Canceled) {
 		err = nil
 	}
 	return err
+}
+
+// recordDev writes info where operator commands look for a running dev
+// (app.FindDev), so that 'patchbay dlq list' and the rest need no
+// PATCHBAY_NATS_URL beside it. A dev that cannot write the file still runs:
+// it says so, and the commands then ask for the variable.
+func recordDev(log *slog.Logger, info app.DevInfo) {
+	path, err := app.DevFilePath()
+	if err == nil {
+		err = app.WriteDevInfo(info)
+	}
+	if err != nil {
+		log.Warn("operator commands will not find this dev by themselves: set PATCHBAY_NATS_URL for them", "err", err, "url", info.NATSURL)
+		return
+	}
+	log.Info("dev addresses recorded for operator commands", "dev_file", path)
 }
