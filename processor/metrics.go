@@ -11,6 +11,7 @@ type metrics struct {
 	deadLetters *prometheus.CounterVec   // target, reason
 	paused      *prometheus.GaugeVec     // target
 	coalesced   *prometheus.CounterVec   // target
+	repairs     *prometheus.CounterVec   // target, reason
 	inflight    prometheus.Gauge
 }
 
@@ -42,13 +43,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "patchbay_worker_coalesced_total",
 			Help: "Events merged into another event's PATCH instead of sent on their own, by target.",
 		}, []string{"target"}),
+		repairs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "patchbay_worker_repairs_total",
+			Help: "PATCHes whose commit found a newer value of a field they had just overwritten at the provider, by target and reason: newer_clock (the newer value is sent again), no_value (its value is not stored, written by an older version: it cannot be).",
+		}, []string{"target", "reason"}),
 		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "patchbay_worker_inflight",
 			Help: "Deliveries being handled now.",
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.deliveries, m.requests, m.retryDelay, m.deadLetters, m.paused, m.coalesced, m.inflight)
+		reg.MustRegister(m.deliveries, m.requests, m.retryDelay, m.deadLetters, m.paused, m.coalesced, m.repairs, m.inflight)
 	}
 	return m
 }
