@@ -141,3 +141,111 @@ func stateFollower(ctx context.Context, js jetstream.JetStream, name string, nod
 	}
 	return nil
 }
+
+// TestR3LaggingResponderClocks puts a replica that lags for good into the
+// clock bucket's direct-get group: a mirror of the bucket's stream with
+// MirrorDirect (as a backup mirror may be set up) that holds none of the
+// contacts, on the server worker A alone is connected to, whose own
+// responders the server prefers. Worker B applies a newer city for ten
+// contacts and stops; then an older city for each is delivered by A. The
+// provider must end with every newer city. (A restarted follower, above,
+// rejoins the direct-get group only once it has caught up, on nats-server
+// 2.15; a follower that lags under load does not leave it. The mirror is a
+// lagging responder that stays behind.)
+func TestR3LaggingResponderClocks(t *testing.T) {
+	r := newRig(t)
+	r.stopNATS()
+	nodes := make([]*node, 3)
+	var urls []string
+	for i := range nodes {
+		nodes[i] = &node{name: fmt.Sprintf("n%d", i+1), port: freePort(t), cprt: freePort(t), dir: t.TempDir()}
+		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", nodes[i].port))
+	}
+	for _, n := range nodes {
+		n.start(t, nodes)
+	}
+	t.Cleanup(func() {
+		for _, n := range nodes {
+			n.stop()
+		}
+	})
+	r.url = strings.Join(urls, ",")
+	env := map[string]string{"PATCHBAY_STREAM_REPLICAS": "3", "PATCHBAY_WORKER_LEASE_TTL": leaseTTL.String()}
+	r.startIngest(env)
+	o := newObserver(r)
+	ctx, cancel := context.WithTimeout(context.Background(), budget(t))
+	defer cancel()
+	p := &rpPoster{r: r}
+	base := time.Date(2026, 11, 25, 9, 0, 0, 0, time.UTC)
+	h := newHistory()
+	post := func(ev *rpEvent) {
+		h.add(ev)
+		p.post(ctx, ev.payload)
+	}
+	wb := startWorkers(r, 1, env)[0]
+	const contacts = 10
+	for i := range contacts {
+		id := fmt.Sprintf("r3l-first-%02d", i)
+		post(&rpEvent{ID: id, Contact: rpContact(i), At: base, Fields: map[string]string{"city": "v-" + id}})
+	}
+	waitUntil(t, time.Minute, "the first values applied", func() bool { return o.msgs(rpEvents) == 0 && mismatches(t, r.sk, h, false) == 0 })
+
+	bucket := "KV_" + rpEvents + "_STATE"
+	mirror, err := o.js.CreateStream(ctx, jetstream.StreamConfig{
+		Name: "STATE_MIRROR", Storage: jetstream.MemoryStorage, Replicas: 1, MirrorDirect: true,
+		Mirror: &jetstream.StreamSource{Name: bucket, FilterSubject: "$KV." + rpEvents + "_STATE.nothing"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, err := mirror.Info(ctx)
+	if err != nil || info.Cluster == nil {
+		t.Fatalf("mirror info: %v, %v", info, err)
+	}
+	var home *node
+	for _, n := range nodes {
+		if n.name == info.Cluster.Leader {
+			home = n
+		}
+	}
+	if home == nil {
+		t.Fatalf("mirror placed on %q", info.Cluster.Leader)
+	}
+	t.Logf("lagging mirror on %s", home.name)
+	aEnv := map[string]string{
+		"PATCHBAY_STREAM_REPLICAS": "3", "PATCHBAY_WORKER_LEASE_TTL": leaseTTL.String(),
+		"PATCHBAY_NATS_URL": fmt.Sprintf("nats://127.0.0.1:%d", home.port),
+	}
+	wa := startWorkers(r, 1, aEnv)[0]
+	for i := range contacts {
+		id := fmt.Sprintf("r3l-newer-%02d", i)
+		post(&rpEvent{ID: id, Contact: rpContact(i), At: base.Add(2 * time.Hour), Fields: map[string]string{"city": "v-" + id}})
+	}
+	waitUntil(t, time.Minute, "the newer values applied", func() bool { return o.msgs(rpEvents) == 0 && mismatches(t, r.sk, h, false) == 0 })
+	if err := wb.p.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := wb.p.Wait(30 * time.Second); err != nil {
+		t.Fatalf("worker B did not stop: %v\n%s", err, wb.p.Output())
+	}
+	for i := range contacts {
+		id := fmt.Sprintf("r3l-older-%02d", i)
+		post(&rpEvent{ID: id, Contact: rpContact(i), At: base.Add(time.Hour), Fields: map[string]string{"city": "v-" + id}})
+	}
+	waitUntil(t, 2*time.Minute, "the older events settled", func() bool { return o.msgs(rpEvents) == 0 })
+	deadline := time.Now().Add(leaseTTL)
+	for mismatches(t, r.sk, h, false) > 0 && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	stale, known := staleWrites(r.sk, h)
+	repairs, _ := wa.metric(`patchbay_worker_repairs_total{reason="newer_clock",target="skipcall"}`)
+	bad := mismatches(t, r.sk, h, true)
+	t.Logf("%d contacts: %d stale fields at the end; PATCHes that set an older value on the wire: %d (known %v); repairs by A: %.0f",
+		contacts, bad, stale, known, repairs)
+	if bad > 0 {
+		t.Errorf("%d of %d contacts ended with the older city", bad, contacts)
+	}
+	if wa.p.Exited() {
+		t.Errorf("worker A exited:\n%s", wa.p.Output())
+	}
+}
