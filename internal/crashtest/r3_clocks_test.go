@@ -184,6 +184,7 @@ func TestR3LaggingResponderClocks(t *testing.T) {
 	}
 	wb := startWorkers(r, 1, env)[0]
 	const contacts = 10
+	post(&rpEvent{ID: "r3l-mirrored", Contact: rpContact(99), At: base, Fields: map[string]string{"city": "v-r3l-mirrored"}})
 	for i := range contacts {
 		id := fmt.Sprintf("r3l-first-%02d", i)
 		post(&rpEvent{ID: id, Contact: rpContact(i), At: base, Fields: map[string]string{"city": "v-" + id}})
@@ -193,7 +194,9 @@ func TestR3LaggingResponderClocks(t *testing.T) {
 	bucket := "KV_" + rpEvents + "_STATE"
 	mirror, err := o.js.CreateStream(ctx, jetstream.StreamConfig{
 		Name: "STATE_MIRROR", Storage: jetstream.MemoryStorage, Replicas: 1, MirrorDirect: true,
-		Mirror: &jetstream.StreamSource{Name: bucket, FilterSubject: "$KV." + rpEvents + "_STATE.nothing"},
+		// It mirrors one contact of its own: it answers direct gets once
+		// it holds a message.
+		Mirror: &jetstream.StreamSource{Name: bucket, FilterSubject: "$KV." + rpEvents + "_STATE.skipcall." + rpContact(99)},
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -212,6 +215,10 @@ func TestR3LaggingResponderClocks(t *testing.T) {
 		t.Fatalf("mirror placed on %q", info.Cluster.Leader)
 	}
 	t.Logf("lagging mirror on %s", home.name)
+	waitUntil(t, time.Minute, "the mirror holding its contact", func() bool {
+		info, err := mirror.Info(ctx)
+		return err == nil && info.State.Msgs > 0
+	})
 	aEnv := map[string]string{
 		"PATCHBAY_STREAM_REPLICAS": "3", "PATCHBAY_WORKER_LEASE_TTL": leaseTTL.String(),
 		"PATCHBAY_NATS_URL": fmt.Sprintf("nats://127.0.0.1:%d", home.port),

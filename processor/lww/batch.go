@@ -60,6 +60,7 @@ type reader struct {
 	sentinel    string
 	putSentinel func(ctx context.Context) error
 	fallbacks   atomic.Uint64 // batches read key by key for want of a proof
+	sentinelPut atomic.Int64  // when the sentinel was last written again (unix ns)
 
 	mu       sync.Mutex
 	pending  []*call
@@ -134,7 +135,7 @@ func (r *reader) read(batch []*call) {
 	var err error
 	for attempt := 1; ; attempt++ {
 		found, err = r.multi(ctx, batch)
-		if !errors.Is(err, errUnproven) || attempt >= proofAttempts || pause(ctx, attempt) != nil {
+		if !errors.Is(err, errUnproven) && !errors.Is(err, errNoSentinel) || attempt >= proofAttempts || pause(ctx, attempt) != nil {
 			break
 		}
 	}
@@ -144,9 +145,13 @@ func (r *reader) read(batch []*call) {
 		r.disabled = true
 		r.mu.Unlock()
 	case errors.Is(err, errNoSentinel):
+		// The sentinel expired, or the answer came from a responder
+		// that lacks it (a filtered mirror): written again, at most
+		// once a minute; the keys are read from the leader meanwhile.
 		r.fallbacks.Add(1)
-		if perr := r.putSentinel(ctx); perr != nil {
-			err = fmt.Errorf("%w: %v", err, perr)
+		if now := time.Now().UnixNano(); now-r.sentinelPut.Load() > int64(time.Minute) {
+			r.sentinelPut.Store(now)
+			_ = r.putSentinel(ctx) // failing, the leader reads below still answer
 		}
 	case errors.Is(err, errUnproven):
 		r.fallbacks.Add(1)
