@@ -285,7 +285,7 @@ func (l *lane) apply(ctx context.Context, j job, msgs []pending, evs []events.Ev
 	}
 	for _, p := range msgs {
 		if p.repair {
-			l.w.m.repairs.WithLabelValues(l.name).Inc()
+			l.w.m.repairs.WithLabelValues(l.name, "unknown_outcome").Inc()
 			break
 		}
 	}
@@ -319,7 +319,7 @@ func (l *lane) apply(ctx context.Context, j job, msgs []pending, evs []events.Ev
 		// for it instead of acknowledged (the PATCH is sent again; it is
 		// idempotent). A shutdown does not cut the commit short.
 		cctx, cancel := commitContext(ctx)
-		err := l.w.state.Commit(cctx, l.target, merged.ContactID, st, keptClocks)
+		ow, err := l.w.state.Commit(cctx, l.target, merged.ContactID, st, kept, keptClocks)
 		cancel()
 		if err != nil {
 			log.Warn("applied, but the field clocks could not be stored while the contact's lease held; delivering the events again", "err", err)
@@ -327,6 +327,20 @@ func (l *lane) apply(ctx context.Context, j job, msgs []pending, evs []events.Ev
 				return l.abandon(r, msgs)
 			}
 			return l.hold(r, msgs, l.w.now().Add(leaseRetry), "commit_failed")
+		}
+		if len(ow.Unknown) > 0 {
+			l.w.m.repairs.WithLabelValues(l.name, "no_value").Inc()
+			log.Warn("the PATCH overwrote a newer value at the provider that cannot be sent again (stored by an older version, without its value); it stays until the field's next change", "fields", ow.Unknown)
+		}
+		if len(ow.Fields) > 0 {
+			// The commit marked the newer values pending in the state: the
+			// events are delivered again at once, under the same lease and
+			// budget, and Filter sends the pending values (their own are
+			// superseded now). Until that PATCH commits, the events are not
+			// acknowledged, and the marks stay for any later delivery.
+			l.w.m.repairs.WithLabelValues(l.name, "newer_clock").Inc()
+			log.Info("the PATCH overwrote a newer value at the provider; sending it again", "fields", ow.Fields)
+			return l.apply(ctx, j, msgs, evs, sendBy)
 		}
 		for i, p := range msgs {
 			outcome := "applied"

@@ -101,7 +101,7 @@ func TestLateApplyLeavesTheNewestValue(t *testing.T) {
 	}
 	late := s.Skipcall.LateApplies()
 	unknown := w.metric(t, "patchbay_worker_unknown_outcomes_total", map[string]string{"target": "skipcall"})
-	repairs := w.metric(t, "patchbay_worker_repairs_total", map[string]string{"target": "skipcall"})
+	repairs := w.metric(t, "patchbay_worker_repairs_total", map[string]string{"target": "skipcall", "reason": "unknown_outcome"})
 	t.Logf("%d contacts, %d rounds: %d stale, %d PATCHes applied late, %.0f unknown outcomes, %.0f repairs", contacts, rounds, stale, late, unknown, repairs)
 	if late == 0 {
 		t.Fatal("no PATCH was applied late: the test proves nothing")

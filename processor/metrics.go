@@ -13,7 +13,7 @@ type metrics struct {
 	enabled     *prometheus.GaugeVec     // target
 	coalesced   *prometheus.CounterVec   // target
 	unknown     *prometheus.CounterVec   // target
-	repairs     *prometheus.CounterVec   // target
+	repairs     *prometheus.CounterVec   // target, reason
 	inflight    prometheus.Gauge
 }
 
@@ -55,8 +55,8 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 		}, []string{"target"}),
 		repairs: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "patchbay_worker_repairs_total",
-			Help: "Provider requests sending a contact's newest values again after a request whose outcome was unknown, once its settle horizon passed, by target.",
-		}, []string{"target"}),
+			Help: "Provider requests sending a contact's values again, by target and reason: unknown_outcome (a request's outcome was unknown: once its settle horizon passed, the contact's newest values are sent again), newer_clock (a commit found a newer value of a field its PATCH had just overwritten at the provider: the newer value is sent again), no_value (the same, but the newer value was stored by an older version without values: it cannot be sent again).",
+		}, []string{"target", "reason"}),
 		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "patchbay_worker_inflight",
 			Help: "Deliveries being handled now.",

@@ -75,7 +75,7 @@ func TestLateApplyLeavesNoStaleContact(t *testing.T) {
 			var unknown, repairs float64
 			for _, w := range ws {
 				u, _ := w.metric(`patchbay_worker_unknown_outcomes_total{target="skipcall"}`)
-				rp, _ := w.metric(`patchbay_worker_repairs_total{target="skipcall"}`)
+				rp, _ := w.metric(`patchbay_worker_repairs_total{reason="unknown_outcome",target="skipcall"}`)
 				unknown, repairs = unknown+u, repairs+rp
 			}
 			late := r.sk.LateApplies()
