@@ -22,7 +22,7 @@ import (
 
 // cluster starts a 3-node JetStream cluster on loopback and returns its
 // servers, shut down when the test ends.
-func cluster(t *testing.T) []*server.Server {
+func cluster(t testing.TB) []*server.Server {
 	t.Helper()
 	ports := make([]int, 3)
 	var routes []string
@@ -75,7 +75,7 @@ func anyLeader(srvs []*server.Server) bool {
 }
 
 // connect returns a JetStream context on srv alone.
-func connect(t *testing.T, srv *server.Server) jetstream.JetStream {
+func connect(t testing.TB, srv *server.Server) jetstream.JetStream {
 	t.Helper()
 	nc, err := nats.Connect(srv.ClientURL(), nats.MaxReconnects(-1))
 	if err != nil {
