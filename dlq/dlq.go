@@ -92,6 +92,9 @@ type Letter struct {
 	DLQSeq   uint64
 	DeadAt   time.Time
 	DLQTopic string
+	// Headers holds every header of the stored letter, each with its
+	// first value (Show and List fill it; Publish ignores it).
+	Headers map[string]string
 }
 
 // ErrNotFound is returned by Replay and Get for a sequence not in the DLQ stream.
@@ -220,5 +223,13 @@ func FromMsg(subject string, seq uint64, stored time.Time, h nats.Header, data [
 		DLQTopic:     subject,
 	}
 	l.Source, l.SourceContactID = h.Get(HeaderSource), h.Get(HeaderSourceContactID)
+	if len(h) > 0 {
+		l.Headers = make(map[string]string, len(h))
+		for k, v := range h {
+			if len(v) > 0 {
+				l.Headers[k] = v[0]
+			}
+		}
+	}
 	return l
 }

@@ -36,7 +36,7 @@ func TestPublishListReplay(t *testing.T) {
 		Reason: dlq.ReasonRejected, Detail: "line one\r\nline two", Status: 404, ErrorCode: "NOT_FOUND",
 		ErrorMessage: "Contact not found", Excerpt: strings.Repeat("x", 5000), Attempts: 1,
 		FirstAttempt: first, LastAttempt: first.Add(time.Second), Stream: "PATCHBAY_EVENTS", StreamSeq: 7,
-		Subject: "contacts.patch.skipcall.abc", EventID: "evt-7", Target: "skipcall", Data: []byte(`{"id":"evt-7"}`),
+		Subject: "contacts.patch.skipcall.abc", EventID: "evt-7", Target: "skipcall", Data: eventJSON("evt-7", "Ada"),
 	}
 	if err := pub.Publish(ctx, l); err != nil {
 		t.Fatal(err)
@@ -46,7 +46,7 @@ func TestPublishListReplay(t *testing.T) {
 		t.Fatal(err)
 	}
 	store := dlq.NewStore(s.JS, s.Stream.DLQStream, "contacts")
-	ls, err := store.List(ctx, "", 10)
+	ls, err := store.ListSubject(ctx, "", 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -61,25 +61,25 @@ func TestPublishListReplay(t *testing.T) {
 	if strings.ContainsAny(got.Detail, "\r\n") || len(got.Excerpt) != dlq.MaxExcerpt {
 		t.Fatalf("headers not made safe: detail %q, excerpt %d bytes", got.Detail, len(got.Excerpt))
 	}
-	if ls, _ := store.List(ctx, "contacts.dlq.revyops.>", 10); len(ls) != 0 {
+	if ls, _ := store.ListSubject(ctx, "contacts.dlq.revyops.>", 10); len(ls) != 0 {
 		t.Fatalf("subject filter ignored: %d letters", len(ls))
 	}
 
-	fixed := []byte(`{"id":"evt-7","fixed":true}`)
-	if err := store.Replay(ctx, got.DLQSeq, fixed); err != nil {
+	fixed := eventJSON("evt-7", "Grace")
+	if err := store.ReplayOne(ctx, got.DLQSeq, fixed); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := store.Get(ctx, got.DLQSeq); !errors.Is(err, dlq.ErrNotFound) {
+	if _, err := store.Show(ctx, got.DLQSeq); !errors.Is(err, dlq.ErrNotFound) {
 		t.Fatalf("letter still there after replay: %v", err)
 	}
-	if err := store.Replay(ctx, got.DLQSeq, nil); !errors.Is(err, dlq.ErrNotFound) {
+	if err := store.ReplayOne(ctx, got.DLQSeq, nil); !errors.Is(err, dlq.ErrNotFound) {
 		t.Fatalf("second replay: %v, want ErrNotFound", err)
 	}
 	str, err := s.JS.Stream(ctx, s.Stream.EventsStream)
 	if err != nil {
 		t.Fatal(err)
 	}
-	msg, err := str.GetLastMsgForSubject(ctx, "contacts.patch.skipcall.abc")
+	msg, err := str.GetLastMsgForSubject(ctx, "contacts.patch.skipcall.0b0b0b0b-0000-4000-8000-000000000001")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,8 +18,13 @@ func letter(seq uint64, contact string) dlq.Letter {
 	return dlq.Letter{
 		Reason: dlq.ReasonExhausted, Attempts: 3, Stream: "PATCHBAY_EVENTS", StreamSeq: seq,
 		Subject: "contacts.patch.skipcall." + contact, EventID: fmt.Sprintf("evt-%d", seq), Target: "skipcall",
-		Data: []byte(fmt.Sprintf(`{"id":"evt-%d"}`, seq)),
+		Data: eventJSON(fmt.Sprintf("evt-%d", seq), "Ada"),
 	}
+}
+
+// eventJSON is a valid Skipcall event setting firstName.
+func eventJSON(id, firstName string) []byte {
+	return []byte(fmt.Sprintf(`{"id":%q,"target":"skipcall","contact_id":"0b0b0b0b-0000-4000-8000-000000000001","occurred_at":"2026-11-25T10:00:00Z","patch":{"firstName":%q}}`, id, firstName))
 }
 
 // TestListPagesOldestFirst lists more letters than one fetch (256) returns:
@@ -28,7 +33,7 @@ func TestListPagesOldestFirst(t *testing.T) {
 	s := pbtest.Start(t, pbtest.Options{})
 	ctx := context.Background()
 	store := dlq.NewStore(s.JS, s.Stream.DLQStream, "contacts")
-	if ls, err := store.List(ctx, "", 10); err != nil || len(ls) != 0 {
+	if ls, err := store.ListSubject(ctx, "", 10); err != nil || len(ls) != 0 {
 		t.Fatalf("empty DLQ listed %d letters, err %v; want none", len(ls), err)
 	}
 	pub := dlq.NewPublisher(s.JS, "contacts")
@@ -38,7 +43,7 @@ func TestListPagesOldestFirst(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	all, err := store.List(ctx, "", 1000)
+	all, err := store.ListSubject(ctx, "", 1000)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -50,14 +55,38 @@ func TestListPagesOldestFirst(t *testing.T) {
 			t.Fatalf("letter %d is original seq %d at DLQ seq %d: not oldest first", i, l.StreamSeq, l.DLQSeq)
 		}
 	}
-	if ls, err := store.List(ctx, "", 270); err != nil || len(ls) != 270 || ls[269].StreamSeq != 270 {
+	if ls, err := store.ListSubject(ctx, "", 270); err != nil || len(ls) != 270 || ls[269].StreamSeq != 270 {
 		t.Fatalf("List(limit 270) gave %d letters (err %v), want the oldest 270", len(ls), err)
 	}
-	if ls, err := store.List(ctx, "", 0); err != nil || len(ls) != 100 {
+	if ls, err := store.ListSubject(ctx, "", 0); err != nil || len(ls) != 100 {
 		t.Fatalf("List(limit 0) gave %d letters (err %v), want the default 100", len(ls), err)
 	}
-	if ls, err := store.List(ctx, "contacts.dlq.skipcall.c7", 10); err != nil || len(ls) != 1 || ls[0].StreamSeq != 7 {
+	if ls, err := store.ListSubject(ctx, "contacts.dlq.skipcall.c7", 10); err != nil || len(ls) != 1 || ls[0].StreamSeq != 7 {
 		t.Fatalf("filtered List gave %+v (err %v), want only the letter of c7", ls, err)
+	}
+	// Newest first, across the backward windows of sequences List reads.
+	if res, err := store.List(ctx, dlq.Filter{ContactID: "c7"}, dlq.Page{Limit: 5}); err != nil || len(res.Letters) != 1 || res.Letters[0].DLQSeq != 7 || res.Next != 0 {
+		t.Fatalf("List(contact c7) gave %+v (err %v), want the letter at 7 and no next page", res, err)
+	}
+	want := uint64(n)
+	for page := (dlq.Page{Limit: 120}); ; {
+		res, err := store.List(ctx, dlq.Filter{}, page)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range res.Letters {
+			if l.DLQSeq != want {
+				t.Fatalf("page from %d: letter %d, want %d (newest first, none skipped)", page.Before, l.DLQSeq, want)
+			}
+			want--
+		}
+		if res.Next == 0 {
+			break
+		}
+		page.Before = res.Next
+	}
+	if want != 0 {
+		t.Fatalf("pages ended above sequence %d", want)
 	}
 }
 
@@ -70,17 +99,17 @@ func TestReplayRepeatedEnqueuesOnce(t *testing.T) {
 		t.Fatal(err)
 	}
 	store := dlq.NewStore(s.JS, s.Stream.DLQStream, "contacts")
-	ls, err := store.List(ctx, "", 10)
+	ls, err := store.ListSubject(ctx, "", 10)
 	if err != nil || len(ls) != 1 {
 		t.Fatalf("listed %d letters (err %v), want 1", len(ls), err)
 	}
 	// The first replay's publish, as it went out before the crash.
 	first := nats.NewMsg("contacts.patch.skipcall.abc")
 	first.Data = ls[0].Data
-	if _, err := s.JS.PublishMsg(ctx, first, jetstream.WithMsgID(fmt.Sprintf("replay:%s:%d", s.Stream.DLQStream, ls[0].DLQSeq))); err != nil {
+	if _, err := s.JS.PublishMsg(ctx, first, jetstream.WithMsgID(dlq.ReplayMsgID(s.Stream.DLQStream, ls[0].DLQSeq, ls[0].EventID))); err != nil {
 		t.Fatal(err)
 	}
-	if err := store.Replay(ctx, ls[0].DLQSeq, nil); err != nil {
+	if err := store.ReplayOne(ctx, ls[0].DLQSeq, nil); err != nil {
 		t.Fatal(err)
 	}
 	if n := s.StreamMsgs(s.Stream.EventsStream); n != 1 {
@@ -117,7 +146,7 @@ func TestPublishHeaders(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	ls, err := dlq.NewStore(s.JS, s.Stream.DLQStream, "contacts").List(ctx, "", 10)
+	ls, err := dlq.NewStore(s.JS, s.Stream.DLQStream, "contacts").ListSubject(ctx, "", 10)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,7 +28,7 @@ func TestUnmappedLetterDeduplicatesOnItsMsgID(t *testing.T) {
 	if err := pub.Publish(ctx, plain); err != nil {
 		t.Fatal(err)
 	}
-	ls, err := dlq.NewStore(s.JS, s.Stream.DLQStream, "contacts").List(ctx, "", 10)
+	ls, err := dlq.NewStore(s.JS, s.Stream.DLQStream, "contacts").ListSubject(ctx, "", 10)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -15,6 +14,7 @@ type Store struct {
 	stream   string
 	prefix   string
 	resolver Resolver
+	clocks   Clocks
 }
 
 // ErrStillUnmapped is wrapped by Replay when an unmapped letter's contact
@@ -37,9 +37,10 @@ func NewStore(js jetstream.JetStream, stream, prefix string) *Store {
 	return &Store{js: js, stream: stream, prefix: prefix}
 }
 
-// List returns up to limit dead letters (oldest first) whose subject matches
-// filter (a NATS subject pattern; "" means all).
-func (s *Store) List(ctx context.Context, filter string, limit int) ([]Letter, error) {
+// ListSubject returns up to limit dead letters (oldest first) whose subject
+// matches filter (a NATS subject pattern; "" means all). List pages newest
+// first with a Filter.
+func (s *Store) ListSubject(ctx context.Context, filter string, limit int) ([]Letter, error) {
 	if filter == "" {
 		filter = s.prefix + ".dlq.>"
 	}
@@ -89,8 +90,9 @@ func (s *Store) List(ctx context.Context, filter string, limit int) ([]Letter, e
 	return out, nil
 }
 
-// Get returns the dead letter stored at DLQ sequence seq. ErrNotFound if none.
-func (s *Store) Get(ctx context.Context, seq uint64) (Letter, error) {
+// Show returns the dead letter stored at DLQ sequence seq, with every
+// header and the original payload. ErrNotFound if none.
+func (s *Store) Show(ctx context.Context, seq uint64) (Letter, error) {
 	str, err := s.js.Stream(ctx, s.stream)
 	if err != nil {
 		return Letter{}, fmt.Errorf("dlq: stream %s: %w", s.stream, err)
@@ -105,69 +107,20 @@ func (s *Store) Get(ctx context.Context, seq uint64) (Letter, error) {
 	return FromMsg(raw.Subject, raw.Sequence, raw.Time, raw.Header, raw.Data), nil
 }
 
-// Replay puts the dead letter at DLQ sequence seq back on its original
-// subject, with data replacing the payload when non-nil (an operator's fix),
-// waits for JetStream's acknowledgement, then deletes the dead letter. The
-// republished message's id is derived from the DLQ sequence, so a replay
-// repeated after a crash enqueues the event once.
-func (s *Store) Replay(ctx context.Context, seq uint64, data []byte) error {
-	l, err := s.Get(ctx, seq)
+// ReplayOne replays the dead letter at DLQ sequence seq, with data
+// replacing the payload when non-nil (an operator's fix): Replay for one
+// letter, whose failure is returned as an error (ErrNotFound, ErrInvalidEdit,
+// ErrStillUnmapped, an invalid stored event, or the NATS error).
+func (s *Store) ReplayOne(ctx context.Context, seq uint64, data []byte) error {
+	rep, err := s.Replay(ctx, Selection{Seqs: []uint64{seq}}, ReplayOptions{Edit: data})
 	if err != nil {
 		return err
 	}
-	if l.Reason == ReasonUnmapped {
-		if data != nil {
-			// Its subject is a placeholder: the contact is not known yet.
-			return fmt.Errorf("dlq: letter %d is unmapped: replay it without a corrected payload once its contact is mapped, or send the corrected event to ingest", seq)
+	if r := rep.Results[0]; r.Outcome != OutcomeReplayed {
+		if r.cause != nil {
+			return r.cause
 		}
-		return s.replayUnmapped(ctx, l)
-	}
-	if l.Subject == "" {
-		return fmt.Errorf("dlq: letter %d has no original subject", seq)
-	}
-	msg := nats.NewMsg(l.Subject)
-	msg.Data = l.Data
-	if data != nil {
-		msg.Data = data
-	}
-	msg.Header.Set("Patchbay-Replayed-From", fmt.Sprintf("%s:%d", s.stream, seq))
-	if _, err := s.js.PublishMsg(ctx, msg, jetstream.WithMsgID(fmt.Sprintf("replay:%s:%d", s.stream, seq))); err != nil {
-		return fmt.Errorf("dlq: replay %d to %s: %w", seq, l.Subject, err)
-	}
-	str, err := s.js.Stream(ctx, s.stream)
-	if err != nil {
-		return fmt.Errorf("dlq: stream %s: %w", s.stream, err)
-	}
-	if err := str.DeleteMsg(ctx, seq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
-		return fmt.Errorf("dlq: replayed %d but could not delete it: %w", seq, err)
-	}
-	return nil
-}
-
-// replayUnmapped resolves an unmapped letter's contact id and publishes the
-// mapped event with its own event id as message id (a provider retry that
-// was mapped meanwhile is stored once), then deletes the letter. A letter
-// still unmapped stays.
-func (s *Store) replayUnmapped(ctx context.Context, l Letter) error {
-	if s.resolver == nil {
-		return fmt.Errorf("dlq: letter %d is unmapped and no contact map is configured", l.DLQSeq)
-	}
-	subject, data, id, err := s.resolver.Resolve(ctx, l)
-	if err != nil {
-		return fmt.Errorf("dlq: letter %d: %w", l.DLQSeq, err)
-	}
-	msg := nats.NewMsg(subject)
-	msg.Data = data
-	msg.Header.Set("Patchbay-Replayed-From", fmt.Sprintf("%s:%d", s.stream, l.DLQSeq))
-	if _, err := s.js.PublishMsg(ctx, msg, jetstream.WithMsgID(id)); err != nil {
-		return fmt.Errorf("dlq: replay %d to %s: %w", l.DLQSeq, subject, err)
-	}
-	str, err := s.js.Stream(ctx, s.stream)
-	if err != nil {
-		return fmt.Errorf("dlq: stream %s: %w", s.stream, err)
-	}
-	if err := str.DeleteMsg(ctx, l.DLQSeq); err != nil && !errors.Is(err, jetstream.ErrMsgNotFound) {
-		return fmt.Errorf("dlq: replayed %d but could not delete it: %w", l.DLQSeq, err)
+		return errors.New(r.Error)
 	}
 	return nil
 }

@@ -255,7 +255,7 @@ func TestUnmappedContactDeadLetteredThenReplayed(t *testing.T) {
 	ctx := context.Background()
 	store := dlq.NewStore(s.JS, s.Stream.DLQStream, s.Stream.SubjectPrefix)
 	store.SetResolver(&sources.Resolver{Prefix: s.Stream.SubjectPrefix, Open: func(context.Context) (*sources.ContactMap, error) { return s.Contacts, nil }})
-	letters, err := store.List(ctx, "", 10)
+	letters, err := store.ListSubject(ctx, "", 10)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -264,17 +264,17 @@ func TestUnmappedContactDeadLetteredThenReplayed(t *testing.T) {
 		l.Target != "skipcall" || l.DLQTopic != "contacts.dlq.skipcall.unmapped" {
 		t.Fatalf("letter %+v", l)
 	}
-	if err := store.Replay(ctx, l.DLQSeq, []byte(`{}`)); err == nil || !strings.Contains(err.Error(), "unmapped") {
+	if err := store.ReplayOne(ctx, l.DLQSeq, []byte(`{}`)); err == nil || !strings.Contains(err.Error(), "unmapped") {
 		t.Fatalf("replay of an unmapped letter with a payload: %v", err)
 	}
-	if err := store.Replay(ctx, l.DLQSeq, nil); !errors.Is(err, dlq.ErrStillUnmapped) {
+	if err := store.ReplayOne(ctx, l.DLQSeq, nil); !errors.Is(err, dlq.ErrStillUnmapped) {
 		t.Fatalf("replay before the mapping exists: %v", err)
 	}
 	if n := s.StreamMsgs(s.Stream.DLQStream); n != 1 {
 		t.Fatalf("the letter left the DLQ although still unmapped")
 	}
 	importContacts(t, s.Contacts, "hubspot,skipcall,456,"+skipLondon+"\n")
-	if err := store.Replay(ctx, l.DLQSeq, nil); err != nil {
+	if err := store.ReplayOne(ctx, l.DLQSeq, nil); err != nil {
 		t.Fatal(err)
 	}
 	pbtest.Eventually(t, 30*time.Second, "London at Skipcall after replay", skipcallHas(s.Stack, skipLondon, map[string]any{"city": "London"}))

@@ -72,7 +72,7 @@ func (e *embeddedEnv) awaitLetters(t *testing.T, n int) []dlq.Letter {
 	store := dlq.NewStore(e.js, e.scfg.DLQStream, e.scfg.SubjectPrefix)
 	deadline := time.Now().Add(15 * time.Second)
 	for {
-		ls, err := store.List(testCtx(t), "", 10)
+		ls, err := store.ListSubject(testCtx(t), "", 10)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -52,7 +52,7 @@ func (a *attempts) add(ctx context.Context, seq uint64, now time.Time) (n int, f
 		case errors.Is(err, jetstream.ErrKeyNotFound):
 			if _, err := a.kv.Create(ctx, key, encodeAttempts(1, now)); err == nil {
 				return 1, now, nil
-			} else if !errors.Is(err, jetstream.ErrKeyExists) {
+			} else if !casConflict(err) {
 				return 0, time.Time{}, err
 			}
 			continue // another replica wrote it first
@@ -62,11 +62,25 @@ func (a *attempts) add(ctx context.Context, seq uint64, now time.Time) (n int, f
 		n, first = decodeAttempts(e.Value(), now)
 		if _, err := a.kv.Update(ctx, key, encodeAttempts(n+1, first), e.Revision()); err == nil {
 			return n + 1, first, nil
-		} else if !errors.Is(err, jetstream.ErrKeyExists) {
+		} else if !casConflict(err) {
 			return 0, time.Time{}, err
 		}
 	}
 	return 0, time.Time{}, fmt.Errorf("processor: attempts of %d: too much contention", seq)
+}
+
+// casConflict reports whether err is a lost compare-and-set on the bucket:
+// the key exists or has another revision. A single-replica bucket reports
+// it as ErrKeyExists (JetStream error 10071), a replicated one as the raw
+// API error 10164 (wrong last sequence), and a Create over a delete marker
+// as the raw API error too.
+func casConflict(err error) bool {
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return true
+	}
+	var api *jetstream.APIError
+	return errors.As(err, &api) && (api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
 // forget deletes the count of a settled event. A failure only leaves the

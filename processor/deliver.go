@@ -55,7 +55,11 @@ func (l *lane) deliver(ctx context.Context, j job) result {
 		// everything is sent before the solo lease can pass on.
 		lctx, cancel := fenced(ctx, tk.Fence)
 		defer cancel()
-		return l.apply(lctx, j, msgs, evs)
+		r := l.apply(lctx, j, msgs, evs, time.Time{})
+		if !r.settle.IsZero() {
+			l.settleSolo(ctx, key, r.settle, log)
+		}
+		return r
 	}
 	ls, err := l.w.leases.Acquire(ctx, key)
 	switch {
@@ -68,7 +72,11 @@ func (l *lane) deliver(ctx context.Context, j job) result {
 		log.Warn("contact lease unavailable; holding the events", "err", err)
 		return l.hold(r, msgs, l.w.now().Add(time.Second), "state_unavailable")
 	}
+	keep := false // an outcome is unknown: the lease is kept until it expires
 	defer func() {
+		if keep {
+			return
+		}
 		if err := ls.Release(context.WithoutCancel(ctx)); err != nil && !errors.Is(err, lease.ErrLost) {
 			log.Warn("contact lease release failed; it expires by itself", "err", err)
 		}
@@ -82,7 +90,68 @@ func (l *lane) deliver(ctx context.Context, j job) result {
 		lctx, cancel = fenced(lctx, func() time.Time { return minTime(deadline, tk.Fence()) })
 		defer cancel()
 	}
-	return l.apply(lctx, j, msgs, evs)
+	// A request starts only while the lease, kept from the moment its
+	// outcome is unknown, covers its settle horizon even if this worker
+	// dies before: its key lives until the expiry at least.
+	res := l.apply(lctx, j, msgs, evs, ls.Expiry().Add(-l.horizon))
+	if !res.settle.IsZero() {
+		keep = true
+		res = l.keepLease(ctx, res, ls, log)
+	}
+	return res
+}
+
+// keepLease keeps the contact's lease ls, which a request whose outcome is
+// unknown was sent under, for a fresh TTL (past the request's settle
+// horizon: the horizon is at most two thirds of it) and leaves it to
+// expire: no replica sends for the contact before. r's held events wait
+// until it has expired.
+func (l *lane) keepLease(ctx context.Context, r result, ls *lease.Lease, log *slog.Logger) result {
+	kctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	kept, err := ls.Keep(kctx)
+	cancel()
+	expiry := ls.Expiry()
+	if err != nil {
+		log.Warn("could not keep the contact's lease after an unknown outcome; it expires by itself, possibly before the settle horizon", "err", err,
+			"settle_until", r.settle, "lease_expiry", expiry)
+	} else {
+		expiry = kept.Expiry()
+	}
+	if len(r.back) > 0 {
+		r.holdUntil = maxTime(r.holdUntil, expiry)
+	}
+	return r
+}
+
+// settleSolo keeps every other replica from sending for the contact of key
+// before settle, the end of the settle horizon of a request sent under the
+// solo lease. It takes the contact's lease, which replicas delivering under
+// per-contact leases respect, and leaves it to expire (a TTL from now, past
+// settle); the lane gives the solo lease up only after settle (run waits
+// for the latest when it stops), so no replica takes the solo lease and
+// sends without per-contact leases before. If the contact's lease cannot be
+// taken, the delivery keeps its solo ticket until settle instead: the solo
+// lease is not handed over meanwhile.
+func (l *lane) settleSolo(ctx context.Context, key string, settle time.Time, log *slog.Logger) {
+	for {
+		old := l.soloSettle.Load()
+		if settle.UnixNano() <= old || l.soloSettle.CompareAndSwap(old, settle.UnixNano()) {
+			break
+		}
+	}
+	actx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	_, err := l.w.leases.Acquire(actx, key)
+	cancel()
+	if err == nil {
+		return
+	}
+	log.Warn("could not take the contact's lease after an unknown outcome; keeping the solo lease until the settle horizon", "err", err, "settle_until", settle)
+	t := time.NewTimer(time.Until(settle))
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
 }
 
 // endOf returns when ctx's delivery must stop: the earlier of its deadline
@@ -154,8 +223,9 @@ func (f *fenceTimer) stop() {
 }
 
 // apply sends one PATCH for msgs (one contact, the lease held) and settles
-// them.
-func (l *lane) apply(ctx context.Context, j job, msgs []pending, evs []events.Event) result {
+// them. A PATCH is sent only until sendBy (zero: no limit), the last moment
+// the lease covers the settle horizon of a request started then.
+func (l *lane) apply(ctx context.Context, j job, msgs []pending, evs []events.Event, sendBy time.Time) result {
 	r := result{job: j}
 	// One PATCH for the contact: per field, the value with the newest
 	// occurred_at among the queued events.
@@ -166,7 +236,7 @@ func (l *lane) apply(ctx context.Context, j job, msgs []pending, evs []events.Ev
 	patch, clocks, err := lww.Merge(l.target, changes...)
 	if err != nil {
 		if len(msgs) > 1 {
-			return l.oneByOne(ctx, j, msgs, evs)
+			return l.oneByOne(ctx, j, msgs, evs, sendBy)
 		}
 		l.deadLetter(ctx, msgs[0], &evs[0], dlq.ReasonInvalid, err, 0, time.Time{})
 		return r
@@ -186,7 +256,7 @@ func (l *lane) apply(ctx context.Context, j job, msgs []pending, evs []events.Ev
 	}
 	if err != nil {
 		if len(msgs) > 1 {
-			return l.oneByOne(ctx, j, msgs, evs)
+			return l.oneByOne(ctx, j, msgs, evs, sendBy)
 		}
 		l.deadLetter(ctx, msgs[0], &evs[0], dlq.ReasonInvalid, err, 0, time.Time{})
 		return r
@@ -208,6 +278,17 @@ func (l *lane) apply(ctx context.Context, j job, msgs []pending, evs []events.Ev
 		return l.hold(r, msgs, l.w.now().Add(hold), "rate_limit")
 	}
 	start := l.w.now()
+	if !sendBy.IsZero() && start.After(sendBy) {
+		// The lease would not cover the settle horizon of the request if
+		// its outcome were unknown: taken again first.
+		return l.hold(r, msgs, start.Add(leaseRetry), "lease_expired")
+	}
+	for _, p := range msgs {
+		if p.repair {
+			l.w.m.repairs.WithLabelValues(l.name, "unknown_outcome").Inc()
+			break
+		}
+	}
 	res, err := l.provider.Patch(ratelimit.WithGrant(ctx, grant), &merged)
 	status := res.Status
 	var pe *Error
@@ -238,7 +319,7 @@ func (l *lane) apply(ctx context.Context, j job, msgs []pending, evs []events.Ev
 		// for it instead of acknowledged (the PATCH is sent again; it is
 		// idempotent). A shutdown does not cut the commit short.
 		cctx, cancel := commitContext(ctx)
-		err := l.w.state.Commit(cctx, l.target, merged.ContactID, st, keptClocks)
+		ow, err := l.w.state.Commit(cctx, l.target, merged.ContactID, st, kept, keptClocks)
 		cancel()
 		if err != nil {
 			log.Warn("applied, but the field clocks could not be stored while the contact's lease held; delivering the events again", "err", err)
@@ -246,6 +327,20 @@ func (l *lane) apply(ctx context.Context, j job, msgs []pending, evs []events.Ev
 				return l.abandon(r, msgs)
 			}
 			return l.hold(r, msgs, l.w.now().Add(leaseRetry), "commit_failed")
+		}
+		if len(ow.Unknown) > 0 {
+			l.w.m.repairs.WithLabelValues(l.name, "no_value").Inc()
+			log.Warn("the PATCH overwrote a newer value at the provider that cannot be sent again (stored by an older version, without its value); it stays until the field's next change", "fields", ow.Unknown)
+		}
+		if len(ow.Fields) > 0 {
+			// The commit marked the newer values pending in the state: the
+			// events are delivered again at once, under the same lease and
+			// budget, and Filter sends the pending values (their own are
+			// superseded now). Until that PATCH commits, the events are not
+			// acknowledged, and the marks stay for any later delivery.
+			l.w.m.repairs.WithLabelValues(l.name, "newer_clock").Inc()
+			log.Info("the PATCH overwrote a newer value at the provider; sending it again", "fields", ow.Fields)
+			return l.apply(ctx, j, msgs, evs, sendBy)
 		}
 		for i, p := range msgs {
 			outcome := "applied"
@@ -258,6 +353,15 @@ func (l *lane) apply(ctx context.Context, j job, msgs []pending, evs []events.Ev
 		l.coalesced.Add(float64(len(msgs) - 1))
 		log.Debug("applied", "status", res.Status)
 		return r
+	}
+	switch class {
+	case ClassUnknown:
+		return l.unknown(ctx, r, msgs, evs, start, err, log)
+	case ClassNotSent:
+		return l.notSent(ctx, r, msgs, evs, err, log)
+	}
+	if l.notSentRun.Load() != 0 {
+		l.notSentRun.Store(0)
 	}
 	if ctx.Err() != nil {
 		return l.interrupted(r, msgs)
@@ -288,7 +392,7 @@ func (l *lane) apply(ctx context.Context, j job, msgs []pending, evs []events.Ev
 	case ClassPermanent:
 		if len(msgs) > 1 {
 			log.Info("coalesced delivery rejected; delivering one by one to find the bad event", "err", err)
-			return l.oneByOne(ctx, j, msgs, evs)
+			return l.oneByOne(ctx, j, msgs, evs, sendBy)
 		}
 		log.Warn("provider rejected the event; dead-lettering", "status", status, "err", err)
 		l.deadLetter(ctx, msgs[0], &evs[0], dlq.ReasonRejected, err, 0, time.Time{})
@@ -331,10 +435,11 @@ func appliedAny(clocks map[string]lww.Clock, c lww.Clock) bool {
 // deliver holds, after a merged PATCH was rejected or could not be built,
 // so a bad event is dead-lettered alone. Once one is held (the target
 // paused), the rest are held with it.
-func (l *lane) oneByOne(ctx context.Context, j job, msgs []pending, evs []events.Event) result {
+func (l *lane) oneByOne(ctx context.Context, j job, msgs []pending, evs []events.Event, sendBy time.Time) result {
 	r := result{job: j}
 	for i := range msgs {
-		one := l.apply(ctx, job{key: j.key, msgs: msgs[i : i+1]}, msgs[i:i+1], evs[i:i+1])
+		one := l.apply(ctx, job{key: j.key, msgs: msgs[i : i+1]}, msgs[i:i+1], evs[i:i+1], sendBy)
+		r.settle = maxTime(r.settle, one.settle)
 		if len(one.back) > 0 {
 			r.back = append(one.back, msgs[i+1:]...)
 			r.holdUntil = one.holdUntil
@@ -466,6 +571,87 @@ func (l *lane) hold(r result, msgs []pending, until time.Time, why string) resul
 	l.w.m.deliveries.WithLabelValues(l.name, "held").Add(float64(len(msgs)))
 	l.w.m.retryDelay.WithLabelValues(l.name, why).Observe(max(until.Sub(l.w.now()), 0).Seconds())
 	return r
+}
+
+// unknown settles msgs after a request whose outcome is unknown (written,
+// then a timeout, a reset, an answer cut off): the provider may have
+// applied it, or may apply it later. It is an attempt for each event (those
+// whose attempts or age are used up are dead-lettered); the others wait in
+// the worker, not acknowledged, until the settle horizon from the request's
+// start has passed (r.settle, for deliver to keep the contact's lease) and
+// their backoff with it, and are then delivered again merged with what is
+// queued for the contact: the contact's newest values of every field the
+// request carried are sent again, after any late apply of it.
+func (l *lane) unknown(ctx context.Context, r result, msgs []pending, evs []events.Event, start time.Time, cause error, log *deliveryLog) result {
+	now := l.w.now()
+	r.settle = start.Add(l.horizon)
+	l.w.m.unknown.WithLabelValues(l.name).Inc()
+	l.delivered("unknown").Add(float64(len(msgs)))
+	log.Warn("outcome unknown: the provider may apply the request late; the contact waits out the settle horizon, then its newest values are sent again",
+		"err", cause, "settle_until", r.settle)
+	back := make([]pending, 0, len(msgs))
+	most := 0
+	for i, p := range msgs {
+		n, first, err := l.w.attempts.add(context.WithoutCancel(ctx), p.seq, now)
+		if err != nil {
+			n, first = int(p.md.NumDelivered), p.md.Timestamp
+			log.Warn("attempt count unavailable; using the delivery count", "err", err, "seq", p.seq)
+		}
+		if age := now.Sub(p.md.Timestamp); n >= l.w.cfg.MaxAttempts || age >= l.w.cfg.MaxRetryAge {
+			log.Warn("retries exhausted; dead-lettering", "err", cause, "attempt", n, "age", age, "seq", p.seq)
+			l.deadLetter(ctx, p, &evs[i], dlq.ReasonExhausted,
+				fmt.Errorf("gave up after %d attempts over %s: %w", n, age.Round(time.Millisecond), cause), n, first)
+			continue
+		}
+		most = max(most, n)
+		p.repair = true
+		back = append(back, p)
+	}
+	if len(back) == 0 {
+		return r
+	}
+	wait := max(r.settle.Sub(now), l.w.backoff(most))
+	l.w.m.retryDelay.WithLabelValues(l.name, ClassUnknown.String()).Observe(wait.Seconds())
+	if l.stopping.Load() {
+		// Handed back, not before the horizon: the lease kept covers it
+		// for the other replicas, the delay for this one's successor.
+		for _, p := range back {
+			_ = p.msg.NakWithDelay(wait)
+		}
+		l.w.m.deliveries.WithLabelValues(l.name, "abandoned").Add(float64(len(back)))
+		return r
+	}
+	r.back, r.holdUntil = back, now.Add(wait)
+	return r
+}
+
+// notSent settles msgs after a request of which nothing was written: its
+// lease's fence or its deadline passed before it was (held for the lease to
+// be taken again), or the connection could not be made. Not an attempt:
+// the events wait in the worker, backing off while the target's requests
+// keep failing so, and are dead-lettered only once older than the retry
+// age.
+func (l *lane) notSent(ctx context.Context, r result, msgs []pending, evs []events.Event, cause error, log *deliveryLog) result {
+	if errors.Is(cause, ratelimit.ErrFenced) || ctx.Err() != nil {
+		log.Debug("the lease or deadline of the delivery passed before the request was written; holding", "err", cause)
+		return l.interrupted(r, msgs)
+	}
+	k := l.notSentRun.Add(1)
+	now := l.w.now()
+	keep := msgs[:0:0]
+	for i, p := range msgs {
+		if age := now.Sub(p.md.Timestamp); age >= l.w.cfg.MaxRetryAge {
+			l.deadLetter(ctx, p, &evs[i], dlq.ReasonExhausted, fmt.Errorf("not sent for %s: %w", age.Round(time.Millisecond), cause), 0, time.Time{})
+			continue
+		}
+		keep = append(keep, p)
+	}
+	if len(keep) == 0 {
+		return r
+	}
+	delay := l.w.backoff(int(min(k, 64)))
+	log.Info("request not sent (nothing written); holding, not an attempt", "err", cause, "delay", delay)
+	return l.hold(r, keep, now.Add(delay), ClassNotSent.String())
 }
 
 // interrupted settles msgs after their delivery's context ended: handed

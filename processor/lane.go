@@ -26,11 +26,20 @@ type lane struct {
 	log      *slog.Logger // the worker's, with the provider's name
 	provider Provider
 	budget   *ratelimit.Budget
+	horizon  time.Duration        // the target's settle horizon (Target.SettleHorizon)
 	cons     jetstream.Consumer   // the target's consumer: every event, or those stored before the stream was partitioned
 	parts    []jetstream.Consumer // the target's partition consumers, by partition (none without partitions)
 	fetching *fetching            // the lane's fetchers, set by run
 	group    *lease.Solo          // the target's lease group: solo while no other replica delivers it; nil with Config.AlwaysLease
 	stopping atomic.Bool          // the delivery goroutines' context is cancelled: shutdown past the drain timeout
+
+	// soloSettle is the latest end (unix nanoseconds) of the settle
+	// horizon of a request sent under the solo lease whose outcome is
+	// unknown: the solo lease is not given up before (see settleSolo).
+	soloSettle atomic.Int64
+	// notSentRun counts the target's requests in a row of which nothing
+	// was written (a dial failing): the backoff of the next hold.
+	notSentRun atomic.Int32
 
 	coalesced prometheus.Counter // looked up once: every applied delivery adds to it
 
@@ -80,7 +89,7 @@ func (l *lane) requestDuration(status int) prometheus.Observer {
 
 func newLane(w *Worker, t events.Target, tg Target) *lane {
 	l := &lane{w: w, target: t, name: string(t), log: w.log.With("provider", string(t)), provider: tg.Provider, budget: tg.Budget,
-		coalesced: w.m.coalesced.WithLabelValues(string(t))}
+		horizon: tg.SettleHorizon, coalesced: w.m.coalesced.WithLabelValues(string(t))}
 	w.m.paused.WithLabelValues(l.name).Set(0)
 	return l
 }
@@ -92,6 +101,7 @@ type result struct {
 	job       job
 	back      []pending // held: queued again in the worker, not settled
 	holdUntil time.Time // back's contact waits until then
+	settle    time.Time // a request's outcome is unknown: the end of its settle horizon (zero: none)
 }
 
 // run is the lane's loop: it owns the queues, hands jobs to the delivery
@@ -106,6 +116,7 @@ func (l *lane) run(ctx context.Context) {
 		}
 		l.group = group
 		defer func() {
+			l.awaitSoloSettle()
 			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			defer cancel()
 			group.Close(cctx)
@@ -247,6 +258,20 @@ func (l *lane) run(ctx context.Context) {
 	}
 	fs.release(ctx)
 	w.m.paused.WithLabelValues(l.name).Set(0)
+}
+
+// awaitSoloSettle waits, before the lane gives the solo lease up, until the
+// settle horizon of every request sent under it whose outcome is unknown
+// has passed: a replica taking the solo lease over sends without
+// per-contact leases. The wait is at most the target's settle horizon.
+func (l *lane) awaitSoloSettle() {
+	d := time.Until(time.Unix(0, l.soloSettle.Load()))
+	if d <= 0 {
+		return
+	}
+	l.log.Info("waiting for the settle horizon of a request whose outcome is unknown before giving the solo lease up", "wait", d.Round(time.Millisecond))
+	t := time.NewTimer(d)
+	<-t.C
 }
 
 // incomingBuffer is how many fetched messages may wait for the lane's

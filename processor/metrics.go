@@ -10,7 +10,10 @@ type metrics struct {
 	retryDelay  *prometheus.HistogramVec // target, class
 	deadLetters *prometheus.CounterVec   // target, reason
 	paused      *prometheus.GaugeVec     // target
+	enabled     *prometheus.GaugeVec     // target
 	coalesced   *prometheus.CounterVec   // target
+	unknown     *prometheus.CounterVec   // target
+	repairs     *prometheus.CounterVec   // target, reason
 	inflight    prometheus.Gauge
 }
 
@@ -18,7 +21,7 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 	m := &metrics{
 		deliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "patchbay_worker_deliveries_total",
-			Help: "Events handled, by target and outcome: applied, superseded (every field older than the value at the provider), held (waiting in the worker: pause, busy contact), retry, dead_lettered, abandoned (shutdown).",
+			Help: "Events handled, by target and outcome: applied, superseded (every field older than the value at the provider), held (waiting in the worker: pause, busy contact, a request not sent), unknown (sent, no answer read in full: held until the settle horizon, then sent again), retry, dead_lettered, abandoned (shutdown).",
 		}, []string{"target", "outcome"}),
 		requests: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name:    "patchbay_worker_provider_request_duration_seconds",
@@ -38,17 +41,29 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "patchbay_worker_target_paused",
 			Help: "1 while deliveries to a target are paused (rate limit window used up, or bad credentials).",
 		}, []string{"target"}),
+		enabled: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "patchbay_worker_target_enabled",
+			Help: "1 for a target this worker delivers to, 0 for one disabled by configuration (its events stay queued in the stream).",
+		}, []string{"target"}),
 		coalesced: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "patchbay_worker_coalesced_total",
 			Help: "Events merged into another event's PATCH instead of sent on their own, by target.",
 		}, []string{"target"}),
+		unknown: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "patchbay_worker_unknown_outcomes_total",
+			Help: "Provider requests whose outcome is unknown (written, then a timeout, a reset or an answer cut off), by target: the provider may apply them late; the contact waits out the settle horizon.",
+		}, []string{"target"}),
+		repairs: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "patchbay_worker_repairs_total",
+			Help: "Provider requests sending a contact's values again, by target and reason: unknown_outcome (a request's outcome was unknown: once its settle horizon passed, the contact's newest values are sent again), newer_clock (a commit found a newer value of a field its PATCH had just overwritten at the provider: the newer value is sent again), no_value (the same, but the newer value was stored by an older version without values: it cannot be sent again).",
+		}, []string{"target", "reason"}),
 		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "patchbay_worker_inflight",
 			Help: "Deliveries being handled now.",
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.deliveries, m.requests, m.retryDelay, m.deadLetters, m.paused, m.coalesced, m.inflight)
+		reg.MustRegister(m.deliveries, m.requests, m.retryDelay, m.deadLetters, m.paused, m.enabled, m.coalesced, m.unknown, m.repairs, m.inflight)
 	}
 	return m
 }

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/patchbay/patchbay/events"
+	"github.com/patchbay/patchbay/processor/ratelimit"
 )
 
 // Class is what an outcome means for the event.
@@ -35,6 +36,16 @@ const (
 	// (Skipcall 401/403, RevyOps 403). Not the event's fault: the target is
 	// paused and the event retried slowly; it is never dead-lettered for this.
 	ClassCredentials
+	// ClassUnknown: the request was written and no answer was read in full
+	// (a timeout, a connection reset, a response cut off): the provider may
+	// have applied it, or may still apply it later. One attempt; no other
+	// request for the contact is sent until the target's settle horizon has
+	// passed, then the contact's newest values are sent again.
+	ClassUnknown
+	// ClassNotSent: nothing of the request was written (its lease's fence or
+	// its deadline had passed, the dial failed). Not an attempt: the event
+	// waits in the worker and is tried again.
+	ClassNotSent
 )
 
 // String names the class as it appears in logs and metrics.
@@ -48,6 +59,10 @@ func (c Class) String() string {
 		return "permanent"
 	case ClassCredentials:
 		return "credentials"
+	case ClassUnknown:
+		return "unknown"
+	case ClassNotSent:
+		return "not_sent"
 	}
 	return fmt.Sprintf("class(%d)", int(c))
 }
@@ -128,12 +143,22 @@ func StatusClass(status int) string {
 	}
 }
 
-// TransportError classifies an error from http.Client.Do: a cancelled parent
-// context is returned as is (the caller is shutting down), anything else is
-// transient.
-func TransportError(ctx context.Context, err error) error {
+// SendError classifies an error of a provider call (http.Client.Do, or the
+// reading of its answer); written says whether the request may have reached
+// the socket (httptrace's WroteRequest without an error, or an answer begun).
+//
+//   - written, and not refused by its fence at the socket
+//     (ratelimit.ErrFenced): ClassUnknown, even when ctx has ended (the
+//     provider may apply it all the same);
+//   - not written, ctx ended: ctx's error as is (the caller is shutting down
+//     or its lease ended; nothing was sent);
+//   - not written otherwise: ClassNotSent.
+func SendError(ctx context.Context, err error, written bool) error {
+	if written && !errors.Is(err, ratelimit.ErrFenced) {
+		return &Error{Class: ClassUnknown, Err: err}
+	}
 	if ctx.Err() != nil {
 		return ctx.Err()
 	}
-	return &Error{Class: ClassTransient, Err: err}
+	return &Error{Class: ClassNotSent, Err: err}
 }

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/patchbay/patchbay/processor"
+	"github.com/patchbay/patchbay/processor/ratelimit"
 )
 
 // TestStatusClassBuckets: the status_class label of provider requests.
@@ -54,17 +55,25 @@ func TestErrorDescribesTheAnswer(t *testing.T) {
 	}
 }
 
-// TestTransportErrorOfAStoppingCaller: an HTTP error while the caller's
-// context is cancelled is the cancellation (the worker is stopping, not the
-// provider failing); otherwise it is transient.
-func TestTransportErrorOfAStoppingCaller(t *testing.T) {
+// TestSendErrorTellsWrittenFromNotWritten: a call that failed after its
+// request was written is an unknown outcome, whether or not the caller's
+// context has ended (the provider may apply it all the same); one that
+// wrote nothing is not sent, or the cancellation when the caller is
+// stopping; a refusal at the socket by the request's fence wrote nothing.
+func TestSendErrorTellsWrittenFromNotWritten(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
-	err := processor.TransportError(ctx, io.ErrUnexpectedEOF)
-	if processor.ClassOf(err) != processor.ClassTransient || !errors.Is(err, io.ErrUnexpectedEOF) {
-		t.Fatalf("TransportError with a live context = %v, want a transient error wrapping the cause", err)
+	check := func(what string, err error, want processor.Class) {
+		t.Helper()
+		if got := processor.ClassOf(err); got != want || !errors.Is(err, io.ErrUnexpectedEOF) && !errors.Is(err, ratelimit.ErrFenced) {
+			t.Errorf("%s: %v (class %s), want class %s wrapping the cause", what, err, got, want)
+		}
 	}
+	check("written, live context", processor.SendError(ctx, io.ErrUnexpectedEOF, true), processor.ClassUnknown)
+	check("not written, live context", processor.SendError(ctx, io.ErrUnexpectedEOF, false), processor.ClassNotSent)
+	check("refused by the fence at the socket", processor.SendError(ctx, fmt.Errorf("write: %w", ratelimit.ErrFenced), true), processor.ClassNotSent)
 	cancel()
-	if err := processor.TransportError(ctx, io.ErrUnexpectedEOF); !errors.Is(err, context.Canceled) || errors.Is(err, io.ErrUnexpectedEOF) {
-		t.Fatalf("TransportError with a cancelled context = %v, want context.Canceled", err)
+	check("written, cancelled context", processor.SendError(ctx, io.ErrUnexpectedEOF, true), processor.ClassUnknown)
+	if err := processor.SendError(ctx, io.ErrUnexpectedEOF, false); !errors.Is(err, context.Canceled) || errors.Is(err, io.ErrUnexpectedEOF) {
+		t.Fatalf("not written with a cancelled context = %v, want context.Canceled", err)
 	}
 }

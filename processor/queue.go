@@ -10,9 +10,10 @@ import (
 
 // pending is one message the worker holds: fetched, not yet settled.
 type pending struct {
-	msg jetstream.Msg
-	md  *jetstream.MsgMetadata
-	seq uint64 // stream sequence
+	msg    jetstream.Msg
+	md     *jetstream.MsgMetadata
+	seq    uint64 // stream sequence
+	repair bool   // was in a request whose outcome is unknown: its next delivery is a repair
 }
 
 // job is what one delivery works on: one contact's messages, in stream

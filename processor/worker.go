@@ -109,6 +109,24 @@ type Target struct {
 	// Budget.Transport, so every response's rate-limit headers are observed
 	// and a request whose slot a pause overtook is not written.
 	Budget *ratelimit.Budget
+	// SettleHorizon is how long after the start of a request whose outcome
+	// is unknown (written, no answer read in full) the provider may still
+	// apply it: until then no other request for the contact is sent, by any
+	// replica; then the contact's newest values are sent again. At most
+	// Config.MaxSettleHorizon; 0 means that. The provider configs default
+	// it to twice their request timeout.
+	SettleHorizon time.Duration
+}
+
+// MaxSettleHorizon is the longest settle horizon the lease covers: two
+// thirds of LeaseTTL. A contact's lease is kept for a fresh TTL once an
+// outcome is unknown, and a request starts only while its lease covers the
+// horizon from its start; under the solo lease, the keys of a worker that
+// dies expire no sooner than two thirds of the TTL after its last send
+// (they are renewed every third).
+func (c Config) MaxSettleHorizon() time.Duration {
+	c.setDefaults()
+	return c.LeaseTTL * 2 / 3
 }
 
 // BudgetConfig is the ratelimit configuration of one target's budget, kept
@@ -165,6 +183,7 @@ type Worker struct {
 	nc       *nats.Conn
 	scfg     stream.Config
 	lanes    []*lane
+	disabled []events.Target // targets without a lane (see New)
 	dlq      *dlq.Publisher
 	attempts *attempts
 	state    *lww.Store
@@ -175,8 +194,12 @@ type Worker struct {
 	now      func() time.Time
 }
 
-// New returns a Worker; it validates cfg and needs a provider for every
-// known target.
+// New returns a Worker; it validates cfg. A target missing from d.Targets
+// is disabled: this worker runs no consumer for it, so its events stay
+// queued in the stream (neither delivered nor dead-lettered) for a worker
+// that has it, and patchbay_worker_target_enabled is 0 for it. An error is
+// returned when no target is enabled, or one is given without a provider or
+// a budget.
 func New(cfg Config, d Deps) (*Worker, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
@@ -203,10 +226,25 @@ func New(cfg Config, d Deps) (*Worker, error) {
 	}
 	for _, t := range events.Targets() {
 		tg, ok := d.Targets[t]
-		if !ok || tg.Provider == nil || tg.Budget == nil {
+		if !ok {
+			w.m.enabled.WithLabelValues(string(t)).Set(0)
+			w.disabled = append(w.disabled, t)
+			continue
+		}
+		if tg.Provider == nil || tg.Budget == nil {
 			return nil, fmt.Errorf("processor: no provider or no budget for target %s", t)
 		}
+		if tg.SettleHorizon == 0 {
+			tg.SettleHorizon = cfg.MaxSettleHorizon()
+		}
+		if tg.SettleHorizon < 0 || tg.SettleHorizon > cfg.MaxSettleHorizon() {
+			return nil, fmt.Errorf("processor: settle horizon %s of target %s must be positive and at most two thirds of the lease TTL (%s)", tg.SettleHorizon, t, cfg.MaxSettleHorizon())
+		}
+		w.m.enabled.WithLabelValues(string(t)).Set(1)
 		w.lanes = append(w.lanes, newLane(w, t, tg))
+	}
+	if len(w.lanes) == 0 {
+		return nil, errors.New("processor: no target enabled")
 	}
 	return w, nil
 }
@@ -312,15 +350,21 @@ type TargetState struct {
 	ratelimit.State
 	// Consumer is the target's durable consumer.
 	Consumer string `json:"consumer"`
+	// Disabled is true for a target this worker does not deliver to (see
+	// New); its events wait in the stream.
+	Disabled bool `json:"disabled,omitempty"`
 }
 
 // States returns every target's state as this replica sees it: paused or
 // not, why and until when (rate limit, refused credentials and the next
 // probe), from local memory only.
 func (w *Worker) States() []TargetState {
-	out := make([]TargetState, 0, len(w.lanes))
+	out := make([]TargetState, 0, len(w.lanes)+len(w.disabled))
 	for _, l := range w.lanes {
 		out = append(out, TargetState{State: l.budget.State(), Consumer: w.scfg.TargetConsumer(l.name)})
+	}
+	for _, t := range w.disabled {
+		out = append(out, TargetState{State: ratelimit.State{Target: string(t)}, Consumer: w.scfg.TargetConsumer(string(t)), Disabled: true})
 	}
 	return out
 }

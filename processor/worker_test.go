@@ -33,7 +33,7 @@ func revEvent(id string, contact int64, patch map[string]any) map[string]any {
 // dlqLetters returns the dead letters in the stack's DLQ stream.
 func dlqLetters(t *testing.T, s *pbtest.Stack) []dlq.Letter {
 	t.Helper()
-	ls, err := dlq.NewStore(s.JS, s.Stream.DLQStream, s.Stream.SubjectPrefix).List(context.Background(), "", 1000)
+	ls, err := dlq.NewStore(s.JS, s.Stream.DLQStream, s.Stream.SubjectPrefix).ListSubject(context.Background(), "", 1000)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -206,12 +206,14 @@ func (s *RevyOps) handle(x *exchange) {
 		return
 	}
 	structure := x.r.URL.Query().Get("structure")
+	s.late(x)
 	status, body, msg := s.apply(id, patch, structure)
 	if status != http.StatusOK {
 		revyOpsError(x, status, msg)
 		return
 	}
 	s.countPatch(strconv.FormatInt(id, 10))
+	s.applied(x)
 	x.json(http.StatusOK, body)
 }
 

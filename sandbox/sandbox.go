@@ -55,7 +55,17 @@ type Faults struct {
 	Latency     time.Duration // added before answering each PATCH; cut short if the client goes away
 	ErrorRate   float64       // 0..1 probability of answering ErrorStatus instead of processing
 	ErrorStatus int           // default 500
+	// LateRate is the 0..1 share of valid PATCHes applied late: held for
+	// LateDelay, then applied whether or not the client is still there (it
+	// gave up after its timeout; the change lands all the same, as a real
+	// API under load does), then answered if it still is.
+	LateRate  float64
+	LateDelay time.Duration // default DefaultLateDelay
 }
+
+// DefaultLateDelay is how long a late PATCH waits before it is applied
+// (Faults.LateDelay): past the worker's default 10 s timeout.
+const DefaultLateDelay = 12 * time.Second
 
 // Request is one request the sandbox received, as recorded.
 type Request struct {
@@ -63,6 +73,7 @@ type Request struct {
 	Header                 http.Header
 	Body                   []byte
 	Status                 int       // what the sandbox answered (StatusClientClosed: nothing, the client left)
+	Late                   bool      // applied late (Faults.LateRate): the client may have given up before; Status is what was written, whether or not it arrived
 	SpecErr                string    // non-empty when the request failed validation against the seed OpenAPI document
 	At                     time.Time // when it arrived, by the sandbox's clock
 }
@@ -90,6 +101,7 @@ type core struct {
 	patches    map[string]int
 	statuses   map[int]int // answers per status, see StatusCounts
 	flight     inflight    // PATCHes in flight per contact, see Overlaps
+	lateDone   int         // PATCHes applied late, see LateApplies
 
 	// contactOf returns the canonical contact id of a contact path; PATCHes
 	// to such paths are tracked for Overlaps.
@@ -129,6 +141,7 @@ type exchange struct {
 	body    []byte
 	status  int
 	specErr string
+	late    bool // held before it was applied (Faults.LateRate)
 }
 
 // json answers status with v as a JSON body.
@@ -176,6 +189,7 @@ func (c *core) serve(w http.ResponseWriter, r *http.Request, h func(*exchange)) 
 		Body:     body,
 		Status:   x.status,
 		SpecErr:  x.specErr,
+		Late:     x.late,
 		At:       at,
 	})
 }
@@ -268,6 +282,42 @@ func (c *core) fault(ctx context.Context) int {
 		return f.ErrorStatus
 	}
 	return 0
+}
+
+// late holds a valid PATCH for Faults.LateDelay if it is one of
+// Faults.LateRate's share, whether or not its client goes away meanwhile:
+// it is applied after that.
+func (c *core) late(x *exchange) {
+	c.mu.Lock()
+	f := c.faults
+	c.mu.Unlock()
+	if f.LateRate <= 0 || rand.Float64() >= f.LateRate {
+		return
+	}
+	d := f.LateDelay
+	if d <= 0 {
+		d = DefaultLateDelay
+	}
+	x.late = true
+	time.Sleep(d) // the fault itself: a provider that applies the change late
+}
+
+// applied counts a PATCH applied late.
+func (c *core) applied(x *exchange) {
+	if !x.late {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.lateDone++
+}
+
+// LateApplies returns how many PATCHes were applied late (Faults.LateRate),
+// whether or not their client was still there.
+func (c *core) LateApplies() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.lateDone
 }
 
 // check validates a PATCH against the seed document, then rejects unknown

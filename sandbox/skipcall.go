@@ -270,12 +270,14 @@ func (s *Skipcall) handle(x *exchange) {
 		skipcallError(x, http.StatusNotFound, "")
 		return
 	}
+	s.late(x)
 	body, ok := s.apply(id, patch)
 	if !ok {
 		skipcallError(x, http.StatusNotFound, "")
 		return
 	}
 	s.countPatch(id)
+	s.applied(x)
 	x.json(http.StatusOK, body)
 }
 

@@ -1,9 +1,14 @@
 package sources_test
 
 import (
+	"crypto/hmac"
+	"crypto/sha256"
 	"encoding/base64"
+	"encoding/hex"
+	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -165,5 +170,152 @@ func TestBearerAndNone(t *testing.T) {
 	}
 	if !mustSource(t, set, "open").Authenticate(&sources.Request{Header: http.Header{}}) {
 		t.Fatal("scheme none refused a request")
+	}
+}
+
+// flipLastByte decodes an encoded MAC, flips the lowest bit of its last
+// byte and encodes it again. Working on the bytes, not the text, matters
+// for base64: the last character before the padding carries two unused
+// bits, so flipping its text can leave the MAC unchanged.
+func flipLastByte(t *testing.T, enc interface {
+	DecodeString(string) ([]byte, error)
+	EncodeToString([]byte) string
+}, sig string) string {
+	t.Helper()
+	b, err := enc.DecodeString(sig)
+	if err != nil || len(b) == 0 {
+		t.Fatalf("not an encoded MAC: %q (%v)", sig, err)
+	}
+	b[len(b)-1] ^= 1
+	return enc.EncodeToString(b)
+}
+
+// hexCodec adapts encoding/hex to flipLastByte.
+type hexCodec struct{}
+
+func (hexCodec) DecodeString(s string) ([]byte, error) { return hex.DecodeString(s) }
+func (hexCodec) EncodeToString(b []byte) string        { return hex.EncodeToString(b) }
+
+// TestSignatureTailChanged: for every signature scheme, a valid signature
+// whose last byte alone is changed is refused. Every other refusal test
+// changes the body, the secret, the length or the start of the MAC, so a
+// check comparing only a prefix of the MAC (or stopping at the first
+// bytes) would pass them all; these cases fail it.
+func TestSignatureTailChanged(t *testing.T) {
+	set := loadTestSources(t)
+	shopify, err := sources.Parse([]byte(`sources:
+  shop:
+    auth: {scheme: hmac-sha256, header: X-Shopify-Hmac-Sha256, encoding: base64, secrets: [{env: SHOP_SECRET}]}
+    format: cloudevents
+`), testEnv(map[string]string{"SHOP_SECRET": "shop-secret-for-tests"}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	swHook, err := standardwebhooks.NewWebhook(swSecret)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	cases := []struct {
+		name   string
+		src    *sources.Source
+		valid  func() *sources.Request
+		tamper func(r *sources.Request)
+	}{
+		{
+			name:  "hubspot-v3 (base64)",
+			src:   mustSource(t, set, "hubspot"),
+			valid: func() *sources.Request { return hubspotRequest(t) },
+			tamper: func(r *sources.Request) {
+				r.Header.Set(sources.HeaderHubSpotSignature, flipLastByte(t, base64.StdEncoding, r.Header.Get(sources.HeaderHubSpotSignature)))
+			},
+		},
+		{
+			name: "hmac-sha256 hex with prefix (GitHub)",
+			src:  mustSource(t, set, "crm"),
+			valid: func() *sources.Request {
+				return &sources.Request{Method: "POST", URI: "/v1/sources/crm", Body: []byte("Hello, World!"), Now: time.Now(),
+					Header: http.Header{"X-Hub-Signature-256": {"sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"}}}
+			},
+			tamper: func(r *sources.Request) {
+				hexSig := strings.TrimPrefix(r.Header.Get("X-Hub-Signature-256"), "sha256=")
+				r.Header.Set("X-Hub-Signature-256", "sha256="+flipLastByte(t, hexCodec{}, hexSig))
+			},
+		},
+		{
+			name: "hmac-sha256 hex, last character",
+			src:  mustSource(t, set, "crm"),
+			valid: func() *sources.Request {
+				return &sources.Request{Method: "POST", URI: "/v1/sources/crm", Body: []byte("Hello, World!"), Now: time.Now(),
+					Header: http.Header{"X-Hub-Signature-256": {"sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17"}}}
+			},
+			// ...e17 becomes ...e16: the text a sender would mistype.
+			tamper: func(r *sources.Request) {
+				s := r.Header.Get("X-Hub-Signature-256")
+				r.Header.Set("X-Hub-Signature-256", s[:len(s)-1]+"6")
+			},
+		},
+		{
+			name: "hmac-sha256 base64 (Shopify)",
+			src:  mustSource(t, shopify, "shop"),
+			valid: func() *sources.Request {
+				body := []byte(`{"specversion":"1.0"}`)
+				m := hmac.New(sha256.New, []byte("shop-secret-for-tests"))
+				m.Write(body)
+				return &sources.Request{Method: "POST", URI: "/v1/sources/shop", Body: body, Now: time.Now(),
+					Header: http.Header{"X-Shopify-Hmac-Sha256": {base64.StdEncoding.EncodeToString(m.Sum(nil))}}}
+			},
+			tamper: func(r *sources.Request) {
+				r.Header.Set("X-Shopify-Hmac-Sha256", flipLastByte(t, base64.StdEncoding, r.Header.Get("X-Shopify-Hmac-Sha256")))
+			},
+		},
+		{
+			name: "standard-webhooks",
+			src:  mustSource(t, set, "crm-sw"),
+			valid: func() *sources.Request {
+				body := []byte(`{"contact":{"revyops_id":42,"first_name":"Grace"},"updated_at":"2026-11-25T10:00:00Z"}`)
+				now := time.Now()
+				sig, err := swHook.Sign("msg_1", now, body)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return &sources.Request{Method: "POST", Body: body, Now: now, Header: http.Header{
+					"Webhook-Id": {"msg_1"}, "Webhook-Timestamp": {strconv.FormatInt(now.Unix(), 10)}, "Webhook-Signature": {sig}}}
+			},
+			tamper: func(r *sources.Request) {
+				version, sig, ok := strings.Cut(r.Header.Get("Webhook-Signature"), ",")
+				if !ok {
+					t.Fatalf("signature %q is not v1,<base64>", r.Header.Get("Webhook-Signature"))
+				}
+				r.Header.Set("Webhook-Signature", version+","+flipLastByte(t, base64.StdEncoding, sig))
+			},
+		},
+		{
+			name: "bearer, last character of the token",
+			src:  mustSource(t, set, "bus"),
+			valid: func() *sources.Request {
+				return &sources.Request{Header: http.Header{"Authorization": {"Bearer " + busToken}}}
+			},
+			tamper: func(r *sources.Request) {
+				tok := r.Header.Get("Authorization")
+				r.Header.Set("Authorization", tok[:len(tok)-1]+string(tok[len(tok)-1]^1))
+			},
+		},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			if !tc.src.Authenticate(tc.valid()) {
+				t.Fatal("the valid signature does not verify")
+			}
+			r := tc.valid()
+			before := fmt.Sprint(r.Header)
+			tc.tamper(r)
+			if fmt.Sprint(r.Header) == before {
+				t.Fatal("the tamper changed nothing")
+			}
+			if tc.src.Authenticate(r) {
+				t.Fatalf("accepted with only the tail of the signature changed: %v", r.Header)
+			}
+		})
 	}
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/patchbay/patchbay/dlq"
 	"github.com/patchbay/patchbay/redact"
 )
 
@@ -74,7 +75,29 @@ type Admin struct {
 	// Detail, if set, makes /readyz answer JSON: {"ready", "reason",
 	// "detail"} with Detail's value (the worker's per-target state).
 	Detail func() any
+	// Console, if set, is served at ConsolePath under the same rule as the
+	// dead-letter API. It authenticates by itself (a browser cannot send
+	// the bearer token: it signs in with the token once and holds a
+	// session cookie), so the token check here skips it.
+	Console http.Handler
+	// DeadLetters, if set, serves the dead-letter admin API under
+	// /admin/v1 (see DeadLetterAPI). It is served only behind the admin
+	// token, or without one on a loopback address; elsewhere its paths
+	// answer 403 saying to set PATCHBAY_ADMIN_TOKEN.
+	DeadLetters *dlq.Store
+	// Log receives the API's internal errors (nil: none).
+	Log *slog.Logger
 }
+
+// apiAllowed reports whether the dead-letter API and the console may be
+// served: they change the streams, so off loopback they need the admin
+// token.
+func (a Admin) apiAllowed() bool {
+	return a.Config.Token != "" || loopback(a.Addr)
+}
+
+// ConsolePath is where the admin listener serves the web console.
+const ConsolePath = "/console/"
 
 // Handler returns the admin listener's handler.
 func (a Admin) Handler() http.Handler {
@@ -116,6 +139,32 @@ func (a Admin) Handler() http.Handler {
 			_, _ = io.WriteString(w, "ready\n")
 		})
 	}
+	if a.DeadLetters != nil && a.apiAllowed() {
+		DeadLetterAPI{Store: a.DeadLetters, Log: a.Log}.Register(mux)
+	} else if a.DeadLetters != nil {
+		mux.HandleFunc("/admin/", func(w http.ResponseWriter, r *http.Request) {
+			writeProblem(w, Problem{Type: "about:blank", Title: http.StatusText(http.StatusForbidden), Status: http.StatusForbidden, Instance: r.URL.Path,
+				Detail: "the admin API is served off a loopback address only with PATCHBAY_ADMIN_TOKEN set"})
+		})
+	}
+	guarded := a.guard(mux)
+	if a.Console == nil {
+		return guarded
+	}
+	top := http.NewServeMux()
+	if a.apiAllowed() {
+		top.Handle(ConsolePath, a.Console)
+	} else {
+		top.HandleFunc(ConsolePath, func(w http.ResponseWriter, r *http.Request) {
+			http.Error(w, "the console is served off a loopback address only with PATCHBAY_ADMIN_TOKEN set", http.StatusForbidden)
+		})
+	}
+	top.Handle("/", guarded)
+	return top
+}
+
+// guard requires the admin token, when one is configured, on every path of h.
+func (a Admin) guard(mux http.Handler) http.Handler {
 	if a.Config.Token == "" {
 		return mux
 	}
@@ -125,7 +174,8 @@ func (a Admin) Handler() http.Handler {
 		got := sha256.Sum256([]byte(tok))
 		if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="patchbay-admin"`)
-			http.Error(w, "admin token required", http.StatusUnauthorized)
+			writeProblem(w, Problem{Type: "about:blank", Title: http.StatusText(http.StatusUnauthorized), Status: http.StatusUnauthorized,
+				Instance: r.URL.Path, Detail: "admin token required: Authorization: Bearer $PATCHBAY_ADMIN_TOKEN"})
 			return
 		}
 		mux.ServeHTTP(w, r)
@@ -143,6 +193,9 @@ func (a Admin) Serve(ctx context.Context, log *slog.Logger) error {
 	ln, err := net.Listen("tcp", a.Addr)
 	if err != nil {
 		return fmt.Errorf("admin: listen: %w", err)
+	}
+	if (a.DeadLetters != nil || a.Console != nil) && !a.apiAllowed() {
+		log.Warn("admin API and console off: the admin listener is not on loopback and PATCHBAY_ADMIN_TOKEN is not set", "addr", a.Addr)
 	}
 	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 5 * time.Second}
 	return Serve(ctx, log, "admin", srv, ln, 2*time.Second)

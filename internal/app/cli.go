@@ -2,23 +2,16 @@ package app
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"syscall"
-	"text/tabwriter"
-	"time"
 
 	"github.com/kelseyhightower/envconfig"
-
-	"github.com/patchbay/patchbay/dlq"
 )
 
 // LogConfig selects the log format and level (environment prefix PATCHBAY_LOG_).
@@ -89,6 +82,7 @@ func LoadConfig(extra ...EnvSpec) (*Config, error) {
 	}
 	c.Worker.Stream = c.Ingest.Stream
 	c.Worker.AdminAddr = c.admin.AdminAddr
+	c.Worker.ContactsBucket = c.Ingest.Ingest.ContactsBucket
 	c.Ingest.Admin, c.Worker.Admin = c.Admin, c.Admin
 	return c, nil
 }
@@ -116,8 +110,6 @@ Usage:
 
 const usageProduction = `  patchbay ingest                   run the webhook ingest service
   patchbay worker                   run the delivery worker
-  patchbay dlq list [-limit N] [-subject S] [-json]
-  patchbay dlq replay [-data FILE] SEQ...   (an unmapped letter is looked up again in the contact map)
   patchbay sources check FILE [-sample FILE] [-source NAME] [-content-type T] [-no-secrets]
   patchbay contacts map import FILE.csv | list | get SOURCE TARGET ID | delete SOURCE TARGET ID
   patchbay bench [-duration D] [-out FILE] ...   load harness: ingest and worker against floors, on loopback
@@ -141,6 +133,7 @@ func (c CLI) usage() string {
 		b.WriteString(cmd.Usage)
 	}
 	b.WriteString(usageProduction)
+	b.WriteString(usageDLQ)
 	b.WriteString(usageTail)
 	return b.String()
 }
@@ -225,99 +218,4 @@ func PrintEnv(w io.Writer, extra ...EnvSpec) error {
 		}
 	}
 	return nil
-}
-
-func runDLQ(ctx context.Context, cfg *Config, args []string, out io.Writer) error {
-	if len(args) == 0 {
-		return errors.New("dlq: say list or replay")
-	}
-	scfg := cfg.Ingest.Stream
-	nc, js, err := Connect(ctx, slog.New(slog.DiscardHandler), scfg, "patchbay-dlq")
-	if err != nil {
-		return err
-	}
-	defer nc.Close()
-	store := dlq.NewStore(js, scfg.DLQStream, scfg.SubjectPrefix)
-	store.SetResolver(unmappedResolver(cfg, js))
-	switch args[0] {
-	case "list":
-		fs := flag.NewFlagSet("dlq list", flag.ContinueOnError)
-		limit := fs.Int("limit", 100, "most letters to list")
-		subject := fs.String("subject", "", "subject filter, e.g. contacts.dlq.skipcall.>")
-		asJSON := fs.Bool("json", false, "print JSON lines with the payload")
-		if err := fs.Parse(args[1:]); err != nil {
-			return err
-		}
-		letters, err := store.List(ctx, *subject, *limit)
-		if err != nil {
-			return err
-		}
-		return printLetters(out, letters, *asJSON)
-	case "replay":
-		fs := flag.NewFlagSet("dlq replay", flag.ContinueOnError)
-		dataFile := fs.String("data", "", "file with a corrected event to publish instead of the stored one (one SEQ only)")
-		if err := fs.Parse(args[1:]); err != nil {
-			return err
-		}
-		var data []byte
-		if *dataFile != "" {
-			if fs.NArg() != 1 {
-				return errors.New("dlq replay: -data takes exactly one SEQ")
-			}
-			if data, err = os.ReadFile(*dataFile); err != nil {
-				return err
-			}
-		}
-		for _, a := range fs.Args() {
-			seq, err := strconv.ParseUint(a, 10, 64)
-			if err != nil {
-				return fmt.Errorf("dlq replay: %q is not a sequence number", a)
-			}
-			if err := store.Replay(ctx, seq, data); err != nil {
-				return err
-			}
-			fmt.Fprintf(out, "replayed %d\n", seq)
-		}
-		return nil
-	}
-	return fmt.Errorf("dlq: unknown command %q", args[0])
-}
-func printLetters(out io.Writer, letters []dlq.Letter, asJSON bool) error {
-	if asJSON {
-		enc := json.NewEncoder(out)
-		for _, l := range letters {
-			if err := enc.Encode(letterJSON(l)); err != nil {
-				return err
-			}
-		}
-		return nil
-	}
-	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "SEQ\tDEAD AT\tREASON\tSTATUS\tATTEMPTS\tTARGET\tEVENT ID\tDETAIL")
-	for _, l := range letters {
-		detail := l.Detail
-		if l.ErrorCode != "" {
-			detail = l.ErrorCode + ": " + l.ErrorMessage
-		}
-		if len(detail) > 80 {
-			detail = detail[:77] + "..."
-		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%d\t%d\t%s\t%s\t%s\n", l.DLQSeq, l.DeadAt.UTC().Format(time.RFC3339), l.Reason, l.Status, l.Attempts, l.Target, l.EventID, strings.ReplaceAll(detail, "\t", " "))
-	}
-	return tw.Flush()
-}
-
-func letterJSON(l dlq.Letter) map[string]any {
-	m := map[string]any{
-		"dlq_seq": l.DLQSeq, "dead_at": l.DeadAt, "reason": l.Reason, "detail": l.Detail, "status": l.Status,
-		"error_code": l.ErrorCode, "error_message": l.ErrorMessage, "excerpt": l.Excerpt, "attempts": l.Attempts,
-		"first_attempt": l.FirstAttempt, "last_attempt": l.LastAttempt, "stream": l.Stream, "stream_seq": l.StreamSeq,
-		"subject": l.Subject, "event_id": l.EventID, "target": l.Target,
-	}
-	if json.Valid(l.Data) {
-		m["payload"] = json.RawMessage(l.Data)
-	} else {
-		m["payload_raw"] = string(l.Data)
-	}
-	return m
 }

@@ -23,9 +23,20 @@ import (
 // to scfg.ConnectWait (a minute if unset) so that a service started before
 // NATS does not crash-loop. Neither its log lines nor its error contain a
 // password or token from scfg.URL.
+//
+// When scfg.URL is empty, Connect uses the NATS server of the 'patchbay dev'
+// running on this machine (see FindDev) and logs that it did; when there is
+// none, the error wraps ErrNoDev and says what to set.
 func Connect(ctx context.Context, log *slog.Logger, scfg stream.Config, name string) (*nats.Conn, jetstream.JetStream, error) {
 	if scfg.URL == "" {
-		return nil, nil, fmt.Errorf("PATCHBAY_NATS_URL is not set (use 'patchbay dev' for an embedded server)")
+		info, path, err := FindDev()
+		if err != nil {
+			return nil, nil, fmt.Errorf("PATCHBAY_NATS_URL is not set and %w: set PATCHBAY_NATS_URL to the NATS servers "+
+				"(e.g. PATCHBAY_NATS_URL=nats://127.0.0.1:4222), or start 'patchbay dev' on this machine", err)
+		}
+		log.Info("PATCHBAY_NATS_URL is not set: using the running 'patchbay dev'", "url", redact.URLs(info.NATSURL),
+			"dev_pid", info.PID, "dev_file", path)
+		scfg.URL = info.NATSURL
 	}
 	wait := scfg.ConnectWait
 	if wait <= 0 {
@@ -38,6 +49,11 @@ func Connect(ctx context.Context, log *slog.Logger, scfg stream.Config, name str
 		if nc == nil {
 			nc, err = stream.Connect(ctx, scfg.URL, scfg.CredsFile, name,
 				nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+					if err == nil {
+						// Close or Drain: our own shutdown, not a fault.
+						log.Debug("NATS connection closed")
+						return
+					}
 					log.Warn("NATS disconnected", "err", redact.URLError(err, scfg.URL))
 				}),
 				// ConnectedUrlRedacted masks a password but keeps a token.

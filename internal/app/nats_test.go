@@ -12,8 +12,13 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 
+	"github.com/patchbay/patchbay/internal/natstest"
 	"github.com/patchbay/patchbay/internal/pbtest"
+	"github.com/patchbay/patchbay/processor/revyops"
+	"github.com/patchbay/patchbay/processor/skipcall"
+	"github.com/patchbay/patchbay/redact"
 )
 
 // syncBuffer is a log sink safe for the NATS client's callback goroutines.
@@ -76,5 +81,65 @@ func TestNATSTokenNotLoggedOnReconnect(t *testing.T) {
 	}
 	if strings.Contains(logs.String(), secret) {
 		t.Fatalf("token in the logs:\n%s", logs.String())
+	}
+}
+
+// TestCleanCloseIsNotAWarning: closing the connection ourselves (a normal
+// shutdown) is logged at debug level, not as "WARN NATS disconnected
+// err=<nil>"; a lost server is still a warning (see
+// TestNATSTokenNotLoggedOnReconnect).
+func TestCleanCloseIsNotAWarning(t *testing.T) {
+	emb := natstest.Server(t)
+	var logs syncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	nc, _, err := Connect(natstest.Context(t), log, pbtest.StreamConfig(emb.ClientURL()), "clean-close-test")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The disconnect callback runs on the client's callback goroutine
+	// before the closed one.
+	closed := make(chan struct{})
+	nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+	nc.Close()
+	select {
+	case <-closed:
+	case <-natstest.Context(t).Done():
+		t.Fatal("the closed handler never ran")
+	}
+	if l := logs.String(); strings.Contains(l, "level=WARN") || !strings.Contains(l, "NATS connection closed") {
+		t.Fatalf("a clean close logged:\n%s", l)
+	}
+}
+
+// TestWorkerShutdownLogsNoWarning: a worker stopped the normal way logs no
+// warning: neither the connection's own close nor the rate budgets'
+// watches losing the draining connection.
+func TestWorkerShutdownLogsNoWarning(t *testing.T) {
+	s := pbtest.Start(t, pbtest.Options{})
+	cfg := WorkerConfig{
+		Stream: s.Stream, Worker: pbtest.WorkerConfig(),
+		RevyOps:  revyops.Config{BaseURL: s.RevyURL, APIKey: redact.Secret(pbtest.RevyOpsKey), AuthHeader: "X-API-Key", AuthFormat: "%s", Timeout: 2 * time.Second},
+		Skipcall: skipcall.Config{BaseURL: s.SkipURL, APIKey: redact.Secret(pbtest.SkipcallKey), Timeout: 2 * time.Second},
+	}
+	var logs syncBuffer
+	log := slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	ctx, cancel := context.WithCancel(natstest.Context(t))
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- RunWorker(ctx, log, cfg) }()
+	pbtest.Eventually(t, 30*time.Second, "the worker's consumers", func() bool {
+		for _, target := range []string{"revyops", "skipcall"} {
+			if _, err := s.JS.Consumer(ctx, s.Stream.EventsStream, s.Stream.TargetConsumer(target)); err != nil {
+				return false
+			}
+		}
+		return true
+	})
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if l := logs.String(); strings.Contains(l, "level=WARN") || strings.Contains(l, "level=ERROR") {
+		t.Fatalf("a normal shutdown logged a warning:\n%s", l)
 	}
 }

@@ -51,17 +51,6 @@ func MountSources(ctx context.Context, log *slog.Logger, h *ingest.Handler, cfg 
 	return nil
 }
 
-// unmappedResolver lets 'patchbay dlq replay' resolve unmapped letters
-// through the contact map, opened on first use.
-func unmappedResolver(cfg *Config, js jetstream.JetStream) *sources.Resolver {
-	return &sources.Resolver{
-		Prefix: cfg.Ingest.Stream.SubjectPrefix,
-		Open: func(ctx context.Context) (*sources.ContactMap, error) {
-			return sources.OpenContactMap(ctx, js, cfg.Ingest.Ingest.ContactsBucket, cfg.Ingest.Stream.Replicas)
-		},
-	}
-}
-
 // runSources runs 'patchbay sources check FILE [-sample FILE]'.
 func runSources(args []string, out io.Writer) error {
 	if len(args) == 0 || args[0] != "check" {

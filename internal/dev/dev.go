@@ -36,6 +36,11 @@ type DevConfig struct {
 	AdminAddr    string `envconfig:"ADMIN_ADDR" default:"127.0.0.1:9090" desc:"metrics and pprof listen address (pprof is on in dev mode, on loopback)"`
 	Token        string `envconfig:"TOKEN" default:"dev-token-not-a-secret" desc:"bearer token ingest accepts in dev mode"`
 	SkipcallRate int    `envconfig:"SKIPCALL_RATE_PER_MINUTE" default:"1000" desc:"sandbox Skipcall rate limit per key (EXPERT plan)"`
+	// A slow provider, for trying the settle horizon out: a share of the
+	// sandboxes' PATCHes applied only after a delay past the worker's
+	// timeout.
+	SandboxLateRate  float64       `envconfig:"SANDBOX_LATE_RATE" default:"0" desc:"share (0..1) of sandbox PATCHes applied late: held for SANDBOX_LATE_DELAY, then applied even though the worker gave up (a provider under load)"`
+	SandboxLateDelay time.Duration `envconfig:"SANDBOX_LATE_DELAY" default:"12s" desc:"how long a late sandbox PATCH waits before it is applied (past PATCHBAY_SKIPCALL_TIMEOUT / PATCHBAY_REVYOPS_TIMEOUT)"`
 }
 
 // Dev sandbox credentials, printed at start.
@@ -68,6 +73,15 @@ func RunDev(ctx context.Context, log *slog.Logger, dev DevConfig, wcfg app.Worke
 	sk, err := sandbox.NewSkipcall(sandbox.SkipcallConfig{APIKeys: []string{DevSkipcallKey}, RatePerMinute: dev.SkipcallRate, AutoCreate: true})
 	if err != nil {
 		return err
+	}
+	if dev.SandboxLateRate < 0 || dev.SandboxLateRate > 1 || dev.SandboxLateDelay < 0 {
+		return fmt.Errorf("dev: sandbox late rate %g must be in 0..1 and its delay not negative", dev.SandboxLateRate)
+	}
+	if dev.SandboxLateRate > 0 {
+		late := sandbox.Faults{LateRate: dev.SandboxLateRate, LateDelay: dev.SandboxLateDelay}
+		rv.SetFaults(late)
+		sk.SetFaults(late)
+		log.Warn("sandboxes apply a share of PATCHes late", "rate", dev.SandboxLateRate, "delay", dev.SandboxLateDelay)
 	}
 	rvLn, err := net.Listen("tcp", dev.RevyOpsAddr)
 	if err != nil {
@@ -111,7 +125,33 @@ func RunDev(ctx context.Context, log *slog.Logger, dev DevConfig, wcfg app.Worke
 	if err := app.MountSources(ctx, log.With("service", "ingest"), h, icfg, js, reg); err != nil {
 		return err
 	}
-	admin := app.Admin{Addr: dev.AdminAddr, Config: app.AdminConfig{PProf: true}, Registry: reg, Ready: h.Ready}
+	store := app.NewDLQStore(js, scfg, icfg.Ingest.ContactsBucket)
+	con, err := app.NewConsole(log.With("service", "console"), store, scfg, app.AdminConfig{}, js, w)
+	if err != nil {
+		return err
+	}
+	admin := app.Admin{Addr: dev.AdminAddr, Config: app.AdminConfig{PProf: true}, Registry: reg, Ready: h.Ready,
+		Log: log.With("service", "admin"), DeadLetters: store, Console: con}
+	// Listen here rather than in admin.Serve, so that the recorded address
+	// is the bound one (a port of 0 in the configuration is not).
+	var adminLn net.Listener
+	if dev.AdminAddr != "" {
+		if err := admin.Config.Validate(dev.AdminAddr); err != nil {
+			return err
+		}
+		if adminLn, err = net.Listen("tcp", dev.AdminAddr); err != nil {
+			return fmt.Errorf("admin: %w", err)
+		}
+		admin.Addr = adminLn.Addr().String()
+	}
+
+	recordDev(log, app.DevInfo{PID: os.Getpid(), NATSURL: emb.ClientURL(), IngestAddr: ingLn.Addr().String(),
+		AdminAddr: admin.Addr, RevyOpsAddr: rvLn.Addr().String(), SkipcallAddr: skLn.Addr().String(), StartedAt: time.Now().UTC()})
+	defer func() {
+		if err := app.RemoveDevInfo(os.Getpid()); err != nil {
+			log.Warn("could not remove the dev file", "err", err)
+		}
+	}()
 
 	g, gctx := errgroup.WithContext(ctx)
 	sandboxServer := func(h http.Handler) *http.Server {
@@ -121,7 +161,12 @@ func RunDev(ctx context.Context, log *slog.Logger, dev DevConfig, wcfg app.Worke
 	g.Go(func() error { return app.Serve(gctx, log, "sandbox-skipcall", sandboxServer(sk), skLn, time.Second) })
 	g.Go(func() error { return app.ServeIngest(gctx, log.With("service", "ingest"), icfg, h, ingLn, nil) })
 	g.Go(func() error { return w.Run(gctx) })
-	g.Go(func() error { return admin.Serve(gctx, log) })
+	if adminLn != nil {
+		g.Go(func() error {
+			srv := &http.Server{Handler: admin.Handler(), ReadHeaderTimeout: 5 * time.Second}
+			return app.Serve(gctx, log, "admin", srv, adminLn, 2*time.Second)
+		})
+	}
 
 	fmt.Fprintf(os.Stderr, `
 patchbay dev is running (Ctrl-C to stop)
@@ -130,11 +175,28 @@ patchbay dev is running (Ctrl-C to stop)
   sandbox Skipcall:  http://%s   (Authorization: Bearer %s)
   NATS JetStream:    %s   (streams %s, %s)
   metrics, pprof:    http://%s/metrics
-`, ingLn.Addr(), dev.Token, rvLn.Addr(), DevRevyOpsKey, skLn.Addr(), DevSkipcallKey, emb.ClientURL(), scfg.EventsStream, scfg.DLQStream, dev.AdminAddr)
+  console:           http://%s%s
+`, ingLn.Addr(), dev.Token, rvLn.Addr(), DevRevyOpsKey, skLn.Addr(), DevSkipcallKey, emb.ClientURL(), scfg.EventsStream, scfg.DLQStream, admin.Addr, admin.Addr, app.ConsolePath)
 
 	err = g.Wait()
 	if errors.Is(err, context.Canceled) {
 		err = nil
 	}
 	return err
+}
+
+// recordDev writes info where operator commands look for a running dev
+// (app.FindDev), so that 'patchbay dlq list' and the rest need no
+// PATCHBAY_NATS_URL beside it. A dev that cannot write the file still runs:
+// it says so, and the commands then ask for the variable.
+func recordDev(log *slog.Logger, info app.DevInfo) {
+	path, err := app.DevFilePath()
+	if err == nil {
+		err = app.WriteDevInfo(info)
+	}
+	if err != nil {
+		log.Warn("operator commands will not find this dev by themselves: set PATCHBAY_NATS_URL for them", "err", err, "url", info.NATSURL)
+		return
+	}
+	log.Info("dev addresses recorded for operator commands", "dev_file", path)
 }

@@ -2,6 +2,7 @@ package dev
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net/http"
 	"strings"
@@ -22,6 +23,7 @@ func TestDevModeAppliesAnEvent(t *testing.T) {
 	for _, k := range []string{"PATCHBAY_NATS_URL", "PATCHBAY_INGEST_TOKENS"} {
 		t.Setenv(k, "")
 	}
+	t.Setenv("XDG_RUNTIME_DIR", t.TempDir())
 	dev := DevConfig{}
 	if err := envconfig.Process("patchbay_dev", &dev); err != nil {
 		t.Fatal(err)
@@ -54,6 +56,9 @@ func TestDevModeAppliesAnEvent(t *testing.T) {
 		case <-time.After(30 * time.Second):
 			t.Error("dev mode did not stop within 30s of cancellation")
 		}
+		if _, _, err := app.FindDev(); !errors.Is(err, app.ErrNoDev) {
+			t.Errorf("dev stopped but its record is still found: %v", err)
+		}
 	})
 	wctx, wcancel := context.WithTimeout(ctx, 20*time.Second)
 	defer wcancel()
@@ -63,6 +68,22 @@ func TestDevModeAppliesAnEvent(t *testing.T) {
 	if err := proc.WaitHTTP(wctx, "http://"+dev.AdminAddr+"/metrics", 200); err != nil {
 		t.Fatalf("dev admin listener: %v", err)
 	}
+	// Operator commands find this dev without PATCHBAY_NATS_URL.
+	info, _, err := app.FindDev()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.IngestAddr != dev.IngestAddr || info.AdminAddr != dev.AdminAddr || info.SkipcallAddr != dev.SkipcallAddr || info.RevyOpsAddr != dev.RevyOpsAddr {
+		t.Errorf("dev recorded %+v, listens on %+v", info, dev)
+	}
+	nc, _, err := app.Connect(wctx, pbtest.Logger(t), cfg.Worker.Stream, "dev-test-operator")
+	if err != nil {
+		t.Fatalf("an operator command beside dev: %v", err)
+	}
+	if nc.ConnectedUrl() != info.NATSURL {
+		t.Errorf("connected to %s, dev's NATS is %s", nc.ConnectedUrl(), info.NATSURL)
+	}
+	nc.Close()
 	// Dev mode keeps pprof on its loopback admin listener.
 	for _, path := range []string{"/debug/pprof/", "/readyz", "/metrics"} {
 		resp, err := http.Get("http://" + dev.AdminAddr + path)

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"flag"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -63,6 +64,17 @@ func cliSpec(t *testing.T, root string) Spec {
 	flags, err := FlagsFromSource(filepath.Join(root, "internal"), filepath.Join(root, "cmd"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	// Commands whose flag sets are built at run time (their names are not
+	// literals in the source) say what they define themselves.
+	for _, path := range app.CommandFlagPaths() {
+		fs, _ := app.CommandFlags(path)
+		m := map[string]bool{}
+		fs.VisitAll(func(f *flag.Flag) {
+			_, isBool := f.Value.(interface{ IsBoolFlag() bool })
+			m[f.Name] = !isBool
+		})
+		flags[path] = m
 	}
 	return Spec{Paths: paths, Flags: flags}
 }

@@ -9,8 +9,10 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"net/http/httptrace"
 	"net/textproto"
 	"net/url"
+	"sync/atomic"
 
 	"github.com/patchbay/patchbay/processor"
 )
@@ -40,19 +42,45 @@ func bound(ctx context.Context, c *http.Client) (context.Context, *http.Client, 
 	return call, &cc, cancel
 }
 
-// send performs req, which carries the call's context, with c and reads at
-// most MaxResponseBody bytes of the answer, draining a bounded remainder so
-// the connection can be reused. Transport errors are classified with
-// TransportError against ctx, the caller's context.
-func send(ctx context.Context, c *http.Client, req *http.Request) (Response, error) {
+// wrote tells whether a request may have reached the socket: net/http
+// reported it written (WroteRequest without an error, which it reports once
+// the request is in the connection's buffer, possibly before the buffer is
+// flushed: a conservative answer). A request never reported written was
+// not, as a whole: a dial that failed, a fence or pause that refused it, a
+// body that could not be read. A request net/http wrote part of and then
+// gave up is not one a server can act on.
+type wrote struct {
+	yes   atomic.Bool // the trace's hooks run on the transport's goroutines
+	trace httptrace.ClientTrace
+}
+
+// traced returns ctx with a trace that records into w whether the request
+// made with it was written.
+func (w *wrote) traced(ctx context.Context) context.Context {
+	w.trace.WroteRequest = func(info httptrace.WroteRequestInfo) {
+		if info.Err == nil {
+			w.yes.Store(true)
+		}
+	}
+	return httptrace.WithClientTrace(ctx, &w.trace)
+}
+
+// send performs req, which carries the call's context traced with w, with
+// c and reads at most MaxResponseBody bytes of the answer, draining a
+// bounded remainder so the connection can be reused. Errors are classified
+// with processor.SendError against ctx, the caller's context: a call that
+// failed once its request was written is an unknown outcome (a timeout, a
+// reset, an answer cut off), one that wrote nothing is not sent.
+func send(ctx context.Context, c *http.Client, req *http.Request, w *wrote) (Response, error) {
 	resp, err := c.Do(req)
 	if err != nil {
-		return Response{}, processor.TransportError(ctx, err)
+		return Response{}, processor.SendError(ctx, err, w.yes.Load())
 	}
 	defer resp.Body.Close()
 	body, err := readBounded(resp.Body, MaxResponseBody, resp.ContentLength)
 	if err != nil {
-		return Response{}, processor.TransportError(ctx, err)
+		// An answer begun: the request was written.
+		return Response{}, processor.SendError(ctx, err, true)
 	}
 	if len(body) == MaxResponseBody { // cut at the bound; otherwise the body is at its end already
 		_, _ = io.CopyN(io.Discard, resp.Body, 4*MaxResponseBody)
@@ -101,14 +129,16 @@ func ValidBaseURL(raw string) bool {
 
 // PatchJSON sends body as a JSON PATCH to u with one authentication header
 // and returns the provider's answer, its body read up to MaxResponseBody.
-// c.Timeout bounds the whole call, the answer's body included. Transport
-// errors are classified with TransportError.
+// c.Timeout bounds the whole call, the answer's body included. Errors are
+// classified with processor.SendError: ClassUnknown once the request was
+// written, ClassNotSent (or the caller's cancellation) before.
 func PatchJSON(ctx context.Context, c *http.Client, u string, body []byte, authHeader, authValue string) (Response, error) {
 	call, c, cancel := bound(ctx, c)
 	defer cancel()
+	w := &wrote{}
 	// The request is built with the call's context: no copy of it for
 	// another context (http.Request.WithContext) on every PATCH.
-	req, err := http.NewRequestWithContext(call, http.MethodPatch, u, bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(w.traced(call), http.MethodPatch, u, bytes.NewReader(body))
 	if err != nil {
 		return Response{}, &processor.Error{Class: processor.ClassPermanent, Err: err}
 	}
@@ -117,5 +147,5 @@ func PatchJSON(ctx context.Context, c *http.Client, u string, body []byte, authH
 	req.Header[textproto.CanonicalMIMEHeaderKey(authHeader)] = vals[0:1:1]
 	req.Header["Content-Type"] = vals[1:2:2]
 	req.Header["Accept"] = vals[1:2:2]
-	return send(ctx, c, req)
+	return send(ctx, c, req, w)
 }

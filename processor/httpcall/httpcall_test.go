@@ -19,9 +19,10 @@ import (
 )
 
 // TestTimeoutBoundsTheWholeCall: the client's Timeout ends a call whose
-// answer is late, whether its headers or its body are, as a transient
-// error (tried again), while a call whose caller gave up reports the
-// caller's context error instead.
+// answer is late, whether its headers or its body are, as an unknown
+// outcome (the request was written: the provider may still apply it),
+// while a call whose caller gave up before anything was written reports
+// the caller's context error instead.
 func TestTimeoutBoundsTheWholeCall(t *testing.T) {
 	release := make(chan struct{})
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -44,8 +45,8 @@ func TestTimeoutBoundsTheWholeCall(t *testing.T) {
 		defer cancel()
 		_, err := httpcall.PatchJSON(ctx, c, srv.URL+path, []byte(`{}`), "Authorization", "Bearer x")
 		var pe *processor.Error
-		if !errors.As(err, &pe) || pe.Class != processor.ClassTransient {
-			t.Fatalf("%s late: err %v, want a transient *processor.Error", path, err)
+		if !errors.As(err, &pe) || pe.Class != processor.ClassUnknown {
+			t.Fatalf("%s late: err %v, want an unknown-outcome *processor.Error", path, err)
 		}
 	}
 	ctx, cancel := context.WithCancel(context.Background())

@@ -43,10 +43,29 @@ import (
 // holder may still use, so a solo holder never starts while another
 // member's per-key work can run. A member whose key it cannot renew stops
 // working at the deadline and joins again.
+//
+// # Memberships
+//
+// A member that loses its membership (its watch cannot be started again,
+// its member key deleted or expired, a renewal conflict) joins again as a
+// new membership, with a member id of its own. Tickets follow the keys of
+// the membership they were given under (Ticket.Fence), never the next
+// one's. A membership that ends while some of its tickets are not Done
+// leaves its keys to expire by their TTL rather than delete them: every
+// other member, and the next membership (to which they are another
+// member's keys), waits for them as for a live member, so the work still
+// running under them never overlaps another member's solo work. Only a
+// membership with no work out deletes its keys when it ends.
+//
+// The view of the group is checked against the bucket at every renewal:
+// a watch that was down resumes after the last message it had, and may
+// miss the marker of a deletion or an expiry, which lives only a TTL of
+// its own. A view that shows a key the bucket no longer has is read again
+// from a new watch.
 type Solo struct {
 	l      *Leases
 	group  string
-	id     string
+	id     string // each membership's member id is id-<n>
 	log    *slog.Logger
 	stop   context.CancelFunc
 	done   chan struct{}
@@ -55,14 +74,27 @@ type Solo struct {
 
 	mu       sync.Mutex
 	mode     mode
-	deadline time.Time // of the key covering work in mode (solo key or member key)
-	inflight int       // solo tickets not yet Done
+	deadline time.Time   // of the key covering work in mode (solo key or member key)
+	cur      *membership // whose tickets Enter gives; nil between memberships
+}
 
-	// Until when the member key and the solo key are known to be ours
+// membership is one session of a member in its group, from its member
+// key's creation until it leaves or loses it. Its tickets keep a pointer
+// to it: the next membership has keys, a fence and a count of its own, so
+// its renewals never revive a ticket of one that ended.
+type membership struct {
+	s  *Solo
+	id string // the member key's last token, and the solo key's value while it holds it
+
+	// Until when the member key and the solo key are known to be held
 	// (unix nanoseconds; 0: not held): moved on by every renewal, so
 	// that work running under a Ticket may outlast the deadline it
-	// started with (Ticket.Fence).
+	// started with (Ticket.Fence). When the membership ends they stay
+	// where its last renewal left them, or go to 0 if the key is lost
+	// or given up.
 	memberValid, soloValid atomic.Int64
+	// Tickets not yet Done, solo and shared.
+	solo, shared atomic.Int64
 }
 
 type mode int
@@ -92,22 +124,25 @@ type Ticket struct {
 	// Deadline is the end of the key covering the work as it stood at
 	// Enter. Renewals move it on: Fence tells the current one.
 	Deadline time.Time
-	s        *Solo
+	m        *membership
 }
 
 // Fence returns until when the key covering the ticket's work (the solo
 // key for solo work, the member key otherwise) is known to be held: work
 // may go on, and send, only before it. Each renewal moves it on; once a
 // renewal is missed it stays put and passes, and when the key is given up
-// or lost it is the zero time. Under a per-key lease the work's fence is
-// the earlier of this and the lease's deadline.
+// or lost it is the zero time. It follows the keys of the membership the
+// ticket was given under: once that membership has ended (the member left
+// the group or lost a key, and joined again), no later renewal moves it.
+// Under a per-key lease the work's fence is the earlier of this and the
+// lease's deadline.
 func (t Ticket) Fence() time.Time {
-	if t.s == nil {
+	if t.m == nil {
 		return t.Deadline
 	}
-	v := &t.s.memberValid
+	v := &t.m.memberValid
 	if t.Solo {
-		v = &t.s.soloValid
+		v = &t.m.soloValid
 	}
 	if n := v.Load(); n != 0 {
 		return time.Unix(0, n)
@@ -115,15 +150,24 @@ func (t Ticket) Fence() time.Time {
 	return time.Time{}
 }
 
-// Done ends the work the ticket was for. Call it once per Ticket.
+// Done ends the work the ticket was for. Call it once per Ticket. While a
+// membership has tickets not done, its keys are never deleted when it
+// ends, only left to expire.
 func (t Ticket) Done() {
-	if !t.Solo || t.s == nil {
+	ms := t.m
+	if ms == nil {
 		return
 	}
-	s := t.s
+	if !t.Solo {
+		ms.shared.Add(-1)
+		return
+	}
+	if ms.solo.Add(-1) > 0 {
+		return
+	}
+	s := ms.s
 	s.mu.Lock()
-	s.inflight--
-	if s.inflight == 0 && s.mode == yielding {
+	if s.cur == ms && s.mode == yielding {
 		select {
 		case s.idle <- struct{}{}:
 		default:
@@ -166,10 +210,11 @@ func (s *Solo) Enter() (Ticket, bool) {
 	}
 	switch s.mode {
 	case solo:
-		s.inflight++
-		return Ticket{Solo: true, Deadline: s.deadline, s: s}, true
+		s.cur.solo.Add(1)
+		return Ticket{Solo: true, Deadline: s.deadline, m: s.cur}, true
 	case shared:
-		return Ticket{Deadline: s.deadline, s: s}, true
+		s.cur.shared.Add(1)
+		return Ticket{Deadline: s.deadline, m: s.cur}, true
 	}
 	return Ticket{}, false
 }
@@ -184,8 +229,10 @@ func (s *Solo) Mode() string {
 
 // Close leaves the group: it deletes the member key and gives the solo
 // lease up, so other members need not wait for the TTL. Call it after the
-// work under its tickets has ended. It waits for the background goroutine
-// up to ctx's end.
+// work under its tickets has ended: while a ticket is not yet Done, the
+// keys are left to expire by their TTL instead, and its fence stays where
+// the last renewal left it. It waits for the background goroutine up to
+// ctx's end.
 func (s *Solo) Close(ctx context.Context) {
 	select {
 	case <-s.leaves:
@@ -213,7 +260,7 @@ func (s *Solo) set(m mode, deadline time.Time) {
 func (s *Solo) run(ctx context.Context) {
 	defer close(s.done)
 	for try := 0; ; try++ {
-		err := s.session(ctx)
+		err := s.session(ctx, fmt.Sprintf("%s-%d", s.id, try))
 		s.set(joining, time.Time{})
 		if err == nil || ctx.Err() != nil {
 			return
@@ -232,48 +279,104 @@ func (s *Solo) run(ctx context.Context) {
 	}
 }
 
-// session is one membership: from the member key's creation until it is
-// lost (an error) or the member leaves (nil).
-func (s *Solo) session(ctx context.Context) error {
+// session is one membership, as member id: from the member key's creation
+// until it is lost (an error) or the member leaves (nil). Each membership
+// has an id of its own, so that the next one finds this one's keys, while
+// they live, as another member's: it does not take the solo lease while
+// work under this one's tickets may still run.
+func (s *Solo) session(ctx context.Context, id string) error {
 	l := s.l
 	prefix := groupPrefix + s.group + "."
-	memberKey := prefix + "member." + s.id
+	memberKey := prefix + "member." + id
 	soloKey := prefix + "solo"
+	ms := &membership{s: s, id: id}
 	start := time.Now()
 	memberRev, err := l.kv.Create(ctx, memberKey, l.holder, jetstream.KeyTTL(l.ttl))
 	if err != nil {
 		return fmt.Errorf("lease: join %s: %w", s.group, err)
 	}
 	memberDeadline := start.Add(l.ttl - l.margin)
-	s.memberValid.Store(memberDeadline.UnixNano())
-	defer func() {
-		// Leaving: the member key goes at once, not at its TTL. No work
-		// may go on under it from here.
-		s.memberValid.Store(0)
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_ = l.kv.Purge(cctx, memberKey, jetstream.LastRevision(memberRev), jetstream.PurgeTTL(markerTTL))
-	}()
-	w, err := l.kv.Watch(ctx, prefix+">")
-	if err != nil {
-		return fmt.Errorf("lease: watch %s: %w", s.group, err)
-	}
-	defer func() { _ = w.Stop() }()
+	ms.memberValid.Store(memberDeadline.UnixNano())
+	s.mu.Lock()
+	s.cur = ms
+	s.mu.Unlock()
 
 	var (
 		members   = map[string]bool{}
 		holder    string // the solo key's member id, "" when none
 		synced    bool   // the watch delivered the bucket's state
-		seen      uint64 // last revision the watch delivered
+		seen      uint64 // last revision a watch delivered
 		soloRev   uint64 // our solo key's revision, 0 when we hold none
 		soloStart time.Time
 		m         = joining
 	)
+	defer func() {
+		// Leaving: no ticket of this membership from here on.
+		s.mu.Lock()
+		s.cur = nil
+		s.mode, s.deadline = joining, time.Time{}
+		s.mu.Unlock()
+		if out := ms.solo.Load() + ms.shared.Load(); out > 0 {
+			// Work under its tickets may still run and send: its keys
+			// stay until their TTL, so that every other member, and the
+			// next membership, waits for them; the tickets' fences stay
+			// where the last renewal left them.
+			s.log.Warn("left the lease group with deliveries running; its keys expire by themselves", "deliveries", out)
+			return
+		}
+		// The keys go at once, not at their TTL. No work may go on under
+		// them from here.
+		ms.memberValid.Store(0)
+		ms.soloValid.Store(0)
+		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		if soloRev != 0 {
+			if err := l.kv.Purge(cctx, soloKey, jetstream.LastRevision(soloRev), jetstream.PurgeTTL(markerTTL)); err != nil && !casConflict(err) {
+				s.log.Warn("could not give the solo lease up; it expires by itself", "err", err)
+			}
+		}
+		_ = l.kv.Purge(cctx, memberKey, jetstream.LastRevision(memberRev), jetstream.PurgeTTL(markerTTL))
+	}()
+
+	// The group's view comes from a watch of its keys. A watch that was
+	// down is resumed by the client after the last message it had (its
+	// consumer recreated after a reconnect or missed heartbeats), and a
+	// marker of a deletion or an expiry may be gone by then: its own TTL
+	// is a second, or the bucket's. So the view is checked against the
+	// keys at every renewal, and read again from a new watch when it
+	// shows a key the bucket no longer has, or when the watch closed.
+	var (
+		w       jetstream.KeyWatcher
+		updates <-chan jetstream.KeyValueEntry // nil while there is no watch
+	)
+	watch := func() error {
+		if w != nil {
+			_ = w.Stop()
+			w, updates = nil, nil
+		}
+		clear(members)
+		holder, synced = "", false
+		nw, err := l.kv.Watch(ctx, prefix+">")
+		if err != nil {
+			return fmt.Errorf("lease: watch %s: %w", s.group, err)
+		}
+		w, updates = nw, nw.Updates()
+		return nil
+	}
+	if err := watch(); err != nil {
+		return err
+	}
+	defer func() {
+		if w != nil {
+			_ = w.Stop()
+		}
+	}()
+
 	releaseSolo := func() {
 		if soloRev == 0 {
 			return
 		}
-		s.soloValid.Store(0) // no solo work from here
+		ms.soloValid.Store(0) // no solo work from here
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 		defer cancel()
 		if err := l.kv.Purge(cctx, soloKey, jetstream.LastRevision(soloRev), jetstream.PurgeTTL(markerTTL)); err != nil && !casConflict(err) {
@@ -281,7 +384,38 @@ func (s *Solo) session(ctx context.Context) error {
 		}
 		soloRev = 0
 	}
-	defer releaseSolo()
+	// renewKeys renews the member key and the solo key if held; it
+	// returns an error when one of them is lost.
+	renewKeys := func() error {
+		t := time.Now()
+		rev, err := s.renew(ctx, memberKey, memberRev, l.holder)
+		if casConflict(err) {
+			ms.memberValid.Store(0) // the key is not ours: no work under it from here
+			return fmt.Errorf("lease: member key lost: %w", err)
+		}
+		if err != nil {
+			s.log.Warn("could not renew the member key", "err", err)
+			return nil
+		}
+		memberRev, memberDeadline = rev, t.Add(l.ttl-l.margin)
+		ms.memberValid.Store(memberDeadline.UnixNano())
+		if soloRev == 0 {
+			return nil
+		}
+		rev, err = s.renew(ctx, soloKey, soloRev, []byte(ms.id))
+		if casConflict(err) {
+			soloRev = 0
+			ms.soloValid.Store(0) // the key is not ours: no solo work from here
+			return fmt.Errorf("lease: solo key lost: %w", err)
+		}
+		if err != nil {
+			s.log.Warn("could not renew the solo lease", "err", err)
+			return nil
+		}
+		soloRev, soloStart = rev, t
+		ms.soloValid.Store(t.Add(l.ttl - l.margin).UnixNano())
+		return nil
+	}
 	renew := time.NewTicker(l.ttl / 3)
 	defer renew.Stop()
 	for {
@@ -289,11 +423,14 @@ func (s *Solo) session(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-s.leaves:
-			s.set(joining, time.Time{})
 			return nil
-		case e, ok := <-w.Updates():
+		case e, ok := <-updates:
 			if !ok {
-				return errors.New("lease: group watch closed")
+				s.log.Info("lease group watch closed; reading the group again")
+				if err := watch(); err != nil {
+					return fmt.Errorf("lease: group watch closed: %w", err)
+				}
+				continue
 			}
 			if e == nil {
 				synced = true
@@ -314,44 +451,31 @@ func (s *Solo) session(ctx context.Context) error {
 					members[id] = true
 				} else {
 					delete(members, id)
-					if id == s.id {
-						return errors.New("lease: member key expired")
+					if id == ms.id {
+						ms.memberValid.Store(0) // no work under it from here
+						return errors.New("lease: member key deleted or expired")
 					}
 				}
 			}
 		case <-renew.C:
-			t := time.Now()
-			rev, err := s.renew(ctx, memberKey, memberRev)
-			if casConflict(err) {
-				return fmt.Errorf("lease: member key lost: %w", err)
+			if err := renewKeys(); err != nil {
+				return err
 			}
-			if err != nil {
-				s.log.Warn("could not renew the member key", "err", err)
+			if w != nil && (!synced || !s.stale(ctx, prefix, members, holder, ms.id)) {
 				break
 			}
-			memberRev, memberDeadline = rev, t.Add(l.ttl-l.margin)
-			s.memberValid.Store(memberDeadline.UnixNano())
-			if soloRev != 0 {
-				rev, err := s.renew(ctx, soloKey, soloRev)
-				if casConflict(err) {
-					soloRev = 0
-					s.soloValid.Store(0) // the key is not ours: no solo work from here
-					return fmt.Errorf("lease: solo key lost: %w", err)
-				}
-				if err != nil {
-					s.log.Warn("could not renew the solo lease", "err", err)
-					break
-				}
-				soloRev, soloStart = rev, t
-				s.soloValid.Store(t.Add(l.ttl - l.margin).UnixNano())
+			s.log.Info("lease group view out of date; reading the group again")
+			if err := watch(); err != nil {
+				s.log.Warn("cannot watch the lease group; trying again", "err", err)
 			}
+			continue
 		case <-s.idle:
 		}
 		if !synced {
 			continue
 		}
 		others := len(members)
-		if members[s.id] {
+		if members[ms.id] {
 			others--
 		}
 		switch {
@@ -361,7 +485,7 @@ func (s *Solo) session(ctx context.Context) error {
 				break
 			}
 			s.mu.Lock()
-			busy := s.inflight > 0
+			busy := ms.solo.Load() > 0
 			s.mode = yielding
 			s.mu.Unlock()
 			m = yielding
@@ -375,21 +499,21 @@ func (s *Solo) session(ctx context.Context) error {
 			if seen < soloRev {
 				continue
 			}
-			if others > 0 || holder != s.id {
+			if others > 0 || holder != ms.id {
 				releaseSolo()
 				m = shared
 				break
 			}
 			s.log.Info("the only worker of this target: delivering without per-contact leases")
 			m = solo
-		case holder != "" && holder != s.id:
+		case holder != "" && holder != ms.id:
 			m = blocked
 		case holder == "" && others == 0:
 			t := time.Now()
-			rev, err := l.kv.Create(ctx, soloKey, []byte(s.id), jetstream.KeyTTL(l.ttl))
+			rev, err := l.kv.Create(ctx, soloKey, []byte(ms.id), jetstream.KeyTTL(l.ttl))
 			if err == nil {
 				soloRev, soloStart, m = rev, t, claiming
-				s.soloValid.Store(t.Add(l.ttl - l.margin).UnixNano())
+				ms.soloValid.Store(t.Add(l.ttl - l.margin).UnixNano())
 				continue
 			}
 			if !casConflict(err) {
@@ -410,16 +534,35 @@ func (s *Solo) session(ctx context.Context) error {
 	}
 }
 
-// renew rewrites key at revision rev with a fresh TTL and returns the new
-// revision.
-func (s *Solo) renew(ctx context.Context, key string, rev uint64) (uint64, error) {
+// stale reports whether the group's view shows a key of another member
+// that the bucket no longer has: a member key, or the solo key it holds.
+// A watch delivers every later write, but the marker of a deletion or an
+// expiry lives a TTL of its own; a watch that was down (the client
+// recreates its consumer after missing heartbeats, from the last message
+// it had) may find it gone. A failed read reports nothing: the next
+// renewal asks again.
+func (s *Solo) stale(ctx context.Context, prefix string, members map[string]bool, holder, self string) bool {
+	cctx, cancel := context.WithTimeout(ctx, s.l.ttl/3)
+	defer cancel()
+	gone := func(key string) bool {
+		_, err := s.l.kv.Get(cctx, key)
+		return errors.Is(err, jetstream.ErrKeyNotFound)
+	}
+	for id := range members {
+		if id != self && gone(prefix+"member."+id) {
+			return true
+		}
+	}
+	return holder != "" && holder != self && gone(prefix+"solo")
+}
+
+// renew rewrites key at revision rev, with value, with a fresh TTL and
+// returns the new revision.
+func (s *Solo) renew(ctx context.Context, key string, rev uint64, value []byte) (uint64, error) {
 	l := s.l
 	cctx, cancel := context.WithTimeout(ctx, l.ttl/3)
 	defer cancel()
-	msg := &nats.Msg{Subject: "$KV." + l.kv.Bucket() + "." + key, Data: l.holder}
-	if strings.HasSuffix(key, ".solo") {
-		msg.Data = []byte(s.id)
-	}
+	msg := &nats.Msg{Subject: "$KV." + l.kv.Bucket() + "." + key, Data: value}
 	ack, err := l.js.PublishMsg(cctx, msg, jetstream.WithExpectLastSequencePerSubject(rev), jetstream.WithMsgTTL(l.ttl))
 	if err != nil {
 		return 0, err

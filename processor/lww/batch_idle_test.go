@@ -2,7 +2,6 @@ package lww_test
 
 import (
 	"fmt"
-	"reflect"
 	"sync"
 	"testing"
 
@@ -28,7 +27,7 @@ func TestBatchedReadsCostOneRequestAndStop(t *testing.T) {
 			continue // never written
 		}
 		want[i] = map[string]lww.Clock{"first_name": at(i, "e")}
-		if err := s.Commit(ctx, events.TargetRevyOps, fmt.Sprint(i), lww.State{}, want[i]); err != nil {
+		if _, err := s.Commit(ctx, events.TargetRevyOps, fmt.Sprint(i), lww.State{}, nil, want[i]); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -87,7 +86,7 @@ func TestBatchedReadsCostOneRequestAndStop(t *testing.T) {
 			switch {
 			case err != nil:
 				errs <- err
-			case !reflect.DeepEqual(st.Fields, want[i]) && (len(st.Fields) != 0 || len(want[i]) != 0):
+			case !sameClocks(st.Fields, want[i]) && (len(st.Fields) != 0 || len(want[i]) != 0):
 				errs <- fmt.Errorf("contact %d: fields %v, want %v", i, st.Fields, want[i])
 			}
 		})

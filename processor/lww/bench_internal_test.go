@@ -21,6 +21,7 @@ func benchClocks() (applied, stored map[string]Clock) {
 // event of the bench's queue) and for one with older clocks stored.
 func BenchmarkCommitValue(b *testing.B) {
 	applied, stored := benchClocks()
+	now := time.Now()
 	for _, bc := range []struct {
 		name   string
 		stored map[string]Clock
@@ -28,8 +29,8 @@ func BenchmarkCommitValue(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				merged, changed := maxClocks(bc.stored, applied)
-				if !changed || len(encodeFields(merged)) == 0 {
+				merged, _, changed := mergeState(State{Fields: bc.stored}, applied, nil, now)
+				if !changed || len(encodeState(merged)) == 0 {
 					b.Fatal("nothing to write")
 				}
 			}

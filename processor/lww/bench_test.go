@@ -127,7 +127,7 @@ func BenchmarkKVGetPutFloor(b *testing.B) {
 }
 
 // BenchmarkStoreGetCommit is one event's state round trips: Get, then
-// Commit of its fields' clocks, over 1000 contacts.
+// Commit of its fields' clocks and values, over 1000 contacts.
 func BenchmarkStoreGetCommit(b *testing.B) {
 	js := natstest.JetStream(b)
 	ctx := natstest.Context(b)
@@ -146,7 +146,7 @@ func BenchmarkStoreGetCommit(b *testing.B) {
 		if err != nil {
 			b.Fatal(err)
 		}
-		if err := s.Commit(ctx, events.TargetSkipcall, c, st, applied); err != nil {
+		if _, err := s.Commit(ctx, events.TargetSkipcall, c, st, benchPatch, applied); err != nil {
 			b.Fatal(err)
 		}
 	}
@@ -167,7 +167,7 @@ func BenchmarkEncodedSize(b *testing.B) {
 	}
 	sizes := map[string]int{}
 	for name, applied := range map[string]map[string]lww.Clock{"one": one, "six": six} {
-		if err := s.Commit(ctx, events.TargetSkipcall, name, lww.State{}, applied); err != nil {
+		if _, err := s.Commit(ctx, events.TargetSkipcall, name, lww.State{}, nil, applied); err != nil {
 			b.Fatal(err)
 		}
 		e, err := kv.Get(ctx, "skipcall."+name)

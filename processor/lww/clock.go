@@ -12,11 +12,22 @@ import (
 // source wins; for equal times, the greater event id wins, so every replica
 // picks the same winner. The zero Clock is older than any change with a
 // non-zero time.
+//
+// Source and Applied describe the change for display (which source sent it,
+// when the Store recorded it); they take no part in the order, and Equal
+// and After ignore them.
 type Clock struct {
 	// At is the event's occurred_at.
 	At time.Time
 	// ID is the event's id.
 	ID string
+	// Source names where the event came from, when known; the Store keeps
+	// it with the clock.
+	Source string
+	// Applied is when Commit recorded the change (millisecond precision);
+	// zero in a clock that was not read from the Store, and in clocks
+	// stored by a version that did not record it.
+	Applied time.Time
 }
 
 // After reports whether c is newer than o: a later At, or an equal At and a
@@ -30,6 +41,7 @@ func (c Clock) After(o Clock) bool {
 }
 
 // ClockOf returns the clock of ev.
+// The event carries no source yet: Source is left empty.
 func ClockOf(ev *events.Event) Clock {
 	return Clock{At: ev.OccurredAt, ID: ev.ID}
 }
@@ -48,11 +60,33 @@ type Change struct {
 }
 
 // State is what the Store keeps per (target, contact): the clock of the
-// value last applied for each field, and the KV revision it was read at
-// (0: no entry).
+// value last applied for each field, that value, the fields owed a repair,
+// and the KV revision it was read at (0: no entry).
 type State struct {
-	Fields   map[string]Clock
+	Fields map[string]Clock
+	// Values holds, per field, the JSON that set it at the provider (as
+	// Fields' units: a top-level value, a Skipcall customFields member's
+	// value, a whole RevyOps contact_custom_fields item). A field without
+	// an entry has no known value: it was stored by a version that kept
+	// only clocks. The values share the bytes the Store read; they are
+	// personal data: never log them.
+	Values map[string]json.RawMessage
+	// Pending lists, sorted, the fields whose stored value the provider
+	// may not hold: a PATCH sent on an older read overwrote it there (see
+	// Store.Commit). Filter puts their stored values into the next PATCH
+	// for the contact, whose Commit clears them.
+	Pending  []string
 	Revision uint64
+}
+
+// pending reports whether field name is in st.Pending.
+func (st State) pending(name string) bool {
+	for _, p := range st.Pending {
+		if p == name {
+			return true
+		}
+	}
+	return false
 }
 
 // Errors. Each is wrapped with details; test with errors.Is.

@@ -2,24 +2,38 @@ package lww
 
 import (
 	"encoding/binary"
+	"encoding/json"
 	"fmt"
 	"slices"
 	"time"
 )
 
-// codecVersion is the first byte of a stored value.
-const codecVersion = 1
+// The first byte of a stored value says its format. Version 1 (written
+// before values were kept) holds clocks only; it is still read, its fields
+// without values. Version 2 is written.
+const (
+	codecV1      = 1
+	codecVersion = 2
+)
 
-// encodeFields encodes field clocks compactly. The fields of one event share
-// its clock, so the clocks are stored once in a table and each field refers
-// to one by index:
+// encodeState encodes a contact's record compactly: st's clocks, values and
+// pending repairs (its Revision is the KV's, not stored). The fields of one
+// event share its clock, so the clocks are stored once in a table, with
+// what describes the event (source, when applied), and each field refers to
+// one by index:
 //
-//	version byte
-//	uvarint nclocks, then per clock: varint unix seconds, uvarint nanoseconds,
-//	        uvarint len(id), id
+//	version byte (2)
+//	uvarint nclocks, then per clock: varint unix seconds, uvarint
+//	        nanoseconds, uvarint len(id), id, uvarint len(source), source,
+//	        varint applied (unix milliseconds, 0: unknown)
 //	uvarint nfields, then per field (sorted by name): uvarint len(name),
-//	        name, uvarint clock index
-func encodeFields(fields map[string]Clock) []byte {
+//	        name, uvarint clock index<<1 | pending, uvarint len(value)+1
+//	        (0: no value known), value
+//
+// Version 1 is the same without source and applied per clock, without the
+// pending bit, and without values.
+func encodeState(st State) []byte {
+	fields := st.Fields
 	var namesBuf [16]string
 	names := namesBuf[:0]
 	for n := range fields {
@@ -27,9 +41,11 @@ func encodeFields(fields map[string]Clock) []byte {
 	}
 	slices.Sort(names)
 	type key struct {
-		sec  int64
-		nsec int64
-		id   string
+		sec     int64
+		nsec    int64
+		id      string
+		source  string
+		applied int64
 	}
 	// The clock table: the fields of one event share its clock, so a
 	// value holds few distinct clocks, found by a linear scan; index takes
@@ -48,7 +64,11 @@ func encodeFields(fields map[string]Clock) []byte {
 	size := 1 + uvarintLen(uint64(len(names)))
 	for _, n := range names {
 		c := fields[n]
-		k := key{c.At.Unix(), int64(c.At.Nanosecond()), c.ID}
+		var applied int64
+		if !c.Applied.IsZero() {
+			applied = c.Applied.UnixMilli()
+		}
+		k := key{c.At.Unix(), int64(c.At.Nanosecond()), c.ID, c.Source, applied}
 		ix, ok := uint64(0), false
 		if index != nil {
 			ix, ok = index[k]
@@ -71,10 +91,20 @@ func encodeFields(fields map[string]Clock) []byte {
 					index[k] = uint64(j)
 				}
 			}
-			size += varintLen(k.sec) + uvarintLen(uint64(k.nsec)) + uvarintLen(uint64(len(k.id))) + len(k.id)
+			size += varintLen(k.sec) + uvarintLen(uint64(k.nsec)) + uvarintLen(uint64(len(k.id))) + len(k.id) +
+				uvarintLen(uint64(len(k.source))) + len(k.source) + varintLen(k.applied)
 		}
-		refs = append(refs, ix)
-		size += uvarintLen(uint64(len(n))) + len(n) + uvarintLen(ix)
+		ref := ix << 1
+		if st.pending(n) {
+			ref |= 1
+		}
+		refs = append(refs, ref)
+		size += uvarintLen(uint64(len(n))) + len(n) + uvarintLen(ref)
+		if v, ok := st.Values[n]; ok {
+			size += uvarintLen(uint64(len(v))+1) + len(v)
+		} else {
+			size++
+		}
 	}
 	size += uvarintLen(uint64(len(clocks)))
 	b := make([]byte, 0, size)
@@ -85,12 +115,21 @@ func encodeFields(fields map[string]Clock) []byte {
 		b = binary.AppendUvarint(b, uint64(k.nsec))
 		b = binary.AppendUvarint(b, uint64(len(k.id)))
 		b = append(b, k.id...)
+		b = binary.AppendUvarint(b, uint64(len(k.source)))
+		b = append(b, k.source...)
+		b = binary.AppendVarint(b, k.applied)
 	}
 	b = binary.AppendUvarint(b, uint64(len(names)))
 	for i, n := range names {
 		b = binary.AppendUvarint(b, uint64(len(n)))
 		b = append(b, n...)
 		b = binary.AppendUvarint(b, refs[i])
+		if v, ok := st.Values[n]; ok {
+			b = binary.AppendUvarint(b, uint64(len(v))+1)
+			b = append(b, v...)
+		} else {
+			b = append(b, 0)
+		}
 	}
 	return b
 }
@@ -113,45 +152,78 @@ func varintLen(v int64) int {
 	return uvarintLen(u)
 }
 
-// decodeFields decodes what encodeFields wrote; it fails, wrapping
-// ErrCorrupt, on anything else.
-func decodeFields(b []byte) (map[string]Clock, error) {
+// decodeState decodes what encodeState wrote, or a version 1 value; it
+// fails, wrapping ErrCorrupt, on anything else. The values share b's bytes.
+func decodeState(b []byte) (State, error) {
 	d := decoder{b: b}
-	if v := d.byte(); v != codecVersion {
-		return nil, fmt.Errorf("%w: version %d", ErrCorrupt, v)
+	v := d.byte()
+	if v != codecVersion && v != codecV1 {
+		return State{}, fmt.Errorf("%w: version %d", ErrCorrupt, v)
 	}
 	nclocks := d.uvarint()
 	if nclocks > uint64(len(b)) {
-		return nil, fmt.Errorf("%w: %d clocks in %d bytes", ErrCorrupt, nclocks, len(b))
+		return State{}, fmt.Errorf("%w: %d clocks in %d bytes", ErrCorrupt, nclocks, len(b))
 	}
-	clocks := make([]Clock, 0, nclocks)
+	var clocksBuf [4]Clock
+	clocks := clocksBuf[:0]
+	if nclocks > uint64(len(clocksBuf)) {
+		clocks = make([]Clock, 0, nclocks)
+	}
 	for range nclocks {
 		sec := d.varint()
 		nsec := d.uvarint()
-		id := d.str()
+		c := Clock{ID: d.str()}
+		if v == codecVersion {
+			c.Source = d.str()
+			if ms := d.varint(); ms != 0 {
+				c.Applied = time.UnixMilli(ms).UTC()
+			}
+		}
 		if nsec >= uint64(time.Second) {
 			d.fail()
 		}
-		clocks = append(clocks, Clock{At: time.Unix(sec, int64(nsec)).UTC(), ID: id})
+		c.At = time.Unix(sec, int64(nsec)).UTC()
+		clocks = append(clocks, c)
 	}
 	nfields := d.uvarint()
 	if nfields > uint64(len(b)) {
-		return nil, fmt.Errorf("%w: %d fields in %d bytes", ErrCorrupt, nfields, len(b))
+		return State{}, fmt.Errorf("%w: %d fields in %d bytes", ErrCorrupt, nfields, len(b))
 	}
-	fields := make(map[string]Clock, nfields)
+	st := State{Fields: make(map[string]Clock, nfields)}
+	if v == codecVersion {
+		st.Values = make(map[string]json.RawMessage, nfields)
+	}
 	for range nfields {
 		name := d.str()
-		ix := d.uvarint()
+		ref := d.uvarint()
+		ix := ref
+		if v == codecVersion {
+			ix = ref >> 1
+		}
 		if ix >= uint64(len(clocks)) {
 			d.fail()
 			break
 		}
-		fields[name] = clocks[ix]
+		st.Fields[name] = clocks[ix]
+		if v != codecVersion {
+			continue
+		}
+		if ref&1 != 0 {
+			st.Pending = append(st.Pending, name) // names are stored sorted
+		}
+		if n := d.uvarint(); n > 0 {
+			if n-1 > uint64(len(d.b)) {
+				d.fail()
+				break
+			}
+			st.Values[name] = d.b[: n-1 : n-1]
+			d.b = d.b[n-1:]
+		}
 	}
 	if d.bad || len(d.b) != 0 {
-		return nil, fmt.Errorf("%w: malformed value of %d bytes", ErrCorrupt, len(b))
+		return State{}, fmt.Errorf("%w: malformed value of %d bytes", ErrCorrupt, len(b))
 	}
-	return fields, nil
+	return st, nil
 }
 
 // decoder reads varints and strings; after a failure every read returns a

@@ -13,10 +13,19 @@ import (
 	"github.com/patchbay/patchbay/events"
 )
 
-// storedValue builds a stored value field by field: one clock (sec, nsec,
-// id "e") and one field "a" pointing at clock index ix.
+// encodeFields encodes a record of clocks only.
+func encodeFields(fields map[string]Clock) []byte { return encodeState(State{Fields: fields}) }
+
+// decodeFields decodes a record's clocks.
+func decodeFields(b []byte) (map[string]Clock, error) {
+	st, err := decodeState(b)
+	return st.Fields, err
+}
+
+// storedValue builds a version 1 stored value field by field: one clock
+// (sec, nsec, id "e") and one field "a" pointing at clock index ix.
 func storedValue(nsec, ix uint64) []byte {
-	b := []byte{codecVersion}
+	b := []byte{codecV1}
 	b = binary.AppendUvarint(b, 1)
 	b = binary.AppendVarint(b, 1795600800)
 	b = binary.AppendUvarint(b, nsec)
@@ -42,6 +51,8 @@ func TestDecodeRefusesWhatEncodeNeverWrites(t *testing.T) {
 		"nanoseconds of a whole second": storedValue(uint64(time.Second), 0),
 		"clock index past the table":    storedValue(0, 1),
 		"cut after the version":         {codecVersion},
+		"cut after the version 1":       {codecV1},
+		"unknown version":               {3, 0, 0},
 		"cut after the clock count":     storedValue(0, 0)[:2],
 		"empty":                         {},
 	} {

@@ -3,6 +3,7 @@ package lww
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/patchbay/patchbay/events"
 )
@@ -13,8 +14,14 @@ import (
 // fields and keptClocks their clocks; dropped lists the dropped field names,
 // sorted, each once.
 //
-// When nothing is dropped, Filter returns patch and clocks themselves (the
-// same bytes and map) and a nil dropped, so the common path costs one parse.
+// Every field pending in st (a repair owed, see Store.Commit) that patch
+// does not set with a newer clock is added to kept with its stored value and
+// clock, so the PATCH puts the newer value back at the provider (if patch
+// set it too, its own older value is dropped as usual).
+//
+// When nothing is dropped or added, Filter returns patch and clocks
+// themselves (the same bytes and map) and a nil dropped, so the common path
+// costs one parse.
 // When every field is dropped, kept and keptClocks are nil: the event is
 // superseded and must not be sent. Filter fails, wrapping ErrInvalid, when
 // patch is not valid for target (see Fields) or a field of patch has no
@@ -37,25 +44,57 @@ func Filter(target events.Target, patch json.RawMessage, clocks map[string]Clock
 		}
 		keep = append(keep, u)
 	}
-	if len(dropped) == 0 {
+	var repair []unit
+	for _, name := range st.Pending {
+		if c, ok := clocks[name]; ok && c.After(st.Fields[name]) {
+			continue // the patch sets a newer value
+		}
+		v, ok := st.Values[name]
+		if !ok {
+			continue // never pending without a value; nothing to send
+		}
+		repair = append(repair, storedUnit(target, name, v))
+	}
+	if len(dropped) == 0 && len(repair) == 0 {
 		return patch, clocks, nil, nil
 	}
-	dropped = sortedUnique(dropped)
-	if len(keep) == 0 {
+	if len(dropped) > 0 {
+		dropped = sortedUnique(dropped)
+	}
+	if len(keep)+len(repair) == 0 {
 		return nil, nil, dropped, nil
 	}
-	keptClocks = make(map[string]Clock, len(keep))
+	keptClocks = make(map[string]Clock, len(keep)+len(repair))
 	for _, u := range keep {
 		keptClocks[u.name] = clocks[u.name]
 	}
-	return build(keep), keptClocks, dropped, nil
+	for _, u := range repair {
+		keptClocks[u.name] = st.Fields[u.name]
+	}
+	return build(append(keep, repair...)), keptClocks, dropped, nil
+}
+
+// storedUnit is the unit of field name at target with its stored value v.
+func storedUnit(target events.Target, name string, v json.RawMessage) unit {
+	prefix, custom := SkipcallCustomFieldPrefix, skipcallCustom
+	if target == events.TargetRevyOps {
+		prefix, custom = RevyOpsCustomFieldPrefix, revyopsCustom
+	}
+	if sub, ok := strings.CutPrefix(name, prefix); ok {
+		return unit{name: name, top: custom, sub: sub, keyed: true, val: v}
+	}
+	return unit{name: name, top: name, val: v}
 }
 
 // AnyStale reports whether st holds, for any field of clocks, a clock at
-// least as new: whether Filter would drop anything from a patch whose
-// fields clocks names (as Merge returns them). When it reports false the
-// patch can be sent as it is, without Filter's parse.
+// least as new, or any pending field: whether Filter would drop or add
+// anything to a patch whose fields clocks names (as Merge returns them).
+// When it reports false the patch can be sent as it is, without Filter's
+// parse.
 func AnyStale(clocks map[string]Clock, st State) bool {
+	if len(st.Pending) > 0 {
+		return true
+	}
 	if len(st.Fields) == 0 {
 		return false
 	}

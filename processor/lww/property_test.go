@@ -177,7 +177,7 @@ func TestPropertyLastWriterWins(t *testing.T) {
 				queue = append(queue, batch...)
 				continue
 			}
-			if err := store.Commit(ctx, target, contact, st, keptClocks); err != nil {
+			if _, err := store.Commit(ctx, target, contact, st, kept, keptClocks); err != nil {
 				rt.Fatal(err)
 			}
 		}

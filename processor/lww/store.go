@@ -2,9 +2,11 @@ package lww
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -89,10 +91,13 @@ func (c StoreConfig) validate() error {
 // Store is safe for concurrent use.
 type Store struct {
 	kv          jetstream.KeyValue
+	nc          *nats.Conn
 	maxAttempts int
 	pub         *stream.Publisher
 	subjects    string  // "$KV.<bucket>.", the subject of a key less the key
+	msgGet      string  // "$JS.API.STREAM.MSG.GET.KV_<bucket>", answered by the stream leader
 	reader      *reader // batches the Gets of concurrent deliveries
+	now         func() time.Time
 }
 
 // NewStore creates the KV bucket described by cfg, or updates it to cfg if
@@ -115,11 +120,53 @@ func NewStore(ctx context.Context, js jetstream.JetStream, cfg StoreConfig) (*St
 	if err != nil {
 		return nil, fmt.Errorf("lww: bucket %s: %w", cfg.Bucket, err)
 	}
-	s := &Store{kv: kv, maxAttempts: cfg.MaxAttempts, pub: cfg.Publisher, subjects: "$KV." + cfg.Bucket + "."}
-	if nc := js.Conn(); nc != nil {
-		s.reader = &reader{nc: nc, stream: "KV_" + cfg.Bucket, prefix: s.subjects, single: s.get}
+	s := &Store{
+		kv: kv, nc: js.Conn(), maxAttempts: cfg.MaxAttempts, pub: cfg.Publisher, now: time.Now,
+		subjects: "$KV." + cfg.Bucket + ".", msgGet: "$JS.API.STREAM.MSG.GET.KV_" + cfg.Bucket,
+	}
+	if s.nc == nil {
+		return nil, fmt.Errorf("lww: bucket %s: the JetStream context has no connection", cfg.Bucket)
+	}
+	replicas, err := bucketReplicas(ctx, kv)
+	if err != nil {
+		return nil, fmt.Errorf("lww: bucket %s: %w", cfg.Bucket, err)
+	}
+	s.reader = &reader{nc: s.nc, stream: "KV_" + cfg.Bucket, prefix: s.subjects, msgGet: s.msgGet, single: s.get}
+	if replicas > 1 {
+		// Followers answer direct gets too: a batched read must prove it
+		// is current (see reader), with a key that always has an entry.
+		s.reader.sentinel = s.subjects + sentinelKey
+		s.reader.putSentinel = s.putSentinel
+		if err := s.putSentinel(ctx); err != nil {
+			return nil, fmt.Errorf("lww: bucket %s: %w", cfg.Bucket, err)
+		}
 	}
 	return s, nil
+}
+
+// sentinelKey is a key of the bucket that no (target, contact) forms (a
+// target is a token without '_'), written when a Store on a replicated
+// bucket starts: a batched read always names it, so the read's end carries
+// the replica's last sequence even when none of the contacts has an entry.
+const sentinelKey = "_patchbay_sentinel"
+
+func (s *Store) putSentinel(ctx context.Context) error {
+	if _, err := s.kv.Put(ctx, sentinelKey, []byte{0}); err != nil {
+		return fmt.Errorf("write %s: %w", sentinelKey, err)
+	}
+	return nil
+}
+
+// bucketReplicas returns the replicas of kv's stream as the server has it.
+func bucketReplicas(ctx context.Context, kv jetstream.KeyValue) (int, error) {
+	st, err := kv.Status(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("status: %w", err)
+	}
+	if bs, ok := st.(*jetstream.KeyValueBucketStatus); ok && bs.StreamInfo() != nil {
+		return max(bs.StreamInfo().Config.Replicas, 1), nil
+	}
+	return 0, errors.New("status: no stream info")
 }
 
 // Key returns the KV key of (target, contact): "<target>.<contact>". It
@@ -149,57 +196,159 @@ func (s *Store) Get(ctx context.Context, target events.Target, contact string) (
 	return s.get(ctx, key)
 }
 
+// get reads key's state from the stream leader (the JetStream API's
+// message get, which only the leader answers), so it sees every write that
+// ended before it was sent, on any number of replicas. It is the read of
+// one key: Commit's re-read after a lost compare-and-set, and the reader's
+// fallback.
 func (s *Store) get(ctx context.Context, key string) (State, error) {
-	e, err := s.kv.Get(ctx, key)
-	if errors.Is(err, jetstream.ErrKeyNotFound) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, batchTimeout)
+		defer cancel()
+	}
+	// A key is plain text (see Key): the request needs no encoder.
+	m, err := s.nc.RequestWithContext(ctx, s.msgGet, []byte(`{"last_by_subj":"`+s.subjects+key+`"}`))
+	if err != nil {
+		return State{}, fmt.Errorf("lww: get %s: %w", key, err)
+	}
+	lm, err := parseMsgGet(m.Data)
+	if err != nil {
+		return State{}, fmt.Errorf("lww: get %s: %w", key, err)
+	}
+	if lm == nil {
 		return State{}, nil
 	}
+	if len(lm.Hdrs) > 0 {
+		h, err := nats.DecodeHeadersMsg(lm.Hdrs)
+		if err != nil {
+			return State{}, fmt.Errorf("lww: get %s: headers: %w", key, err)
+		}
+		switch h.Get("KV-Operation") {
+		case "DEL", "PURGE":
+			return State{}, nil
+		}
+		if h.Get("Nats-Marker-Reason") != "" {
+			return State{}, nil
+		}
+	}
+	st, err := decodeState(lm.Data)
 	if err != nil {
 		return State{}, fmt.Errorf("lww: get %s: %w", key, err)
 	}
-	fields, err := decodeFields(e.Value())
-	if err != nil {
-		return State{}, fmt.Errorf("lww: get %s: %w", key, err)
-	}
-	return State{Fields: fields, Revision: e.Revision()}, nil
+	st.Revision = lm.Seq
+	return st, nil
 }
 
-// Commit records, after the provider applied a PATCH (2xx), the clocks of
-// the fields it applied: each field's stored clock becomes the newer of the
-// stored and the applied one. st is the state the caller read (with Get)
-// before the PATCH; the write is a compare-and-set on st.Revision (a create
-// when it is 0). When another writer got in between, Commit re-reads, merges
-// by the newer clock again and retries, up to StoreConfig.MaxAttempts
-// attempts, then fails wrapping ErrConflict. Nothing is written when no
-// applied clock is newer than the stored one. Commit also fails wrapping
-// ErrInvalid, ErrCorrupt, ctx's error, or the jetstream error. st is not
-// modified.
-func (s *Store) Commit(ctx context.Context, target events.Target, contact string, st State, applied map[string]Clock) error {
+// storedMsg is a message in the JetStream API's message get response.
+type storedMsg struct {
+	Seq  uint64 `json:"seq"`
+	Hdrs []byte `json:"hdrs"`
+	Data []byte `json:"data"`
+}
+
+// jsNoMessageFound is the API error code of a get that found no message.
+const jsNoMessageFound = 10037
+
+// parseMsgGet decodes a message get response: the message, or nil when
+// there is none.
+func parseMsgGet(b []byte) (*storedMsg, error) {
+	var resp struct {
+		Message *storedMsg `json:"message"`
+		Error   *struct {
+			Code        int    `json:"code"`
+			ErrCode     int    `json:"err_code"`
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(b, &resp); err != nil {
+		return nil, fmt.Errorf("message get response: %w", err)
+	}
+	switch {
+	case resp.Error != nil && resp.Error.ErrCode == jsNoMessageFound:
+		return nil, nil
+	case resp.Error != nil:
+		return nil, fmt.Errorf("message get: %d %s (%d)", resp.Error.Code, resp.Error.Description, resp.Error.ErrCode)
+	case resp.Message == nil:
+		return nil, errors.New("message get: empty response")
+	}
+	return resp.Message, nil
+}
+
+// Overwritten is what Commit found when a newer clock than the one it
+// applied was stored for a field (another replica committed it after the
+// PATCH's state was read): the PATCH just overwrote that newer value at the
+// provider with an older one.
+type Overwritten struct {
+	// Fields lists, sorted, the fields whose newer value the Store knows:
+	// Commit marked them pending in the same write, so the next PATCH for
+	// the contact (see Filter) sends their newer values again, whoever
+	// sends it.
+	Fields []string
+	// Unknown lists, sorted, the fields whose newer value the Store does
+	// not know (stored by a version that kept clocks only): they cannot be
+	// sent again, the provider keeps the older value until the field's
+	// next change.
+	Unknown []string
+}
+
+// Commit records, after the provider applied a PATCH (2xx), the fields it
+// applied: each field's stored clock becomes the newer of the stored and
+// the applied one, and a field whose applied clock wins stores its value
+// from patch (the PATCH body as Merge or Filter returned it, so valid JSON;
+// a field that patch lacks, or a nil patch, stores no value). A field whose
+// applied clock equals the stored one is no longer pending. st is the state
+// the caller read (with Get) before the PATCH; the write is a
+// compare-and-set on st.Revision (a create when it is 0). When another
+// writer got in between, Commit re-reads, merges again and retries, up to
+// StoreConfig.MaxAttempts attempts, then fails wrapping ErrConflict.
+//
+// A stored clock newer than the applied one means the PATCH overwrote a
+// newer value at the provider: Commit keeps the newer clock, marks the
+// field pending when its value is known, and reports it in Overwritten, so
+// the caller sends it again (a field Filter let through never has one on
+// the first attempt). Nothing is written when nothing changes. Commit also
+// fails wrapping ErrInvalid, ErrCorrupt, ctx's error, or the jetstream
+// error. st is not modified.
+func (s *Store) Commit(ctx context.Context, target events.Target, contact string, st State, patch json.RawMessage, applied map[string]Clock) (Overwritten, error) {
 	key, err := Key(target, contact)
 	if err != nil {
-		return err
+		return Overwritten{}, err
 	}
+	var values map[string]json.RawMessage
+	if patch != nil {
+		var buf [unitsBuf]unit
+		us, err := units(buf[:0], target, patch, true)
+		if err != nil {
+			return Overwritten{}, err
+		}
+		values = make(map[string]json.RawMessage, len(us))
+		for _, u := range us {
+			values[u.name] = u.val
+		}
+	}
+	now := s.now()
 	cur := st
 	for attempt := 1; ; attempt++ {
-		merged, changed := maxClocks(cur.Fields, applied)
+		next, ow, changed := mergeState(cur, applied, values, now)
 		if !changed {
-			return nil
+			return ow, nil
 		}
-		err = s.write(ctx, key, encodeFields(merged), cur.Revision, attempt == 1)
+		err = s.write(ctx, key, encodeState(next), cur.Revision, attempt == 1)
 		if err == nil {
-			return nil
+			return ow, nil
 		}
 		if !casConflict(err) {
-			return fmt.Errorf("lww: commit %s: %w", key, err)
+			return Overwritten{}, fmt.Errorf("lww: commit %s: %w", key, err)
 		}
 		if attempt >= s.maxAttempts {
-			return fmt.Errorf("%w: %s: %d attempts: %v", ErrConflict, key, attempt, err)
+			return Overwritten{}, fmt.Errorf("%w: %s: %d attempts: %v", ErrConflict, key, attempt, err)
 		}
 		if err := pause(ctx, attempt); err != nil {
-			return fmt.Errorf("lww: commit %s: %w", key, err)
+			return Overwritten{}, fmt.Errorf("lww: commit %s: %w", key, err)
 		}
 		if cur, err = s.get(ctx, key); err != nil {
-			return err
+			return Overwritten{}, err
 		}
 	}
 }
@@ -252,27 +401,67 @@ func casConflict(err error) bool {
 		api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
-// maxClocks returns stored with every applied clock that is newer merged in,
-// and whether any was. Neither stored nor applied is modified; the result
-// may be applied itself (nothing stored), so it must not be modified either.
-func maxClocks(stored, applied map[string]Clock) (map[string]Clock, bool) {
-	if len(stored) == 0 {
-		return applied, len(applied) > 0
-	}
-	var out map[string]Clock
-	for name, c := range applied {
-		if old, ok := stored[name]; ok && !c.After(old) {
-			continue
+// mergeState returns cur with the applied clocks merged in (see Commit),
+// what the applied clocks overwrote, and whether anything changed. cur is
+// not modified: the result shares its maps only when nothing changed.
+func mergeState(cur State, applied map[string]Clock, values map[string]json.RawMessage, now time.Time) (State, Overwritten, bool) {
+	next := cur
+	copied := false
+	own := func() {
+		if copied {
+			return
 		}
-		if out == nil {
-			out = make(map[string]Clock, len(stored)+len(applied))
-			for n, sc := range stored {
-				out[n] = sc
+		copied = true
+		next.Fields = make(map[string]Clock, len(cur.Fields)+len(applied))
+		for n, c := range cur.Fields {
+			next.Fields[n] = c
+		}
+		next.Values = make(map[string]json.RawMessage, len(cur.Fields)+len(applied))
+		for n, v := range cur.Values {
+			next.Values[n] = v
+		}
+		next.Pending = slices.Clone(cur.Pending)
+	}
+	var ow Overwritten
+	for name, c := range applied {
+		old, ok := cur.Fields[name]
+		switch {
+		case !ok || c.After(old):
+			own()
+			c.Applied = now
+			next.Fields[name] = c
+			if v, ok := values[name]; ok {
+				next.Values[name] = v
+			} else {
+				delete(next.Values, name)
+			}
+			next.Pending = without(next.Pending, name)
+		case c.Equal(old):
+			if cur.pending(name) { // the stored value was just sent again
+				own()
+				next.Pending = without(next.Pending, name)
+			}
+		default: // a newer value is stored: this PATCH overwrote it
+			if _, known := cur.Values[name]; !known {
+				ow.Unknown = append(ow.Unknown, name)
+				continue
+			}
+			ow.Fields = append(ow.Fields, name)
+			if !cur.pending(name) {
+				own()
+				next.Pending = append(next.Pending, name)
 			}
 		}
-		out[name] = c
 	}
-	return out, out != nil
+	slices.Sort(ow.Fields)
+	slices.Sort(ow.Unknown)
+	slices.Sort(next.Pending)
+	return next, ow, copied
+}
+
+// without returns names without name (in place).
+func without(names []string, name string) []string {
+	return slices.DeleteFunc(names, func(n string) bool { return n == name })
 }
 
 // pause waits a random time that grows with attempt (at most about 50ms),

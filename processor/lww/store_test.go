@@ -60,7 +60,7 @@ func testStoreCommitOverADeleteMarker(t *testing.T) {
 	js := natstest.JetStream(t)
 	s := newStore(t, js, lww.StoreConfig{})
 	st, _ := s.Get(ctx, events.TargetSkipcall, contact)
-	if err := s.Commit(ctx, events.TargetSkipcall, contact, st, map[string]lww.Clock{"city": at(1, "a")}); err != nil {
+	if _, err := s.Commit(ctx, events.TargetSkipcall, contact, st, nil, map[string]lww.Clock{"city": at(1, "a")}); err != nil {
 		t.Fatal(err)
 	}
 	kv, err := js.KeyValue(ctx, lww.DefaultBucket)
@@ -74,7 +74,7 @@ func testStoreCommitOverADeleteMarker(t *testing.T) {
 	if err != nil || st.Revision != 0 {
 		t.Fatalf("after the delete: %+v, %v; want no state", st, err)
 	}
-	if err := s.Commit(ctx, events.TargetSkipcall, contact, st, map[string]lww.Clock{"role": at(2, "b")}); err != nil {
+	if _, err := s.Commit(ctx, events.TargetSkipcall, contact, st, nil, map[string]lww.Clock{"role": at(2, "b")}); err != nil {
 		t.Fatal(err)
 	}
 	got, err := s.Get(ctx, events.TargetSkipcall, contact)
@@ -98,7 +98,7 @@ func testStoreGetCommit(t *testing.T) {
 		t.Fatalf("no key: %+v, want empty", st)
 	}
 	applied := map[string]lww.Clock{"city": at(10, "a"), "customFields/tier": at(10, "a"), "role": at(3, "b")}
-	if err := s.Commit(ctx, events.TargetSkipcall, contact, st, applied); err != nil {
+	if _, err := s.Commit(ctx, events.TargetSkipcall, contact, st, nil, applied); err != nil {
 		t.Fatal(err)
 	}
 	st, err = s.Get(ctx, events.TargetSkipcall, contact)
@@ -114,7 +114,7 @@ func testStoreGetCommit(t *testing.T) {
 	}
 	// A second commit keeps the newer clock of each field.
 	second := map[string]lww.Clock{"city": at(9, "z"), "role": at(4, "c"), "firstName": at(1, "d")}
-	if err := s.Commit(ctx, events.TargetSkipcall, contact, st, second); err != nil {
+	if _, err := s.Commit(ctx, events.TargetSkipcall, contact, st, nil, second); err != nil {
 		t.Fatal(err)
 	}
 	got, err := s.Get(ctx, events.TargetSkipcall, contact)
@@ -126,7 +126,7 @@ func testStoreGetCommit(t *testing.T) {
 		t.Fatalf("after the second Commit: %+v, want %v after revision %d", got, want, st.Revision)
 	}
 	// Nothing newer: nothing written.
-	if err := s.Commit(ctx, events.TargetSkipcall, contact, got, map[string]lww.Clock{"city": at(10, "a")}); err != nil {
+	if _, err := s.Commit(ctx, events.TargetSkipcall, contact, got, nil, map[string]lww.Clock{"city": at(10, "a")}); err != nil {
 		t.Fatal(err)
 	}
 	if again, _ := s.Get(ctx, events.TargetSkipcall, contact); again.Revision != got.Revision {
@@ -142,19 +142,19 @@ func testStoreCommitStaleStateMerges(t *testing.T) {
 	ctx := natstest.Context(t)
 	s := newStore(t, natstest.JetStream(t), lww.StoreConfig{})
 	stale, _ := s.Get(ctx, events.TargetRevyOps, "42") // Revision 0
-	if err := s.Commit(ctx, events.TargetRevyOps, "42", stale, map[string]lww.Clock{"first_name": at(5, "b")}); err != nil {
+	if _, err := s.Commit(ctx, events.TargetRevyOps, "42", stale, nil, map[string]lww.Clock{"first_name": at(5, "b")}); err != nil {
 		t.Fatal(err)
 	}
 	// Committed with the stale (revision 0) state: Create fails, re-read, merge.
-	if err := s.Commit(ctx, events.TargetRevyOps, "42", stale, map[string]lww.Clock{"first_name": at(4, "a"), "last_name": at(4, "a")}); err != nil {
+	if _, err := s.Commit(ctx, events.TargetRevyOps, "42", stale, nil, map[string]lww.Clock{"first_name": at(4, "a"), "last_name": at(4, "a")}); err != nil {
 		t.Fatal(err)
 	}
 	mid, _ := s.Get(ctx, events.TargetRevyOps, "42")
 	// And with a stale non-zero revision: Update fails, re-read, merge.
-	if err := s.Commit(ctx, events.TargetRevyOps, "42", mid, map[string]lww.Clock{"email": at(6, "c")}); err != nil {
+	if _, err := s.Commit(ctx, events.TargetRevyOps, "42", mid, nil, map[string]lww.Clock{"email": at(6, "c")}); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Commit(ctx, events.TargetRevyOps, "42", mid, map[string]lww.Clock{"last_name": at(7, "d")}); err != nil {
+	if _, err := s.Commit(ctx, events.TargetRevyOps, "42", mid, nil, map[string]lww.Clock{"last_name": at(7, "d")}); err != nil {
 		t.Fatal(err)
 	}
 	got, _ := s.Get(ctx, events.TargetRevyOps, "42")
@@ -199,7 +199,7 @@ func testStoreConcurrentCommits(t *testing.T) {
 					errs <- err
 					return
 				}
-				if err := s.Commit(ctx, events.TargetSkipcall, contact, st, applied); err != nil {
+				if _, err := s.Commit(ctx, events.TargetSkipcall, contact, st, nil, applied); err != nil {
 					errs <- err
 					return
 				}
@@ -226,10 +226,10 @@ func testStoreConflictBounded(t *testing.T) {
 	ctx := natstest.Context(t)
 	s := newStore(t, natstest.JetStream(t), lww.StoreConfig{MaxAttempts: 1})
 	st, _ := s.Get(ctx, events.TargetSkipcall, contact)
-	if err := s.Commit(ctx, events.TargetSkipcall, contact, st, map[string]lww.Clock{"city": at(1, "a")}); err != nil {
+	if _, err := s.Commit(ctx, events.TargetSkipcall, contact, st, nil, map[string]lww.Clock{"city": at(1, "a")}); err != nil {
 		t.Fatal(err)
 	}
-	err := s.Commit(ctx, events.TargetSkipcall, contact, st, map[string]lww.Clock{"city": at(2, "b")})
+	_, err := s.Commit(ctx, events.TargetSkipcall, contact, st, nil, map[string]lww.Clock{"city": at(2, "b")})
 	if !errors.Is(err, lww.ErrConflict) {
 		t.Fatalf("stale commit with one attempt: err = %v, want ErrConflict", err)
 	}
@@ -277,7 +277,7 @@ func TestStoreInvalidKeyAndCorrupt(t *testing.T) {
 		if _, err := s.Get(ctx, events.TargetSkipcall, c); !errors.Is(err, lww.ErrInvalid) {
 			t.Fatalf("contact %q: err = %v", c, err)
 		}
-		if err := s.Commit(ctx, events.TargetSkipcall, c, lww.State{}, map[string]lww.Clock{"x": at(1, "a")}); !errors.Is(err, lww.ErrInvalid) {
+		if _, err := s.Commit(ctx, events.TargetSkipcall, c, lww.State{}, nil, map[string]lww.Clock{"x": at(1, "a")}); !errors.Is(err, lww.ErrInvalid) {
 			t.Fatalf("commit contact %q: err = %v", c, err)
 		}
 	}

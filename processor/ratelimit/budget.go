@@ -134,6 +134,8 @@ type Budget struct {
 	full    window        // a window this replica saw used up (ID 0: none)
 	seen    window        // the window of seenCount
 	seenN   int64         // highest counter value seen for seen.ID
+	// skewWarned is the window whose clock skew was last logged.
+	skewWarned int64
 }
 
 // New creates or updates the NATS bucket and counter stream, loads the
@@ -142,6 +144,12 @@ type Budget struct {
 // the bucket, the stream or the initial state cannot be read before ctx
 // ends.
 func New(ctx context.Context, js jetstream.JetStream, cfg Config, logger *slog.Logger) (*Budget, error) {
+	return newBudget(ctx, js, cfg, logger, time.Now)
+}
+
+// newBudget is New with the replica's clock (tests give replicas skewed
+// clocks).
+func newBudget(ctx context.Context, js jetstream.JetStream, cfg Config, logger *slog.Logger, now func() time.Time) (*Budget, error) {
 	cfg.setDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -159,7 +167,7 @@ func New(ctx context.Context, js jetstream.JetStream, cfg Config, logger *slog.L
 		id:      id,
 		st:      st,
 		log:     logger.With("provider", cfg.Name, "budget", id[:8]),
-		now:     time.Now,
+		now:     now,
 		done:    make(chan struct{}),
 		changed: make(chan struct{}),
 	}
@@ -249,7 +257,11 @@ func (b *Budget) TryTake(ctx context.Context) (Grant, error) {
 	if err != nil {
 		var we *WaitError
 		if errors.As(err, &we) {
-			b.m.take("exhausted")
+			if we.clockSkew {
+				b.m.take("clock_skew")
+			} else {
+				b.m.take("exhausted")
+			}
 		}
 		return Grant{}, err
 	}

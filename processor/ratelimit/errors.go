@@ -23,6 +23,10 @@ type WaitError struct {
 	Until  time.Time
 	Reason string
 	Paused bool // a pause (ErrPaused), else a used-up window (ErrExhausted)
+	// clockSkew marks the wait of a replica whose clock has not reached
+	// the start of the window in force (matched as ErrExhausted: no slot
+	// before Until).
+	clockSkew bool
 }
 
 // Error describes the wait.

@@ -65,7 +65,7 @@ func newMetrics(reg prometheus.Registerer, b *Budget) (*metrics, error) {
 		reg: reg,
 		takes: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "patchbay_ratelimit_takes_total", ConstLabels: labels,
-			Help: "Requests for a slot of the shared rate-limit window, by result (granted, probe, exhausted, paused).",
+			Help: "Requests for a slot of the shared rate-limit window, by result (granted, probe, exhausted, clock_skew, paused).",
 		}, []string{"result"}),
 		paused: prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 			Name: "patchbay_ratelimit_paused", ConstLabels: labels,
@@ -91,7 +91,7 @@ func newMetrics(reg prometheus.Registerer, b *Budget) (*metrics, error) {
 			return max(time.Until(s.Until).Seconds(), 0)
 		}),
 	}
-	for _, r := range []string{"granted", "probe", "exhausted", "paused"} {
+	for _, r := range []string{"granted", "probe", "exhausted", "clock_skew", "paused"} {
 		m.takes.WithLabelValues(r)
 	}
 	m.granted = m.takes.WithLabelValues("granted")

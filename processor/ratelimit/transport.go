@@ -2,10 +2,17 @@ package ratelimit
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"time"
 )
+
+// ErrFenced is the error of a request that Transport, or a WireFenced
+// connection, refused to write because its fence or deadline had passed:
+// nothing of it reached the provider. It matches context.DeadlineExceeded
+// too (errors.Is).
+var ErrFenced = fmt.Errorf("ratelimit: request past its fence, not written: %w", context.DeadlineExceeded)
 
 type grantKey struct{}
 
@@ -43,7 +50,8 @@ func FenceFrom(ctx context.Context) func() time.Time {
 //   - a request whose context deadline or fence (WithFence) has passed is
 //     not sent, even before the context's own timer fires: checked before
 //     it is handed to next, and again at the write to the socket when next
-//     is WireFenced, or else as its body is read;
+//     is WireFenced, or else as its body is read; the error then matches
+//     ErrFenced (nothing was written: not an attempt);
 //   - every response's X-RateLimit-* headers are passed to Observe (an
 //     Observe failure is logged; the response is returned unchanged).
 //
@@ -77,7 +85,7 @@ func (t *transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		if req.Body != nil {
 			_ = req.Body.Close()
 		}
-		return nil, context.DeadlineExceeded
+		return nil, ErrFenced
 	}
 	if g, ok := req.Context().Value(grantKey{}).(Grant); ok && g.b == t.b {
 		if err := g.Valid(); err != nil {
@@ -159,7 +167,7 @@ type deadlineBody struct {
 
 func (b *deadlineBody) Read(p []byte) (int, error) {
 	if b.f.passed() {
-		return 0, context.DeadlineExceeded
+		return 0, ErrFenced
 	}
 	return b.ReadCloser.Read(p)
 }

@@ -189,8 +189,11 @@ func (b *Budget) open(ctx context.Context, now time.Time) (window, error) {
 		if cur.runs(now) {
 			return cur, nil
 		}
-		if now.UnixMilli() < cur.Start { // another replica's clock is ahead of ours
-			return cur, exhausted(cur)
+		if now.UnixMilli() < cur.Start {
+			// Another replica, whose clock is ahead of ours, started the
+			// window in force: wait for its start on our clock (the skew),
+			// not for its end.
+			return cur, b.behind(cur, now)
 		}
 		ms := now.UnixMilli()
 		next := window{ID: ms, Start: ms, Close: ms + (b.cfg.Window - b.cfg.ResetMargin).Milliseconds(),
@@ -236,4 +239,28 @@ func (b *Budget) countProvider(ctx context.Context, cur window, used int64) erro
 	b.noteCountLocked(cur, n)
 	b.mu.Unlock()
 	return nil
+}
+
+// reasonClockSkew is the WaitError reason of a replica whose clock has not
+// reached the start of the window in force.
+const reasonClockSkew = "the rate-limit window starts later on this replica's clock (clock skew)"
+
+// behind returns the wait of a replica whose clock reads now, before the
+// start of cur, which a replica with a clock ahead of ours started: until
+// cur's start on our clock. A skew beyond ResetMargin is not absorbed by the
+// margins (a slot granted near Close can reach the provider in its next
+// window): it is logged once per window.
+func (b *Budget) behind(cur window, now time.Time) *WaitError {
+	skew := time.UnixMilli(cur.Start).Sub(now)
+	if skew > b.cfg.ResetMargin {
+		b.mu.Lock()
+		warn := b.skewWarned != cur.ID
+		b.skewWarned = cur.ID
+		b.mu.Unlock()
+		if warn {
+			b.log.Warn("this replica's clock is behind the one that started the rate-limit window by more than the reset margin; keep the replicas' clocks in sync (NTP)",
+				"skew", skew, "reset_margin", b.cfg.ResetMargin, "window", cur.ID)
+		}
+	}
+	return &WaitError{Until: time.UnixMilli(cur.Start), Reason: reasonClockSkew, clockSkew: true}
 }

@@ -42,7 +42,7 @@ func WireFenced(tr *http.Transport) *WireFencedTransport {
 type WireFencedTransport struct{ *http.Transport }
 
 // errPastFence is what a write past its request's fence returns.
-var errPastFence = fmt.Errorf("ratelimit: request past its fence, not written: %w", context.DeadlineExceeded)
+var errPastFence = fmt.Errorf("ratelimit: write refused at the socket: %w", ErrFenced)
 
 // fenceConn refuses every write once the fence of the request it carries
 // has passed.

@@ -27,6 +27,15 @@ type Config struct {
 	RatePerMinute int           `envconfig:"RATE_PER_MINUTE" default:"0" desc:"client-side request limit per minute (0: none)"`
 	Timeout       time.Duration `envconfig:"TIMEOUT" default:"10s" desc:"timeout of one PATCH"`
 	MaxPause      time.Duration `envconfig:"MAX_PAUSE" default:"1h" desc:"longest pause a rate-limit header may impose; longer ones are capped, logged and counted"`
+	SettleHorizon time.Duration `envconfig:"SETTLE_HORIZON" desc:"after a PATCH whose outcome is unknown (a timeout, a reset), how long from its start the provider may still apply it: no other request for the contact is sent before, then its newest values are sent again (default twice the timeout; at most two thirds of PATCHBAY_WORKER_LEASE_TTL)"`
+}
+
+// Horizon returns the settle horizon: SettleHorizon, or twice the timeout.
+func (c Config) Horizon() time.Duration {
+	if c.SettleHorizon > 0 {
+		return c.SettleHorizon
+	}
+	return 2 * c.Timeout
 }
 
 // Validate reports a missing or malformed setting.
@@ -45,6 +54,9 @@ func (c Config) Validate() error {
 	}
 	if c.Timeout <= 0 || c.MaxPause < 0 {
 		return fmt.Errorf("revyops: timeout must be positive and max pause not negative (0: 1h)")
+	}
+	if c.SettleHorizon < 0 || c.SettleHorizon > 0 && c.SettleHorizon < c.Timeout {
+		return fmt.Errorf("revyops: settle horizon %s must be at least the timeout %s (0: twice the timeout)", c.SettleHorizon, c.Timeout)
 	}
 	return nil
 }

@@ -25,6 +25,15 @@ type Config struct {
 	RateWindow    time.Duration `envconfig:"RATE_WINDOW" default:"1m" desc:"length of the plan's rate-limit window (Skipcall's is a minute; tests against a sandbox with a shorter window set it)"`
 	Timeout       time.Duration `envconfig:"TIMEOUT" default:"10s" desc:"timeout of one PATCH"`
 	MaxPause      time.Duration `envconfig:"MAX_PAUSE" default:"1h" desc:"longest pause a rate-limit header may impose; longer ones are capped, logged and counted"`
+	SettleHorizon time.Duration `envconfig:"SETTLE_HORIZON" desc:"after a PATCH whose outcome is unknown (a timeout, a reset), how long from its start the provider may still apply it: no other request for the contact is sent before, then its newest values are sent again (default twice the timeout; at most two thirds of PATCHBAY_WORKER_LEASE_TTL)"`
+}
+
+// Horizon returns the settle horizon: SettleHorizon, or twice the timeout.
+func (c Config) Horizon() time.Duration {
+	if c.SettleHorizon > 0 {
+		return c.SettleHorizon
+	}
+	return 2 * c.Timeout
 }
 
 // Validate reports a missing or malformed setting.
@@ -41,6 +50,9 @@ func (c Config) Validate() error {
 	}
 	if c.Timeout <= 0 || c.MaxPause < 0 {
 		return fmt.Errorf("skipcall: timeout must be positive and max pause not negative (0: 1h)")
+	}
+	if c.SettleHorizon < 0 || c.SettleHorizon > 0 && c.SettleHorizon < c.Timeout {
+		return fmt.Errorf("skipcall: settle horizon %s must be at least the timeout %s (0: twice the timeout)", c.SettleHorizon, c.Timeout)
 	}
 	if c.RateWindow < 0 {
 		return fmt.Errorf("skipcall: rate window must not be negative")
@@ -79,7 +91,8 @@ func New(cfg Config, hc *http.Client, conns int, opts ...httpcall.Option) (*Clie
 // Patch applies ev at Skipcall. It returns a *processor.Error classified per
 // the Skipcall documentation: 400 and 404 are permanent; 401 (bad key) and
 // 403 (subscription or plan) are credential failures; 429 is rate limited
-// until X-RateLimit-Reset; 5xx and transport errors are transient.
+// until X-RateLimit-Reset; 5xx are transient; a transport error is an
+// unknown outcome once the request was written, not sent before.
 func (c *Client) Patch(ctx context.Context, ev *events.Event) (processor.Result, error) {
 	resp, err := httpcall.PatchJSON(ctx, c.http, c.base+"/v1/contacts/"+url.PathEscape(ev.ContactID), ev.Patch, "Authorization", c.auth)
 	if err != nil {
