@@ -30,6 +30,7 @@ type lane struct {
 	cons     jetstream.Consumer   // the target's consumer: every event, or those stored before the stream was partitioned
 	parts    []jetstream.Consumer // the target's partition consumers, by partition (none without partitions)
 	fetching *fetching            // the lane's fetchers, set by run
+	catch    catchUp              // how far behind the stream the fetchers are; the lane's loop owns it
 	group    *lease.Solo          // the target's lease group: solo while no other replica delivers it; nil with Config.AlwaysLease
 	stopping atomic.Bool          // the delivery goroutines' context is cancelled: shutdown past the drain timeout
 
@@ -179,7 +180,14 @@ func (l *lane) run(ctx context.Context) {
 			if pause := l.pausedFor(now); pause > 0 {
 				next = now.Add(pause)
 			} else if cand, ok := q.peek(); ok {
-				send, j = jobs, cand
+				if wait, until := l.catch.holding(now, q.held < w.cfg.Room(), l.limited); wait {
+					// The backlog is being read ahead: see catchUp.
+					if next.IsZero() || until.Before(next) {
+						next = until
+					}
+				} else {
+					send, j = jobs, cand
+				}
 			}
 		}
 		if send != nil {
@@ -292,6 +300,7 @@ func (l *lane) receive(q *queues, f *fetcher, m jetstream.Msg, stopping bool, no
 		f.release(1)
 		return
 	}
+	l.catch.note(md.Consumer, md.NumPending, now)
 	if q.add(pending{msg: m, md: md, seq: md.Sequence.Stream}, now) {
 		f.release(1)
 	}

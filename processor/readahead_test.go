@@ -78,3 +78,39 @@ func TestWindowUsedUpReadsAheadAndMergesPerContact(t *testing.T) {
 		t.Errorf("%d answers were 429", n)
 	}
 }
+
+// TestBacklogIsReadBeforeTheFirstRequests guards "a rate-limited target's
+// jobs wait while its backlog is still being read" (catchUp): 40 contacts
+// get 5 events each, interleaved, before the worker starts; Skipcall allows
+// 20 requests per 3 s. The first window's requests already carry all of
+// their contact's events: each contact gets exactly one request.
+func TestBacklogIsReadBeforeTheFirstRequests(t *testing.T) {
+	t.Parallel()
+	s := pbtest.Start(t, pbtest.Options{SkipcallRate: 20, SkipcallWindow: 3 * time.Second})
+	id := func(i int) string { return fmt.Sprintf("40404040-2222-4333-8444-%012d", i) }
+	const contacts, each = 40, 5
+	fields := [each]string{"city", "company", "role", "country", "email"}
+	for i := range contacts {
+		s.Skipcall.PutContact(id(i), map[string]any{"firstName": "A", "lastName": "B"})
+	}
+	for k := range each {
+		for i := range contacts {
+			v := fmt.Sprintf("V%d", k)
+			if fields[k] == "email" {
+				v = fmt.Sprintf("v%d@example.com", i)
+			}
+			s.PostEvent(skipEvent(fmt.Sprintf("bl-%d-%d", i, k), id(i), map[string]any{fields[k]: v}))
+		}
+	}
+	startObserved(t, s, pbtest.WorkerConfig(), nil)
+	pbtest.Eventually(t, time.Minute, "the backlog applied", func() bool { return s.StreamMsgs(s.Stream.EventsStream) == 0 })
+	total := 0
+	for i := range contacts {
+		n := s.Skipcall.PatchCount(id(i))
+		total += n
+		if n != 1 {
+			t.Errorf("contact %d: %d requests, want 1", i, n)
+		}
+	}
+	t.Logf("%d requests for %d contacts", total, contacts)
+}

@@ -1,0 +1,63 @@
+package processor
+
+import (
+	"time"
+
+	"github.com/patchbay/patchbay/processor/ratelimit"
+)
+
+// Reading ahead before the first requests
+//
+// A rate-limited target's window may be open while its backlog is still in
+// the stream: a worker starting on a backlog, or a backlog left by an
+// outage. Sending at once would send each contact what the first pull
+// request brought of it, and its other events in a second request a window
+// later. So while a rate-limited target's fetchers are still reading a
+// backlog (the last message's NumPending says more are waiting for the
+// consumer, messages keep arriving, and there is room left), the lane holds
+// its jobs back, at most catchUpMax in a row: reading ahead runs at
+// thousands of events a second, a window admits a few requests. Targets
+// without a limit never wait.
+
+// catchUpQuiet is how long after the last fetched message the lane still
+// counts its fetchers as reading a backlog.
+const catchUpQuiet = 100 * time.Millisecond
+
+// catchUpMax bounds how long jobs are held back for one catch-up.
+const catchUpMax = 3 * time.Second
+
+// catchUp tracks how far behind the stream a lane's fetchers are.
+type catchUp struct {
+	pending map[string]uint64 // consumer → messages waiting after its latest message
+	total   uint64
+	last    time.Time // latest message fetched
+	since   time.Time // the catch-up began (total went above 0)
+}
+
+// note records a message fetched from consumer, with n more waiting for it.
+func (c *catchUp) note(consumer string, n uint64, now time.Time) {
+	if c.pending == nil {
+		c.pending = map[string]uint64{}
+	}
+	if c.total == 0 && n > 0 {
+		c.since = now
+	}
+	c.total = c.total - c.pending[consumer] + n
+	c.pending[consumer] = n
+	c.last = now
+}
+
+// holding reports whether jobs wait for the read-ahead now, and until when
+// at most (the lane checks again then).
+func (c *catchUp) holding(now time.Time, roomLeft bool, limited func() bool) (bool, time.Time) {
+	if c.total == 0 || !roomLeft || now.Sub(c.last) >= catchUpQuiet || now.Sub(c.since) >= catchUpMax || !limited() {
+		return false, time.Time{}
+	}
+	return true, minTime(c.last.Add(catchUpQuiet), c.since.Add(catchUpMax))
+}
+
+// limited reports whether the lane's target has a request limit.
+func (l *lane) limited() bool {
+	lim := l.budget.State().Limit
+	return lim > 0 && lim < ratelimit.Unlimited
+}
