@@ -96,20 +96,22 @@ func runBacklog(t *testing.T, workers, contacts, n int, shuffled, kill bool, lim
 	t.Logf("rate-limited backlog: %d worker(s)%s, %d events (%d posts) to %d contacts, %s, limit %d per %s: %d requests, %.2f per contact; drained in %s, ideal %s (%.2fx); %s",
 		workers, map[bool]string{true: ", one killed", false: ""}[kill], n, len(h.posts), b.contacts, order, limit, window,
 		b.requests, b.perContact(), b.took.Round(100*time.Millisecond), b.ideal, float64(b.took)/float64(b.ideal), b.f)
+	t.Logf("windows from the workers' start (%s): %s", start.Format("15:04:05.000"), sortedWindows(r.sk))
 	return b
 }
 
 // TestRateLimitedBacklogOneRequestPerContact is issue 19's scenario as
 // separate processes: a backlog queued while no worker runs, drained by 1
 // and by 3 workers, events in order and shuffled, on a key allowing 20
-// requests per window. Each contact with changes costs at most 1.1
+// requests per 10 s (60 contacts, 600 events; PATCHBAY_CRASH_LONG: the
+// issue's 1,000 contacts and 10,000 events). Each contact with changes costs at most 1.1
 // requests on average, the drain takes at most 1.2 times the ideal of one
 // request per contact, and the replicas' shared assertions hold (no window
 // over the limit, under 1% 429s, no overlap, last writers' state, nothing
 // dead-lettered).
 func TestRateLimitedBacklogOneRequestPerContact(t *testing.T) {
-	contacts, n := size(100, 1000), size(1000, 10000)
-	limit, window := 20, time.Duration(size(3, 10))*time.Second
+	contacts, n := size(60, 1000), size(600, 10000)
+	limit, window := 20, 10*time.Second
 	for _, tc := range []struct {
 		workers  int
 		shuffled bool
@@ -133,8 +135,8 @@ func TestRateLimitedBacklogOneRequestPerContact(t *testing.T) {
 // drain time are reported: the killed worker's events wait for the ack
 // wait and its partitions for the pinned TTL.
 func TestRateLimitedBacklogWorkerKilled(t *testing.T) {
-	contacts, n := size(100, 1000), size(1000, 10000)
-	b := runBacklog(t, 3, contacts, n, true, true, 20, time.Duration(size(3, 10))*time.Second)
+	contacts, n := size(60, 1000), size(600, 10000)
+	b := runBacklog(t, 3, contacts, n, true, true, 20, 10*time.Second)
 	if b.f.wireKnown && b.f.staleOnWire > 0 {
 		t.Logf("%d PATCHes set a field to an older value than one already applied (a worker killed between the provider's 2xx and storing the clocks)", b.f.staleOnWire)
 	}

@@ -36,7 +36,13 @@ func runBench(ctx context.Context, args []string, out, log io.Writer) error {
 	fs.IntVar(&pcfg.SweepRuns, "sweep-runs", 1, "process mode: runs of each sweep concurrency")
 	fs.BoolVar(&pcfg.Peer, "peer", true, "process mode: build and run the Watermill peer (bench/watermill)")
 	fs.DurationVar(&pcfg.Timeout, "timeout", 3*time.Minute, "process mode: longest one run may take")
-	rows := fs.String("rows", "", "process mode: rows to run, of single,batch,worker (empty: all; the sweep runs with worker)")
+	rows := fs.String("rows", "", "process mode: rows to run, of single,batch,worker,backlog (empty: all but backlog, which is long; the sweep runs with worker)")
+	bcfg := perf.BacklogConfig{Workers: []int{1, 3}}
+	fs.IntVar(&bcfg.Contacts, "backlog-contacts", 1000, "backlog row: contacts with changes")
+	fs.IntVar(&bcfg.Events, "backlog-events", 10000, "backlog row: events queued over them")
+	fs.IntVar(&bcfg.Limit, "backlog-limit", 100, "backlog row: the provider's requests per window")
+	fs.DurationVar(&bcfg.Window, "backlog-window", 10*time.Second, "backlog row: the provider's window")
+	fs.BoolVar(&bcfg.Shuffled, "backlog-shuffled", true, "backlog row: events queued in random order (false: contact by contact)")
 	fs.StringVar(&pcfg.ProfileDir, "profile", "", "process mode: write CPU profiles of patchbay's processes and nats-server, from the first run of each patchbay row, to this directory")
 	fs.IntVar(&pcfg.ProfileSeconds, "profile-seconds", 10, "process mode: length of each profile")
 	fs.StringVar(&pcfg.Baseline, "baseline", "", "process mode: also run the worker row with patchbay built at this git revision (e.g. b50f17e), against the same floor in the same runs")
@@ -81,13 +87,16 @@ func runBench(ctx context.Context, args []string, out, log io.Writer) error {
 		if pcfg.Root, err = proc.ModuleRoot(); err != nil {
 			return err
 		}
+		backlog := false
 		for _, r := range strings.Split(*rows, ",") {
 			switch r = strings.TrimSpace(r); r {
 			case "":
 			case "single", "batch", "worker":
 				pcfg.Rows = append(pcfg.Rows, r)
+			case "backlog":
+				backlog = true
 			default:
-				return fmt.Errorf("bench: -rows: %q is not one of single, batch, worker", r)
+				return fmt.Errorf("bench: -rows: %q is not one of single, batch, worker, backlog", r)
 			}
 		}
 		if pcfg.ProfileDir != "" {
@@ -105,11 +114,29 @@ func runBench(ctx context.Context, args []string, out, log io.Writer) error {
 			}
 			pcfg.Sweep = append(pcfg.Sweep, c)
 		}
-		var rep perf.ProcessReport
-		rep, err = perf.RunProcesses(ctx, pcfg, log)
-		table = perf.ProcessMarkdown(rep)
-		settings = fmt.Sprintf("processes, %d runs, %d single events and %d in batches of 100 per ingest run, %d connections, %d events queued per worker run, sweep %v",
-			pcfg.Runs, pcfg.Single, pcfg.Batch, pcfg.Conns, pcfg.Events, pcfg.Sweep)
+		if !backlog || len(pcfg.Rows) > 0 {
+			var rep perf.ProcessReport
+			rep, err = perf.RunProcesses(ctx, pcfg, log)
+			table = perf.ProcessMarkdown(rep)
+			settings = fmt.Sprintf("processes, %d runs, %d single events and %d in batches of 100 per ingest run, %d connections, %d events queued per worker run, sweep %v",
+				pcfg.Runs, pcfg.Single, pcfg.Batch, pcfg.Conns, pcfg.Events, pcfg.Sweep)
+		}
+		if backlog && err == nil {
+			bcfg.Root, bcfg.Dir, bcfg.Timeout = pcfg.Root, dir, max(pcfg.Timeout, 3*time.Duration(float64(bcfg.Contacts)/float64(max(bcfg.Limit, 1))*float64(bcfg.Window)))
+			if err = bcfg.CheckBacklog(); err != nil {
+				return err
+			}
+			var brows []perf.BacklogRow
+			brows, err = perf.RunBacklog(ctx, bcfg, log)
+			if table != "" {
+				table += "\n"
+			}
+			table += perf.BacklogMarkdown(brows)
+			if settings != "" {
+				settings += "; "
+			}
+			settings += fmt.Sprintf("rate-limited backlog: %d events over %d contacts, limit %d per %s, workers %v", bcfg.Events, bcfg.Contacts, bcfg.Limit, bcfg.Window, bcfg.Workers)
+		}
 	}
 	if err != nil {
 		return err
