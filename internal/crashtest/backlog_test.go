@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -44,29 +45,49 @@ func patchRequests(sk *sandbox.Skipcall) (requests, contacts int) {
 	return requests, len(seen)
 }
 
-// runBacklog queues a backlog of n events (10% posted twice) to contacts
-// contacts, in order or shuffled, then starts workers worker processes on
-// a Skipcall key limited to limit requests per window, and waits until it
-// is drained. With kill, the first worker is SIGKILLed once a third of the
-// contacts are done.
-func runBacklog(t *testing.T, workers, contacts, n int, shuffled, kill bool, limit int, window time.Duration) backlogRun {
+// backlogScenario is one rate-limited drain: n events (dup of them posted
+// twice) to contacts contacts, in order or shuffled, on a Skipcall key
+// limited to limit requests per window, drained by workers processes.
+type backlogScenario struct {
+	workers, contacts, n int
+	dup                  float64
+	shuffled             bool
+	// live posts the events while the workers run (issue 19's table), all
+	// at once; otherwise they are queued before the workers start.
+	live bool
+	// kill SIGKILLs the first worker once a third of the contacts are done.
+	kill   bool
+	limit  int
+	window time.Duration
+}
+
+// runBacklog runs sc and waits until the events are drained and the
+// sandbox holds the last writers' state.
+func runBacklog(t *testing.T, sc backlogScenario) backlogRun {
 	r := newRig(t)
-	rateLimited(r, limit, window, 5*time.Millisecond)
-	h := generate(rand.New(rand.NewPCG(19, uint64(workers))), "bl", contacts, n, 0.1, shuffled)
+	rateLimited(r, sc.limit, sc.window, 5*time.Millisecond)
+	h := generate(rand.New(rand.NewPCG(19, uint64(sc.workers))), "bl", sc.contacts, sc.n, sc.dup, sc.shuffled)
 	r.startIngest(nil)
 	o := newObserver(r)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
 	defer cancel()
 	p := &rpPoster{r: r}
-	p.postAll(ctx, h.posts, 16)
-	if left := o.msgs(rpEvents); left < len(h.want) {
-		t.Fatalf("%d events queued for %d contacts: the backlog is not there", left, len(h.want))
+	env := rateEnv(sc.limit, sc.window, map[string]string{"PATCHBAY_WORKER_ACK_WAIT": "5s", "PATCHBAY_WORKER_LEASE_TTL": "5s"})
+	var ws []*rpWorker
+	var start time.Time
+	if sc.live {
+		ws = startWorkers(r, sc.workers, env)
+		start = time.Now()
+		p.postAll(ctx, h.posts, 16)
+	} else {
+		p.postAll(ctx, h.posts, 16)
+		if left := o.msgs(rpEvents); left < len(h.want) {
+			t.Fatalf("%d events queued for %d contacts: the backlog is not there", left, len(h.want))
+		}
+		start = time.Now()
+		ws = startWorkers(r, sc.workers, env)
 	}
-	start := time.Now()
-	ws := startWorkers(r, workers, rateEnv(limit, window, map[string]string{
-		"PATCHBAY_WORKER_ACK_WAIT": "5s", "PATCHBAY_WORKER_LEASE_TTL": "5s",
-	}))
-	if kill {
+	if sc.kill {
 		waitUntil(t, 2*time.Minute, "a third of the contacts done", func() bool {
 			return r.sk.StatusCounts()[http.StatusOK] >= len(h.want)/3
 		})
@@ -75,28 +96,31 @@ func runBacklog(t *testing.T, workers, contacts, n int, shuffled, kill bool, lim
 			t.Fatal("the backlog was drained before the kill; the scenario proves nothing")
 		}
 	}
-	settle(t, o, r.sk, h, 4*time.Minute)
+	settle(t, o, r.sk, h, 8*time.Minute)
 	b := backlogRun{contacts: len(h.want), took: time.Since(start)}
-	b.ideal = time.Duration(float64(b.contacts) / float64(limit) * float64(window))
-	b.f = checkReplicas(t, r, o, h, limit, 0.01)
+	b.ideal = time.Duration(float64(b.contacts) / float64(sc.limit) * float64(sc.window))
+	b.f = checkReplicas(t, r, o, h, sc.limit, 0.01)
 	reqs, reached := patchRequests(r.sk)
 	b.requests = reqs
 	if reached != b.contacts {
 		t.Errorf("requests reached %d contacts, %d have changes", reached, b.contacts)
 	}
 	for i, w := range ws {
-		if (i > 0 || !kill) && w.p.Exited() {
+		if (i > 0 || !sc.kill) && w.p.Exited() {
 			t.Errorf("a worker exited:\n%s", w.p.Output())
 		}
 	}
-	order := "in order"
-	if shuffled {
+	order, how := "in order", "queued before the workers started"
+	if sc.shuffled {
 		order = "shuffled"
 	}
-	t.Logf("rate-limited backlog: %d worker(s)%s, %d events (%d posts) to %d contacts, %s, limit %d per %s: %d requests, %.2f per contact; drained in %s, ideal %s (%.2fx); %s",
-		workers, map[bool]string{true: ", one killed", false: ""}[kill], n, len(h.posts), b.contacts, order, limit, window,
+	if sc.live {
+		how = "posted at once while the workers ran"
+	}
+	t.Logf("rate-limited backlog: %d worker(s)%s, %d events + %.0f%% duplicates (%d posts) to %d contacts, %s, %s, limit %d per %s: %d requests, %.2f per contact; drained in %s, ideal %s (%.2fx); %s",
+		sc.workers, map[bool]string{true: ", one killed", false: ""}[sc.kill], sc.n, 100*sc.dup, len(h.posts), b.contacts, order, how, sc.limit, sc.window,
 		b.requests, b.perContact(), b.took.Round(100*time.Millisecond), b.ideal, float64(b.took)/float64(b.ideal), b.f)
-	t.Logf("windows from the workers' start (%s): %s", start.Format("15:04:05.000"), sortedWindows(r.sk))
+	t.Logf("windows from the start (%s): %s", start.Format("15:04:05.000"), sortedWindows(r.sk))
 	return b
 }
 
@@ -117,7 +141,7 @@ func TestRateLimitedBacklogOneRequestPerContact(t *testing.T) {
 		shuffled bool
 	}{{1, false}, {1, true}, {3, false}, {3, true}} {
 		t.Run(fmt.Sprintf("workers=%d/shuffled=%v", tc.workers, tc.shuffled), func(t *testing.T) {
-			b := runBacklog(t, tc.workers, contacts, n, tc.shuffled, false, limit, window)
+			b := runBacklog(t, backlogScenario{workers: tc.workers, contacts: contacts, n: n, dup: 0.1, shuffled: tc.shuffled, limit: limit, window: window})
 			if b.perContact() > maxRequestsPerContact {
 				t.Errorf("%d requests for %d contacts: %.2f per contact, want at most %.1f", b.requests, b.contacts, b.perContact(), maxRequestsPerContact)
 			}
@@ -136,9 +160,29 @@ func TestRateLimitedBacklogOneRequestPerContact(t *testing.T) {
 // wait and its partitions for the pinned TTL.
 func TestRateLimitedBacklogWorkerKilled(t *testing.T) {
 	contacts, n := size(60, 1000), size(600, 10000)
-	b := runBacklog(t, 3, contacts, n, true, true, 20, 10*time.Second)
+	b := runBacklog(t, backlogScenario{workers: 3, contacts: contacts, n: n, dup: 0.1, shuffled: true, kill: true, limit: 20, window: 10 * time.Second})
 	if b.f.wireKnown && b.f.staleOnWire > 0 {
 		t.Logf("%d PATCHes set a field to an older value than one already applied (a worker killed between the provider's 2xx and storing the clocks)", b.f.staleOnWire)
+	}
+}
+
+// TestIssue19Table reruns the table of issue 19 as it was measured on
+// b50f17e: events posted at once while the workers run. It takes about 4
+// minutes and runs only with PATCHBAY_CRASH_TABLE set; it asserts what
+// every replica scenario does and logs requests per contact and the drain
+// time.
+func TestIssue19Table(t *testing.T) {
+	if os.Getenv("PATCHBAY_CRASH_TABLE") == "" {
+		t.Skip("set PATCHBAY_CRASH_TABLE to rerun issue 19's table (about 4 minutes)")
+	}
+	for _, sc := range []backlogScenario{
+		{workers: 1, contacts: 100, n: 1000, live: true, limit: 20, window: 10 * time.Second},
+		{workers: 3, contacts: 50, n: 500, dup: 0.1, shuffled: true, live: true, limit: 100, window: time.Minute},
+		{workers: 3, contacts: 200, n: 3000, dup: 0.1, shuffled: true, live: true, limit: 20, window: 10 * time.Second},
+	} {
+		t.Run(fmt.Sprintf("workers=%d/events=%d/contacts=%d", sc.workers, sc.n, sc.contacts), func(t *testing.T) {
+			runBacklog(t, sc)
+		})
 	}
 }
 
