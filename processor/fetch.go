@@ -44,10 +44,15 @@ const fetchExpiry = 5 * time.Second
 // request can be skipped: when a batch ends (full, expired or failed) the
 // next one is sent as soon as there is room.
 type fetcher struct {
-	cons     jetstream.Consumer
-	room     chan struct{} // one token per message the worker may still hold
-	maxBatch int
-	log      *slog.Logger
+	cons jetstream.Consumer
+	room chan struct{} // one token per message the worker may still hold
+	// extra is the room beyond room that only reading ahead may use: taken
+	// while readAhead says so (a rate-limited or paused target), given
+	// back after room is full again. nil: none.
+	extra     chan struct{}
+	readAhead func() bool
+	maxBatch  int
+	log       *slog.Logger
 	// redeclare, if set, declares the consumer again; the fetcher calls it
 	// when a pull request expired empty and the consumer is found gone
 	// (deleted by an operator, or lost with a restored stream), instead of
@@ -87,7 +92,49 @@ func (f *fetcher) release(n int) {
 	for range n {
 		select {
 		case f.room <- struct{}{}:
-		default: // more releases than takes: a bookkeeping bug, never a block
+		default:
+			select {
+			case f.extra <- struct{}{}:
+			default: // more releases than takes: a bookkeeping bug, never a block
+			}
+		}
+	}
+}
+
+// extraRoom is the read-ahead room the fetcher may take from now: extra
+// while reading ahead, nil (never ready) otherwise.
+func (f *fetcher) extraRoom() chan struct{} {
+	if f.extra != nil && f.readAhead != nil && f.readAhead() {
+		return f.extra
+	}
+	return nil
+}
+
+// readAheadRecheck is how often a fetcher out of room asks again whether
+// it may read ahead (the target may have become paused or limited).
+const readAheadRecheck = 250 * time.Millisecond
+
+// takeOne waits for room for one message; false once ctx is done.
+func (f *fetcher) takeOne(ctx context.Context) bool {
+	if f.extra == nil {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-f.room:
+			return true
+		}
+	}
+	t := time.NewTicker(readAheadRecheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-f.room:
+			return true
+		case <-f.extraRoom():
+			return true
+		case <-t.C:
 		}
 	}
 }
@@ -106,10 +153,14 @@ const gatherWait = 10 * time.Millisecond
 func (f *fetcher) gather(ctx context.Context) int {
 	n := 1
 	want := max(1, f.maxBatch/4)
+	extra := f.extraRoom()
 	var timeout <-chan time.Time
 	for n < f.maxBatch {
 		select {
 		case <-f.room:
+			n++
+			continue
+		case <-extra:
 			n++
 			continue
 		default:
@@ -124,6 +175,9 @@ func (f *fetcher) gather(ctx context.Context) int {
 		}
 		select {
 		case <-f.room:
+			n++
+			continue
+		case <-extra:
 			n++
 			continue
 		case <-timeout:
@@ -152,10 +206,8 @@ func (f *fetcher) run(ctx context.Context, out chan<- jetstream.Msg) {
 		// Wait for room for at least one message, then take what else is
 		// free (a standby pull asks for one message: it is answered only
 		// once this worker is pinned).
-		select {
-		case <-ctx.Done():
+		if !f.takeOne(ctx) {
 			return
-		case <-f.room:
 		}
 		n := 1
 		if !standby {

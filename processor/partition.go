@@ -313,8 +313,14 @@ type fetching struct {
 func (l *lane) startFetching(ctx context.Context, incoming chan<- jetstream.Msg) *fetching {
 	w := l.w
 	log := w.log.With("provider", l.name)
-	room := newRoom(w.cfg.Room())
-	f := newSharedFetcher(l.cons, room, w.cfg.maxFetch(), log)
+	room, extra := newRoom(w.cfg.baseRoom()), newRoom(w.cfg.Room()-w.cfg.baseRoom())
+	share := func(f *fetcher) *fetcher {
+		if cap(extra) > 0 {
+			f.extra, f.readAhead = extra, l.readingAhead
+		}
+		return f
+	}
+	f := share(newSharedFetcher(l.cons, room, w.cfg.maxFetch(), log))
 	f.redeclare = func(ctx context.Context) (jetstream.Consumer, error) {
 		cc := w.scfg.TargetConsumerConfig(l.name, w.cfg.AckWait, w.cfg.Room())
 		return w.js.CreateOrUpdateConsumer(ctx, w.scfg.EventsStream, cc)
@@ -345,7 +351,7 @@ func (l *lane) startFetching(ctx context.Context, incoming chan<- jetstream.Msg)
 		for p, cons := range l.parts {
 			ps := &partitionState{n: p}
 			set.parts = append(set.parts, ps)
-			pf := newSharedFetcher(cons, room, w.cfg.maxFetch(), log.With("partition", p))
+			pf := share(newSharedFetcher(cons, room, w.cfg.maxFetch(), log.With("partition", p)))
 			pf.part, pf.set = ps, set
 			pf.redeclare = func(ctx context.Context) (jetstream.Consumer, error) {
 				return w.js.CreateOrUpdateConsumer(ctx, w.scfg.EventsStream, w.partitionConsumerConfig(l.name, p))

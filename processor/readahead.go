@@ -61,3 +61,13 @@ func (l *lane) limited() bool {
 	lim := l.budget.State().Limit
 	return lim > 0 && lim < ratelimit.Unlimited
 }
+
+// readingAhead reports whether the lane's fetchers may fill the read-ahead
+// room (Config.ReadAhead beyond the room deliveries need): while the target
+// has a request limit, or is paused or out of its window now. A target
+// without a limit that flows holds no more than its deliveries need, so
+// its events wait in the stream, not in the worker's memory (where each
+// would need a keep-alive every third of the ack wait).
+func (l *lane) readingAhead() bool {
+	return l.limited() || l.pausedFor(l.w.now()) > 0
+}

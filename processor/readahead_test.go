@@ -1,6 +1,7 @@
 package processor_test
 
 import (
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"testing"
@@ -13,11 +14,12 @@ import (
 // ahead while the window is used up, and each request carries everything
 // pending for its contact": Skipcall allows 20 requests per 12 s. Twenty
 // contacts use the first window up; 6 s into the pause (past the 5 s
-// expiry of a pull request sent before it) 20 other contacts get 5 events
+// expiry of a pull request sent before it) 20 other contacts get 30 events
 // each, interleaved. While the window stays used up the worker fetches all
-// 100 (it holds them: the consumer's ack-pending count) without sending
-// any, and once it opens each of the 20 contacts gets exactly one request
-// carrying its newest values, with no 429.
+// 600, past the room its deliveries need (it holds them: the consumer's
+// ack-pending count), without sending any, and once it opens each of the
+// 20 contacts gets exactly one request carrying its newest values, with no
+// 429.
 func TestWindowUsedUpReadsAheadAndMergesPerContact(t *testing.T) {
 	t.Parallel()
 	s := pbtest.Start(t, pbtest.Options{SkipcallRate: 20, SkipcallWindow: 12 * time.Second})
@@ -26,11 +28,14 @@ func TestWindowUsedUpReadsAheadAndMergesPerContact(t *testing.T) {
 	for i := range warm {
 		s.Skipcall.PutContact(id("10101010", i), map[string]any{"firstName": "A", "lastName": "B"})
 	}
-	const contacts, each = 20, 5
+	// 600 events: more than the room deliveries need (512), so they are
+	// read ahead into the extra room READ_AHEAD gives a limited target.
+	const contacts, each = 20, 30
 	for i := range contacts {
 		s.Skipcall.PutContact(id("20202020", i), map[string]any{"firstName": "A", "lastName": "B"})
 	}
 	cfg := pbtest.WorkerConfig()
+	cfg.ReadAhead = 1000
 	w := startObserved(t, s, cfg, nil)
 	for i := range warm {
 		s.PostEvent(skipEvent(fmt.Sprintf("warm-%d", i), id("10101010", i), map[string]any{"city": "Oslo"}))
@@ -40,11 +45,18 @@ func TestWindowUsedUpReadsAheadAndMergesPerContact(t *testing.T) {
 	})
 	paused := time.Now()
 	pbtest.Eventually(t, waitFor, "6 s of the pause", func() bool { return time.Since(paused) > 6*time.Second })
-	for k := range each {
-		for i := range contacts {
-			ev := skipEvent(fmt.Sprintf("ra-%d-%d", i, k), id("20202020", i), map[string]any{"city": fmt.Sprintf("C%d", k)})
-			ev["occurred_at"] = time.Date(2026, 11, 25, 10, 0, k, 0, time.UTC).Format(time.RFC3339)
-			s.PostEvent(ev)
+	for k := 0; k < each; k += 10 { // batches of 200 events
+		var batch []map[string]any
+		for kk := k; kk < k+10; kk++ {
+			for i := range contacts {
+				ev := skipEvent(fmt.Sprintf("ra-%d-%d", i, kk), id("20202020", i), map[string]any{"city": fmt.Sprintf("C%d", kk)})
+				ev["occurred_at"] = time.Date(2026, 11, 25, 10, 0, kk, 0, time.UTC).Format(time.RFC3339)
+				batch = append(batch, ev)
+			}
+		}
+		body, _ := json.Marshal(batch)
+		if code, resp := s.Post(body, nil); code != http.StatusAccepted {
+			t.Fatalf("POST batch: %d %s", code, resp)
 		}
 	}
 	sent := func() int {

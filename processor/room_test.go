@@ -28,6 +28,10 @@ func TestHeldMessagesKeepTheirRoom(t *testing.T) {
 	// (a lone worker under its solo lease takes none).
 	cfg.AlwaysLease = true
 	room := cfg.Room()
+	// Read-ahead room is for a limited or paused target only: this one
+	// (no plan limit, not paused) still holds only the room its
+	// deliveries need.
+	cfg.ReadAhead = 4 * room
 	backlog := room + 150
 	uuid := "a0a0a0a0-2222-4333-8444-555555555555"
 	s.Skipcall.PutContact(uuid, map[string]any{"firstName": "A", "lastName": "B"})

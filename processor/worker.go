@@ -89,7 +89,12 @@ func (c Config) Validate() error {
 // deliveries run at once (nats.go's Fetch subscribes an inbox per
 // request), and more queued events of one contact merge into one PATCH.
 // It is also each consumer's MaxAckPending.
-func (c Config) Room() int { return max(4*c.Concurrency, minRoom, c.ReadAhead) }
+func (c Config) Room() int { return max(c.baseRoom(), c.ReadAhead) }
+
+// baseRoom is the room a target's deliveries need: 4 × Concurrency, at
+// least minRoom. The rest of Room is for reading ahead (see
+// lane.readingAhead).
+func (c Config) baseRoom() int { return max(4*c.Concurrency, minRoom) }
 
 // minRoom is the least room of a target: 512 events of a few hundred bytes.
 const minRoom = 512
