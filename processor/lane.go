@@ -180,8 +180,13 @@ func (l *lane) run(ctx context.Context) {
 			if pause := l.pausedFor(now); pause > 0 {
 				next = now.Add(pause)
 			} else if cand, ok := q.peek(); ok {
-				if wait, until := l.catch.holding(now, q.held < w.cfg.Room(), l.limited); wait {
-					// The backlog is being read ahead: see catchUp.
+				wait, until := l.catch.holding(now, q.held < w.cfg.Room(), l.limited)
+				if !wait {
+					wait, until = l.lingering(cand.msgs[0].md.Timestamp, now)
+				}
+				if wait {
+					// The backlog is being read ahead (catchUp), or a
+					// burst is still arriving (lingering).
 					if next.IsZero() || until.Before(next) {
 						next = until
 					}

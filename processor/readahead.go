@@ -71,3 +71,23 @@ func (l *lane) limited() bool {
 func (l *lane) readingAhead() bool {
 	return l.limited() || l.pausedFor(l.w.now()) > 0
 }
+
+// lingerFor is how long a rate-limited target's contact waits after its
+// oldest pending event was stored before its request goes out. Webhooks
+// come in bursts (a CRM re-syncing a list posts every change at once): a
+// request sent the moment a contact's first event arrives would go before
+// the rest of the burst and cost the contact a second request a window
+// later. A second is a small share of any provider's window (Skipcall's is
+// a minute) and nothing for a backlog, whose events are older already.
+const lingerFor = time.Second
+
+// lingering reports whether the job whose oldest event was stored at
+// stored waits (and until when): only for a target with a limit. A clock
+// of the worker behind NATS's never makes it wait longer than lingerFor.
+func (l *lane) lingering(stored, now time.Time) (bool, time.Time) {
+	wait := lingerFor - now.Sub(stored)
+	if wait <= 0 || !l.limited() {
+		return false, time.Time{}
+	}
+	return true, now.Add(min(wait, lingerFor))
+}

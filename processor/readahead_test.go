@@ -126,3 +126,45 @@ func TestBacklogIsReadBeforeTheFirstRequests(t *testing.T) {
 	}
 	t.Logf("%d requests for %d contacts", total, contacts)
 }
+
+// TestBurstIsMergedBeforeTheFirstRequest guards "a rate-limited target's
+// contact waits a moment after its first event" (lane.lingering): with the
+// worker running and Skipcall allowing 20 requests per 3 s, 40 contacts
+// get 5 events each, posted as 5 batches one after the other (a CRM
+// re-syncing a list). Each contact gets exactly one request, the first
+// window's included.
+func TestBurstIsMergedBeforeTheFirstRequest(t *testing.T) {
+	t.Parallel()
+	s := pbtest.Start(t, pbtest.Options{SkipcallRate: 20, SkipcallWindow: 3 * time.Second})
+	id := func(i int) string { return fmt.Sprintf("50505050-2222-4333-8444-%012d", i) }
+	const contacts, each = 40, 5
+	fields := [each]string{"city", "company", "role", "country", "lastName"}
+	for i := range contacts {
+		s.Skipcall.PutContact(id(i), map[string]any{"firstName": "A", "lastName": "B"})
+	}
+	startObserved(t, s, pbtest.WorkerConfig(), nil)
+	pbtest.Eventually(t, waitFor, "the worker's consumer declared", func() bool {
+		_, err := tryConsumerInfo(s, "skipcall")
+		return err == nil
+	})
+	for k := range each {
+		var batch []map[string]any
+		for i := range contacts {
+			batch = append(batch, skipEvent(fmt.Sprintf("bu-%d-%d", i, k), id(i), map[string]any{fields[k]: fmt.Sprintf("V%d", k)}))
+		}
+		body, _ := json.Marshal(batch)
+		if code, resp := s.Post(body, nil); code != http.StatusAccepted {
+			t.Fatalf("POST batch: %d %s", code, resp)
+		}
+	}
+	pbtest.Eventually(t, time.Minute, "the burst applied", func() bool { return s.StreamMsgs(s.Stream.EventsStream) == 0 })
+	total := 0
+	for i := range contacts {
+		n := s.Skipcall.PatchCount(id(i))
+		total += n
+		if n != 1 {
+			t.Errorf("contact %d: %d requests, want 1", i, n)
+		}
+	}
+	t.Logf("%d requests for %d contacts", total, contacts)
+}
