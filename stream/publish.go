@@ -137,7 +137,6 @@ type Message struct {
 // worker keeps it with the clocks of the fields the event set.
 const SourceHeader = "Patchbay-Source"
 
-
 // PublishEncoded is Publish for messages whose only headers are their id
 // and the stream expected to store them (Nats-Expected-Stream, if stream is
 // not empty): the headers jetstream.WithMsgID and WithExpectStream set,
