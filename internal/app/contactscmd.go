@@ -131,11 +131,11 @@ func contactsHistory(fs *flag.FlagSet) contactsRun {
 	}
 }
 
-// printHistory prints records newest first: one row per delivery, then
-// one indented line per dropped field.
+// printHistory prints records newest first: one row per delivery, and one
+// more row for each further field dropped as superseded.
 func printHistory(out io.Writer, hs []history.Record) {
 	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "AT\tOUTCOME\tSTATUS\tFIELDS SENT\tEVENTS MERGED")
+	fmt.Fprintln(tw, "AT\tOUTCOME\tSTATUS\tFIELDS SENT\tEVENTS MERGED\tSUPERSEDED (EVENT FIELD < CLOCK THAT BEAT IT)")
 	for i := len(hs) - 1; i >= 0; i-- {
 		r := hs[i]
 		status := "-"
@@ -150,13 +150,21 @@ func printHistory(out io.Writer, hs []history.Record) {
 		if len(r.Repaired) > 0 {
 			fields += " (repair: " + strings.Join(r.Repaired, ",") + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", stamp(r.At), r.Outcome, status, fields, strings.Join(evs, " "))
-		for _, d := range r.Dropped {
-			by := "stored clock"
+		dropped := make([]string, len(r.Dropped))
+		for j, d := range r.Dropped {
+			by := "stored"
 			if !d.Stored {
-				by = "merged event"
+				by = "merged"
 			}
-			fmt.Fprintf(tw, "  superseded: %s %s\t\t\tbeaten by %s %s\t\n", d.EventID, d.Field, by, clockText(d.By))
+			dropped[j] = fmt.Sprintf("%s %s < %s %s", d.EventID, d.Field, by, clockText(d.By))
+		}
+		first := "-"
+		if len(dropped) > 0 {
+			first = dropped[0]
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", stamp(r.At), r.Outcome, status, fields, strings.Join(evs, " "), first)
+		for j := 1; j < len(dropped); j++ {
+			fmt.Fprintf(tw, "\t\t\t\t\t%s\n", dropped[j])
 		}
 	}
 	_ = tw.Flush()
