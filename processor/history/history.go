@@ -308,9 +308,10 @@ func (rc *Recorder) Record(r *Record) error {
 // no worker has started.
 var ErrNoStream = errors.New("history: no history stream")
 
-// Read returns the contact's records, oldest first, at most the stream's
-// per-contact cap. It fails wrapping ErrNoStream when the stream does not
-// exist, or the jetstream error.
+// Read returns the contact's records, oldest first: at most the stream's
+// per-contact cap, read one message get at a time (no consumer is
+// created: a diagnostic read leaves nothing behind). It fails wrapping
+// ErrNoStream when the stream does not exist, or the jetstream error.
 func Read(ctx context.Context, js jetstream.JetStream, scfg stream.Config, target events.Target, contact string) ([]Record, error) {
 	name := StreamName(scfg.EventsStream)
 	str, err := js.Stream(ctx, name)
@@ -329,37 +330,26 @@ func Read(ctx context.Context, js jetstream.JetStream, scfg stream.Config, targe
 	if n == 0 {
 		return nil, nil
 	}
-	cons, err := str.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{FilterSubjects: []string{subj}, DeliverPolicy: jetstream.DeliverAllPolicy})
-	if err != nil {
-		return nil, fmt.Errorf("history: read %s: %w", subj, err)
-	}
-	var out []Record
-	for uint64(len(out)) < n {
-		batch, err := cons.Fetch(int(n)-len(out), jetstream.FetchMaxWait(2*time.Second))
+	// Records written meanwhile may push older ones out: the reads go on
+	// past n only while the cap allows.
+	limit := max(n, uint64(max(info.Config.MaxMsgsPerSubject, 0)))
+	out := make([]Record, 0, n)
+	seq := info.State.FirstSeq
+	for uint64(len(out)) < limit {
+		m, err := str.GetMsg(ctx, seq, jetstream.WithGetMsgSubject(subj))
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			break
+		}
 		if err != nil {
 			return out, fmt.Errorf("history: read %s: %w", subj, err)
 		}
-		got := 0
-		for m := range batch.Messages() {
-			got++
-			var r Record
-			if err := json.Unmarshal(m.Data(), &r); err != nil {
-				continue // not a record: skipped
-			}
-			if md, err := m.Metadata(); err == nil {
-				r.Seq = md.Sequence.Stream
-				if md.NumPending == 0 {
-					n = uint64(len(out) + 1)
-				}
-			}
-			out = append(out, r)
+		seq = m.Sequence + 1
+		var r Record
+		if err := json.Unmarshal(m.Data, &r); err != nil {
+			continue // not a record: skipped
 		}
-		if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
-			return out, fmt.Errorf("history: read %s: %w", subj, err)
-		}
-		if got == 0 {
-			break // expired meanwhile
-		}
+		r.Seq = m.Sequence
+		out = append(out, r)
 	}
 	return out, nil
 }
