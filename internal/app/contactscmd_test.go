@@ -151,3 +151,41 @@ func TestContactsShowAndHistoryNameTheEvents(t *testing.T) {
 		t.Fatalf("the worker's debug log is empty of the events: the check above saw nothing\n%s", logs.String())
 	}
 }
+
+// TestContactsHistoryNamesTheMergedEventThatWon: two events of one
+// contact queued before the worker starts are merged into one PATCH; the
+// history names the older event's field as superseded by the newer event
+// merged with it.
+func TestContactsHistoryNamesTheMergedEventThatWon(t *testing.T) {
+	s := pbtest.Start(t, pbtest.Options{})
+	id := "0e0e0e0e-0000-4000-8000-00000000c0df"
+	s.Skipcall.PutContact(id, map[string]any{"firstName": "Before"})
+	body, _ := json.Marshal([]map[string]any{
+		{"id": "evt-a", "target": "skipcall", "contact_id": id, "occurred_at": "2026-11-25T10:00:00Z", "patch": map[string]any{"firstName": "A", "city": "X"}},
+		{"id": "evt-b", "target": "skipcall", "contact_id": id, "occurred_at": "2026-11-25T10:05:00Z", "patch": map[string]any{"firstName": "B"}},
+	})
+	if code, resp := s.Post(body, nil); code != 202 {
+		t.Fatalf("POST: %d %s", code, resp)
+	}
+	cfg := pbtest.WorkerConfig()
+	cfg.HistoryMaxAge, cfg.HistoryPerContact = time.Hour, 50
+	s.StartWorker(cfg)
+	pbtest.Eventually(t, 30*time.Second, "the events stream drained", func() bool { return s.StreamMsgs(s.Stream.EventsStream) == 0 })
+	v := history.NewViewer(s.JS, s.Stream)
+	var recs []history.Record
+	pbtest.Eventually(t, 30*time.Second, "the history record", func() bool {
+		var err error
+		recs, err = v.History(context.Background(), "skipcall", id)
+		return err == nil && len(recs) > 0
+	})
+	if len(recs) != 1 || len(recs[0].Events) != 2 {
+		t.Skipf("the worker did not merge the two events into one PATCH (%d records); nothing to check", len(recs))
+	}
+	r := recs[0]
+	if strings.Join(r.Fields, ",") != "city,firstName" || len(r.Dropped) != 1 {
+		t.Fatalf("merged delivery: %+v, want city and firstName sent, evt-a's firstName dropped", r)
+	}
+	if d := r.Dropped[0]; d.EventID != "evt-a" || d.Field != "firstName" || d.Stored || d.By.EventID != "evt-b" || d.By.Source != "api" {
+		t.Fatalf("dropped %+v, want evt-a firstName beaten by the merged evt-b", d)
+	}
+}
