@@ -159,7 +159,7 @@ func (h *Handler) postEvents(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.PublishTimeout)
 	defer cancel()
 	start := time.Now()
-	acc, err := h.publish(ctx, evs)
+	acc, err := h.publish(ctx, evs, APISource)
 	h.m.publish.Observe(time.Since(start).Seconds())
 	if err != nil {
 		h.log.Warn("publish failed; answering 503", "events", len(evs), "err", err)
@@ -228,12 +228,16 @@ func appendJSONString(b []byte, s string) []byte {
 	return append(b, '"')
 }
 
-// publish stores evs and waits for JetStream's acknowledgement of each:
+// APISource is the source (stream.SourceHeader) of the events posted to
+// /v1/events; a webhook source's events carry its name.
+const APISource = "api"
+
+// publish stores evs, from source, and waits for JetStream's acknowledgement of each:
 // the messages are pipelined (a batch costs one round trip, not one per
 // event), then every acknowledgement is awaited. Any failure fails the
 // whole request: the client retries it, and the event ids deduplicate what
 // was stored.
-func (h *Handler) publish(ctx context.Context, evs []events.Event) (Accepted, error) {
+func (h *Handler) publish(ctx context.Context, evs []events.Event, source string) (Accepted, error) {
 	acc := Accepted{Accepted: len(evs), Events: make([]AcceptedEvent, len(evs))}
 	// The messages of a request share one string of all the subjects
 	// instead of one each; their data is encoded as each is sent, into one
@@ -256,7 +260,7 @@ func (h *Handler) publish(ctx context.Context, evs []events.Event) (Accepted, er
 		if i > 0 {
 			subjStart = ends[i-1]
 		}
-		msgs[i] = pbstream.Message{Subject: subjects[subjStart:ends[i]], ID: evs[i].ID}
+		msgs[i] = pbstream.Message{Subject: subjects[subjStart:ends[i]], ID: evs[i].ID, Source: source}
 		acc.Events[i].ID = evs[i].ID
 	}
 	// The id and expected stream headers are those jetstream.WithMsgID and

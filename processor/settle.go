@@ -10,6 +10,7 @@ import (
 
 	"github.com/patchbay/patchbay/dlq"
 	"github.com/patchbay/patchbay/events"
+	"github.com/patchbay/patchbay/stream"
 )
 
 // deadLetter publishes p to the dead-letter stream with reason and the
@@ -27,6 +28,7 @@ func (l *lane) deadLetter(ctx context.Context, p pending, ev *events.Event, reas
 	letter := dlq.Letter{
 		Reason: reason, Detail: cause.Error(), Attempts: attempts, FirstAttempt: first, LastAttempt: now,
 		Target: l.name, Data: p.msg.Data(), Stream: p.md.Stream, StreamSeq: p.seq, Subject: p.msg.Subject(),
+		Source: p.msg.Headers().Get(stream.SourceHeader),
 	}
 	if ev != nil {
 		letter.EventID = ev.ID

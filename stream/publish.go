@@ -127,11 +127,20 @@ type Message struct {
 	// ID, if not empty, is the message's Nats-Msg-Id: JetStream stores a
 	// message once per id within the stream's duplicate window.
 	ID string
+	// Source, if not empty, is the message's SourceHeader: where the
+	// event came from, for the worker's contact history.
+	Source string
 }
+
+// SourceHeader names where an event came from: "api" for the events API,
+// a webhook source's name for /v1/sources/{name}. Ingest sets it; the
+// worker keeps it with the clocks of the fields the event set.
+const SourceHeader = "Patchbay-Source"
 
 // PublishEncoded is Publish for messages whose only headers are their id
 // and the stream expected to store them (Nats-Expected-Stream, if stream is
-// not empty): the headers jetstream.WithMsgID and WithExpectStream set.
+// not empty): the headers jetstream.WithMsgID and WithExpectStream set,
+// and their source (SourceHeader).
 // encode appends message i's data to buf and returns it, as each message is
 // sent. It sends them all through one nats.Msg, one header map and one data
 // buffer, set anew for each message (nats.go encodes and copies them as it
@@ -143,7 +152,7 @@ func (p *Publisher) PublishEncoded(ctx context.Context, stream string, msgs []Me
 	if len(msgs) == 0 {
 		return nil, nil
 	}
-	b := &messages{msgs: msgs, id: []string{""}, hdr: nats.Header{}, encode: encode}
+	b := &messages{msgs: msgs, id: []string{""}, src: []string{""}, hdr: nats.Header{}, encode: encode}
 	if stream != "" {
 		b.hdr[jetstream.ExpectedStreamHeader] = []string{stream}
 	}
@@ -189,6 +198,7 @@ type messages struct {
 	m      nats.Msg
 	hdr    nats.Header
 	id     []string
+	src    []string
 	encode func(i int, buf []byte) ([]byte, error)
 	data   []byte
 }
@@ -202,6 +212,12 @@ func (b *messages) send(nc *nats.Conn, i int, reply string) error {
 		b.hdr[jetstream.MsgIDHeader] = b.id
 	} else {
 		delete(b.hdr, jetstream.MsgIDHeader)
+	}
+	if msg.Source != "" {
+		b.src[0] = msg.Source
+		b.hdr[SourceHeader] = b.src
+	} else {
+		delete(b.hdr, SourceHeader)
 	}
 	var err error
 	if b.data, err = b.encode(i, b.data[:0]); err != nil {

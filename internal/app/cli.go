@@ -112,6 +112,8 @@ const usageProduction = `  patchbay ingest                   run the webhook ing
   patchbay worker                   run the delivery worker
   patchbay sources check FILE [-sample FILE] [-source NAME] [-content-type T] [-no-secrets]
   patchbay contacts map import FILE.csv | list | get SOURCE TARGET ID | delete SOURCE TARGET ID
+  patchbay contacts show [-json] TARGET ID      per field: the value applied, the event that set it, when
+  patchbay contacts history [-json] TARGET ID   recent PATCHes: outcome, events merged, events superseded
   patchbay bench [-duration D] [-out FILE] ...   load harness: ingest and worker against floors, on loopback
   patchbay env                      print every environment variable as a Markdown table
 `
