@@ -208,7 +208,7 @@ func (l *lane) apply(ctx context.Context, j job, msgs []pending, evs []events.Ev
 		return l.hold(r, msgs, l.w.now().Add(hold), "rate_limit")
 	}
 	start := l.w.now()
-	res, err := l.provider.Patch(ratelimit.WithGrant(ctx, grant), &merged)
+	res, err := l.provider.Patch(ratelimit.WithGrant(l.traced(ctx, msgs), grant), &merged)
 	status := res.Status
 	var pe *Error
 	if err != nil { // errors.As's targets escape: not for every success

@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/patchbay/patchbay/dlq"
+	"github.com/patchbay/patchbay/internal/tracing"
 	"github.com/patchbay/patchbay/events"
 )
 
@@ -27,6 +28,7 @@ func (l *lane) deadLetter(ctx context.Context, p pending, ev *events.Event, reas
 	letter := dlq.Letter{
 		Reason: reason, Detail: cause.Error(), Attempts: attempts, FirstAttempt: first, LastAttempt: now,
 		Target: l.name, Data: p.msg.Data(), Stream: p.md.Stream, StreamSeq: p.seq, Subject: p.msg.Subject(),
+		Traceparent: p.msg.Headers().Get(tracing.HeaderTraceparent),
 	}
 	if ev != nil {
 		letter.EventID = ev.ID

@@ -19,6 +19,7 @@ import (
 	"github.com/kelseyhightower/envconfig"
 
 	"github.com/patchbay/patchbay/dlq"
+	"github.com/patchbay/patchbay/internal/tracing"
 )
 
 // LogConfig selects the log format and level (environment prefix PATCHBAY_LOG_).
@@ -40,6 +41,7 @@ type EnvSpec struct {
 // Config is the production configuration, read from the environment.
 type Config struct {
 	Log    LogConfig
+	Trace  tracing.Config
 	Admin  AdminConfig
 	Ingest IngestConfig
 	Worker WorkerConfig
@@ -50,6 +52,7 @@ func (c *Config) specs() []EnvSpec {
 	return []EnvSpec{
 		{"patchbay", &c.Ingest.Stream},
 		{"patchbay_log", &c.Log},
+		{"patchbay_trace", &c.Trace},
 		{"patchbay_admin", &c.Admin},
 		{"patchbay_ingest", &c.Ingest.Ingest},
 		{"patchbay_worker", &c.Worker.Worker},
@@ -90,6 +93,7 @@ func LoadConfig(extra ...EnvSpec) (*Config, error) {
 	c.Worker.Stream = c.Ingest.Stream
 	c.Worker.AdminAddr = c.admin.AdminAddr
 	c.Ingest.Admin, c.Worker.Admin = c.Admin, c.Admin
+	c.Ingest.Trace, c.Worker.Trace = c.Trace, c.Trace
 	return c, nil
 }
 
@@ -141,6 +145,7 @@ func (c CLI) usage() string {
 		b.WriteString(cmd.Usage)
 	}
 	b.WriteString(usageProduction)
+	b.WriteString(usageOps)
 	b.WriteString(usageTail)
 	return b.String()
 }
@@ -190,6 +195,10 @@ func (c CLI) Run(ctx context.Context, args []string) int {
 		err = runSources(args[1:], c.Stdout)
 	case "contacts":
 		err = runContacts(ctx, cfg, args[1:], c.Stdout)
+	case "status":
+		err = runStatus(ctx, cfg, args[1:], c.Stdout)
+	case "targets":
+		err = runTargets(ctx, cfg, args[1:], c.Stdout)
 	case "env":
 		err = PrintEnv(c.Stdout, extra...)
 	default:

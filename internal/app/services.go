@@ -11,10 +11,12 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/patchbay/patchbay/events"
 	"github.com/patchbay/patchbay/ingest"
+	"github.com/patchbay/patchbay/internal/tracing"
 	"github.com/patchbay/patchbay/processor"
 	"github.com/patchbay/patchbay/processor/httpcall"
 	"github.com/patchbay/patchbay/processor/ratelimit"
@@ -28,6 +30,7 @@ type IngestConfig struct {
 	Stream stream.Config
 	Ingest ingest.Config
 	Admin  AdminConfig
+	Trace  tracing.Config
 }
 
 // WorkerConfig is everything the worker service reads from the environment.
@@ -38,6 +41,7 @@ type WorkerConfig struct {
 	Skipcall  skipcall.Config
 	AdminAddr string
 	Admin     AdminConfig
+	Trace     tracing.Config
 }
 
 // RunIngest runs the ingest service until ctx is done, then stops accepting
@@ -47,6 +51,11 @@ func RunIngest(ctx context.Context, log *slog.Logger, cfg IngestConfig, ln net.L
 	if err := errors.Join(cfg.Admin.Validate(cfg.Ingest.AdminAddr), cfg.Ingest.Validate()); err != nil {
 		return err
 	}
+	tr, err := StartTracing(ctx, log, "patchbay-ingest", cfg.Trace)
+	if err != nil {
+		return err
+	}
+	defer tr.stop()
 	nc, js, err := Connect(ctx, log, cfg.Stream, "patchbay-ingest")
 	if err != nil {
 		return err
@@ -58,6 +67,7 @@ func RunIngest(ctx context.Context, log *slog.Logger, cfg IngestConfig, ln net.L
 		return err
 	}
 	defer func() { _ = h.Close() }()
+	h.TraceWith(tr.Provider)
 	if err := MountSources(ctx, log, h, cfg, js, reg); err != nil {
 		return err
 	}
@@ -138,12 +148,16 @@ func NewProviders(ctx context.Context, js jetstream.JetStream, log *slog.Logger,
 // NewWorker builds the provider clients and the worker on js and nc,
 // registering metrics with reg. Call the returned close when the worker has
 // stopped.
-func NewWorker(ctx context.Context, log *slog.Logger, cfg WorkerConfig, js jetstream.JetStream, nc *nats.Conn, reg prometheus.Registerer) (*processor.Worker, func(), error) {
+func NewWorker(ctx context.Context, log *slog.Logger, cfg WorkerConfig, js jetstream.JetStream, nc *nats.Conn, reg prometheus.Registerer, tp ...trace.TracerProvider) (*processor.Worker, func(), error) {
 	targets, closeBudgets, err := NewProviders(ctx, js, log, reg, cfg)
 	if err != nil {
 		return nil, nil, err
 	}
-	w, err := processor.New(cfg.Worker, processor.Deps{JS: js, Conn: nc, Stream: cfg.Stream, Targets: targets, Logger: log, Registerer: reg})
+	var tracer trace.TracerProvider
+	if len(tp) > 0 {
+		tracer = tp[0]
+	}
+	w, err := processor.New(cfg.Worker, processor.Deps{JS: js, Conn: nc, Stream: cfg.Stream, Targets: targets, Logger: log, Registerer: reg, TracerProvider: tracer})
 	if err != nil {
 		closeBudgets()
 		return nil, nil, err
@@ -158,6 +172,11 @@ func RunWorker(ctx context.Context, log *slog.Logger, cfg WorkerConfig) error {
 	if err := errors.Join(cfg.Admin.Validate(cfg.AdminAddr), cfg.Worker.Validate(), validateProviders(cfg)); err != nil {
 		return err
 	}
+	tr, err := StartTracing(ctx, log, "patchbay-worker", cfg.Trace)
+	if err != nil {
+		return err
+	}
+	defer tr.stop()
 	nc, js, err := Connect(ctx, log, cfg.Stream, "patchbay-worker")
 	if err != nil {
 		return err
@@ -169,7 +188,7 @@ func RunWorker(ctx context.Context, log *slog.Logger, cfg WorkerConfig) error {
 	var w *processor.Worker
 	var closeBudgets func()
 	for try := 1; ; try++ {
-		w, closeBudgets, err = NewWorker(ctx, log, cfg, js, nc, reg)
+		w, closeBudgets, err = NewWorker(ctx, log, cfg, js, nc, reg, tr.Provider)
 		if err == nil {
 			break
 		}

@@ -92,13 +92,18 @@ func RunDev(ctx context.Context, log *slog.Logger, dev DevConfig, wcfg app.Worke
 	wcfg.Skipcall.RatePerMinute = dev.SkipcallRate
 	icfg.Ingest.Tokens = append(icfg.Ingest.Tokens, redact.Secret(dev.Token))
 
+	tr, err := app.StartTracing(ctx, log, "patchbay-dev", icfg.Trace)
+	if err != nil {
+		return err
+	}
+	defer tr.Stop()
 	nc, js, err := app.Connect(ctx, log, scfg, "patchbay-dev")
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
 	reg := app.NewRegistry()
-	w, closeBudgets, err := app.NewWorker(ctx, log.With("service", "worker"), wcfg, js, nc, reg)
+	w, closeBudgets, err := app.NewWorker(ctx, log.With("service", "worker"), wcfg, js, nc, reg, tr.Provider)
 	if err != nil {
 		return err
 	}
@@ -108,6 +113,7 @@ func RunDev(ctx context.Context, log *slog.Logger, dev DevConfig, wcfg app.Worke
 		return err
 	}
 	defer func() { _ = h.Close() }()
+	h.TraceWith(tr.Provider)
 	if err := app.MountSources(ctx, log.With("service", "ingest"), h, icfg, js, reg); err != nil {
 		return err
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/patchbay/patchbay/events"
 	"github.com/patchbay/patchbay/ingest"
@@ -65,6 +66,8 @@ type Options struct {
 	// sandbox's first answer (0: SkipcallRate). A plan above the sandbox's
 	// rate makes the sandbox answer 429 until the headers correct it.
 	SkipcallPlan int
+	// Tracer, if not nil, traces ingest's requests (ingest.Handler.TraceWith).
+	Tracer trace.TracerProvider
 }
 
 // Logger returns a logger writing to the test log at debug level when
@@ -134,6 +137,7 @@ func Start(t testing.TB, o Options) *Stack {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = h.Close() }) // after the server below is closed
+	h.TraceWith(o.Tracer)
 	s.Ingest = httptest.NewServer(h)
 	t.Cleanup(s.Ingest.Close)
 	return s
