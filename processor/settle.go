@@ -9,8 +9,8 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/patchbay/patchbay/dlq"
-	"github.com/patchbay/patchbay/internal/tracing"
 	"github.com/patchbay/patchbay/events"
+	"github.com/patchbay/patchbay/internal/tracing"
 )
 
 // deadLetter publishes p to the dead-letter stream with reason and the
