@@ -74,6 +74,9 @@ type Admin struct {
 	// Detail, if set, makes /readyz answer JSON: {"ready", "reason",
 	// "detail"} with Detail's value (the worker's per-target state).
 	Detail func() any
+	// Routes, if set, adds the admin API's routes to the listener's mux,
+	// behind the same token (OperatorRoutes).
+	Routes func(*http.ServeMux)
 }
 
 // Handler returns the admin listener's handler.
@@ -115,6 +118,9 @@ func (a Admin) Handler() http.Handler {
 			}
 			_, _ = io.WriteString(w, "ready\n")
 		})
+	}
+	if a.Routes != nil {
+		a.Routes(mux)
 	}
 	if a.Config.Token == "" {
 		return mux

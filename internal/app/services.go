@@ -211,7 +211,7 @@ func RunWorker(ctx context.Context, log *slog.Logger, cfg WorkerConfig) error {
 	})
 	detail := func() any { return map[string]any{"targets": w.States()} }
 	g.Go(func() error {
-		return Admin{Addr: cfg.AdminAddr, Config: cfg.Admin, Registry: reg, Detail: detail}.Serve(gctx, log)
+		return Admin{Addr: cfg.AdminAddr, Config: cfg.Admin, Registry: reg, Detail: detail, Routes: OperatorRoutes(js, cfg.Stream, log)}.Serve(gctx, log)
 	})
 	return g.Wait()
 }

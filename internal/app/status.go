@@ -167,14 +167,24 @@ func orUnknown(s string) string {
 // their headers only; it stops at ctx's end (complete false).
 func countLetters(ctx context.Context, js jetstream.JetStream, name string) ([]LetterCount, bool) {
 	out := []LetterCount{}
-	cons, err := js.OrderedConsumer(ctx, name, jetstream.OrderedConsumerConfig{HeadersOnly: true})
-	if err != nil {
-		return out, false
-	}
 	str, err := js.Stream(ctx, name)
 	if err != nil || str.CachedInfo().State.Msgs == 0 {
 		return out, err == nil
 	}
+	// An ephemeral consumer of headers only, removed at the end (and by
+	// the server after a minute, should this process die first).
+	cons, err := str.CreateConsumer(ctx, jetstream.ConsumerConfig{
+		HeadersOnly: true, AckPolicy: jetstream.AckNonePolicy, DeliverPolicy: jetstream.DeliverAllPolicy,
+		InactiveThreshold: time.Minute, MemoryStorage: true, Replicas: 1,
+	})
+	if err != nil {
+		return out, false
+	}
+	defer func() {
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
+		defer cancel()
+		_ = str.DeleteConsumer(dctx, cons.CachedInfo().Name)
+	}()
 	counts := map[[2]string]int{}
 	complete := false
 	for !complete && ctx.Err() == nil {

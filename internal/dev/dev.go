@@ -117,7 +117,7 @@ func RunDev(ctx context.Context, log *slog.Logger, dev DevConfig, wcfg app.Worke
 	if err := app.MountSources(ctx, log.With("service", "ingest"), h, icfg, js, reg); err != nil {
 		return err
 	}
-	admin := app.Admin{Addr: dev.AdminAddr, Config: app.AdminConfig{PProf: true}, Registry: reg, Ready: h.Ready}
+	admin := app.Admin{Addr: dev.AdminAddr, Config: app.AdminConfig{PProf: true}, Registry: reg, Ready: h.Ready, Routes: app.OperatorRoutes(js, scfg, log)}
 
 	g, gctx := errgroup.WithContext(ctx)
 	sandboxServer := func(h http.Handler) *http.Server {
