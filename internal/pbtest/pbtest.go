@@ -18,6 +18,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/patchbay/patchbay/events"
@@ -68,6 +69,9 @@ type Options struct {
 	SkipcallPlan int
 	// Tracer, if not nil, traces ingest's requests (ingest.Handler.TraceWith).
 	Tracer trace.TracerProvider
+	// Registerer, if not nil, receives ingest's metrics and the rate
+	// budgets' of Targets.
+	Registerer prometheus.Registerer
 }
 
 // Logger returns a logger writing to the test log at debug level when
@@ -132,7 +136,7 @@ func Start(t testing.TB, o Options) *Stack {
 	if o.Ingest != nil {
 		o.Ingest(&icfg)
 	}
-	h, err := ingest.New(icfg, s.JS, s.Stream.EventsStream, s.Stream.SubjectPrefix, s.Log, nil)
+	h, err := ingest.New(icfg, s.JS, s.Stream.EventsStream, s.Stream.SubjectPrefix, s.Log, o.Registerer)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +190,9 @@ func (w *Worker) Stop() error {
 func (s *Stack) Targets(cfg processor.Config, timeout time.Duration) map[events.Target]processor.Target {
 	s.T.Helper()
 	budget := func(t events.Target, key string, perMinute int) *ratelimit.Budget {
-		b, err := ratelimit.New(context.Background(), s.JS, cfg.BudgetConfig(s.Stream, t, key, perMinute, s.opts.SkipcallWindow), s.Log)
+		bc := cfg.BudgetConfig(s.Stream, t, key, perMinute, s.opts.SkipcallWindow)
+		bc.Registerer = s.opts.Registerer
+		b, err := ratelimit.New(context.Background(), s.JS, bc, s.Log)
 		if err != nil {
 			s.T.Fatal(err)
 		}
