@@ -199,6 +199,8 @@ func (c CLI) Run(ctx context.Context, args []string) int {
 		err = runStatus(ctx, cfg, args[1:], c.Stdout)
 	case "targets":
 		err = runTargets(ctx, cfg, args[1:], c.Stdout)
+	case "healthcheck":
+		err = runHealthcheck(ctx, cfg, args[1:], c.Stdout)
 	case "env":
 		err = PrintEnv(c.Stdout, extra...)
 	default:

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"os/user"
 	"strings"
@@ -21,6 +22,7 @@ import (
 const usageOps = `  patchbay status [-json]           streams, each target's state and consumer lag, dead letters by reason
   patchbay targets pause TARGET [-by NAME] [-reason TEXT]   stop deliveries to TARGET on every worker until resumed
   patchbay targets resume TARGET    deliver to TARGET again
+  patchbay healthcheck URL          GET URL, exit 0 on a 2xx answer (container health checks; /ingest and /worker take it too)
 `
 
 // statusTimeout bounds 'patchbay status' (the dead-letter count stops
@@ -169,4 +171,32 @@ func operatorName() string {
 	}
 	host, _ := os.Hostname()
 	return strings.Trim(name+"@"+host, "@")
+}
+
+// runHealthcheck is 'patchbay healthcheck URL', the container health
+// check of images without a shell: it GETs URL (with PATCHBAY_ADMIN_TOKEN
+// as bearer token when set) and fails unless the answer is 2xx.
+func runHealthcheck(ctx context.Context, cfg *Config, args []string, out io.Writer) error {
+	if len(args) != 1 {
+		return errors.New("usage: patchbay healthcheck URL")
+	}
+	ctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, args[0], nil)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	if tok := cfg.Admin.Token.Reveal(); tok != "" {
+		req.Header.Set("Authorization", "Bearer "+tok)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("healthcheck: %w", err)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		return fmt.Errorf("healthcheck: %s answered %s", args[0], resp.Status)
+	}
+	fmt.Fprintln(out, "healthy")
+	return nil
 }
