@@ -52,7 +52,6 @@ func (c *Config) specs() []EnvSpec {
 	return []EnvSpec{
 		{"patchbay", &c.Ingest.Stream},
 		{"patchbay_log", &c.Log},
-		{"patchbay_trace", &c.Trace},
 		{"patchbay_admin", &c.Admin},
 		{"patchbay_ingest", &c.Ingest.Ingest},
 		{"patchbay_worker", &c.Worker.Worker},

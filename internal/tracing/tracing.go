@@ -29,11 +29,12 @@ import (
 	"go.opentelemetry.io/otel/trace"
 )
 
-// Config is patchbay's own tracing setting (environment prefix
-// PATCHBAY_TRACE_); the exporters are configured by the standard OTEL_*
-// variables.
+// Config is patchbay's own tracing setting; the exporters are configured
+// by the standard OTEL_* variables.
 type Config struct {
-	File string `envconfig:"FILE" desc:"write every span as a JSON line to this file (dev; OTEL_TRACES_EXPORTER=console writes them to stderr, OTEL_EXPORTER_OTLP_ENDPOINT sends them by OTLP/HTTP)"`
+	// File, if set, receives every span as a JSON line (dev mode; Setup
+	// reads PATCHBAY_TRACE_FILE when File is empty).
+	File string
 }
 
 // Tracing is the tracing of one process. A nil Provider means off.
@@ -101,6 +102,9 @@ func Setup(ctx context.Context, service string, cfg Config, getenv func(string) 
 		default:
 			return fail(fmt.Errorf("tracing: OTEL_TRACES_EXPORTER=%q: patchbay knows otlp, console and none", name))
 		}
+	}
+	if cfg.File == "" {
+		cfg.File = getenv("PATCHBAY_TRACE_FILE")
 	}
 	if cfg.File != "" {
 		f, err := os.OpenFile(cfg.File, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
