@@ -27,7 +27,7 @@ func (p tracedProvider) Patch(ctx context.Context, ev *events.Event) (Result, er
 	opts := []trace.SpanStartOption{
 		trace.WithSpanKind(trace.SpanKindClient),
 		trace.WithAttributes(attribute.String("patchbay.target", p.target), attribute.String("patchbay.event_id", ev.ID),
-			attribute.Int("patchbay.fields", len(ev.Patch))),
+			attribute.Int("patchbay.patch_bytes", len(ev.Patch))),
 	}
 	if d, ok := ctx.Value(traceKey{}).(*tracedDelivery); ok {
 		opts = append(opts, trace.WithLinks(d.links...), trace.WithAttributes(attribute.Int("patchbay.coalesced", d.n)))
