@@ -170,5 +170,8 @@ func Serve(ctx context.Context, log *slog.Logger, name string, srv *http.Server,
 	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
 		return serr
 	}
-	return err
+	if err != nil {
+		return fmt.Errorf("%s: shutdown: %w", name, err)
+	}
+	return nil
 }
