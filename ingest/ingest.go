@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/patchbay/patchbay/events"
 	pbstream "github.com/patchbay/patchbay/stream"
@@ -48,6 +49,8 @@ type Handler struct {
 	// bodies keeps request bodies between requests: a batch's is some
 	// 100 KiB, which Go zeroes whenever it allocates one anew.
 	bodies bufPool
+	// tracer, when not nil, traces every request (TraceWith).
+	tracer trace.Tracer
 }
 
 // New returns the ingest Handler publishing to the events stream named
@@ -101,7 +104,11 @@ func (h *Handler) Close() error {
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-	h.mux.ServeHTTP(rec, r)
+	if h.tracer != nil {
+		h.serveTraced(rec, r)
+	} else {
+		h.mux.ServeHTTP(rec, r)
+	}
 	h.m.requests.WithLabelValues(statusLabel(rec.status)).Inc()
 }
 
@@ -255,12 +262,13 @@ func (h *Handler) publish(ctx context.Context, evs []events.Event, source string
 	}
 	subjects := string(subjBuf)
 	msgs := make([]pbstream.Message, len(evs))
+	tp := h.traceparent(ctx, evs)
 	for i := range evs {
 		subjStart := 0
 		if i > 0 {
 			subjStart = ends[i-1]
 		}
-		msgs[i] = pbstream.Message{Subject: subjects[subjStart:ends[i]], ID: evs[i].ID, Source: source}
+		msgs[i] = pbstream.Message{Subject: subjects[subjStart:ends[i]], ID: evs[i].ID, Source: source, Traceparent: tp}
 		acc.Events[i].ID = evs[i].ID
 	}
 	// The id and expected stream headers are those jetstream.WithMsgID and

@@ -292,7 +292,7 @@ func (l *lane) apply(ctx context.Context, j job, msgs []pending, evs []events.Ev
 			break
 		}
 	}
-	res, err := l.provider.Patch(ratelimit.WithGrant(ctx, grant), &merged)
+	res, err := l.provider.Patch(ratelimit.WithGrant(l.traced(ctx, msgs), grant), &merged)
 	status := res.Status
 	var pe *Error
 	if err != nil { // errors.As's targets escape: not for every success

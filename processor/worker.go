@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/patchbay/patchbay/dlq"
 	"github.com/patchbay/patchbay/events"
@@ -155,6 +156,9 @@ type Deps struct {
 	Logger  *slog.Logger
 	// Registerer receives the worker's metrics; nil means not registered.
 	Registerer prometheus.Registerer
+	// TracerProvider, if not nil, traces every delivery attempt as a
+	// span in the trace its events were ingested in.
+	TracerProvider trace.TracerProvider
 }
 
 // WithBudget returns hc, or a new client for timeout and conns when hc is
@@ -189,6 +193,7 @@ type Worker struct {
 	log      *slog.Logger
 	m        *metrics
 	now      func() time.Time
+	tracer   trace.Tracer // nil: tracing off
 }
 
 // New returns a Worker; it validates cfg. A target missing from d.Targets
@@ -221,6 +226,9 @@ func New(cfg Config, d Deps) (*Worker, error) {
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
 	}
+	if d.TracerProvider != nil {
+		w.tracer = d.TracerProvider.Tracer("github.com/patchbay/patchbay/processor")
+	}
 	for _, t := range events.Targets() {
 		tg, ok := d.Targets[t]
 		if !ok {
@@ -238,10 +246,18 @@ func New(cfg Config, d Deps) (*Worker, error) {
 			return nil, fmt.Errorf("processor: settle horizon %s of target %s must be positive and at most two thirds of the lease TTL (%s)", tg.SettleHorizon, t, cfg.MaxSettleHorizon())
 		}
 		w.m.enabled.WithLabelValues(string(t)).Set(1)
+		if w.tracer != nil {
+			tg.Provider = tracedProvider{next: tg.Provider, tracer: w.tracer, target: string(t)}
+		}
 		w.lanes = append(w.lanes, newLane(w, t, tg))
 	}
 	if len(w.lanes) == 0 {
 		return nil, errors.New("processor: no target enabled")
+	}
+	if d.Registerer != nil {
+		if err := d.Registerer.Register(newLagCollector(w)); err != nil {
+			return nil, fmt.Errorf("processor: lag metrics: %w", err)
+		}
 	}
 	return w, nil
 }
