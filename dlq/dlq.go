@@ -58,6 +58,9 @@ const (
 	// contact id on an unmapped letter.
 	HeaderSource          = "Patchbay-Source"
 	HeaderSourceContactID = "Patchbay-Source-Contact-Id"
+	// HeaderTraceparent is the W3C traceparent of the trace the event was
+	// ingested in (when tracing is on): a dead letter keeps its trace id.
+	HeaderTraceparent = "traceparent"
 )
 
 // MaxExcerpt bounds the provider response excerpt kept in a header.
@@ -80,6 +83,10 @@ type Letter struct {
 	EventID      string
 	Target       string
 	Data         []byte // the original payload, unchanged
+
+	// Traceparent is the original event's W3C traceparent ("" when it was
+	// stored without tracing).
+	Traceparent string
 
 	// Source and SourceContactID are set on unmapped letters.
 	Source          string
@@ -164,6 +171,9 @@ func (p *Publisher) Publish(ctx context.Context, l Letter) error {
 		h.Set(HeaderSourceContactID, headerSafe(l.SourceContactID, MaxExcerpt))
 	}
 	h.Set(HeaderDeadAt, time.Now().UTC().Format(time.RFC3339Nano))
+	if l.Traceparent != "" {
+		h.Set(HeaderTraceparent, headerSafe(l.Traceparent, 128))
+	}
 
 	var opts []jetstream.PublishOpt
 	if l.StreamSeq != 0 {
@@ -231,5 +241,6 @@ func FromMsg(subject string, seq uint64, stored time.Time, h nats.Header, data [
 			}
 		}
 	}
+	l.Traceparent = h.Get(HeaderTraceparent)
 	return l
 }

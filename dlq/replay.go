@@ -177,6 +177,9 @@ func (s *Store) replayUnmappedLetter(ctx context.Context, l Letter, res ReplayRe
 	msg := nats.NewMsg(subject)
 	msg.Data = data
 	msg.Header.Set(HeaderReplayedFrom, fmt.Sprintf("%s:%d", s.stream, l.DLQSeq))
+	if l.Source != "" {
+		msg.Header.Set(HeaderSource, l.Source) // the contact history names the event's source
+	}
 	if err := s.publishThenDelete(ctx, msg, id, l.DLQSeq); err != nil {
 		res.Error = err.Error()
 		return res, err

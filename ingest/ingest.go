@@ -16,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/patchbay/patchbay/events"
 	pbstream "github.com/patchbay/patchbay/stream"
@@ -48,6 +49,8 @@ type Handler struct {
 	// bodies keeps request bodies between requests: a batch's is some
 	// 100 KiB, which Go zeroes whenever it allocates one anew.
 	bodies bufPool
+	// tracer, when not nil, traces every request (TraceWith).
+	tracer trace.Tracer
 }
 
 // New returns the ingest Handler publishing to the events stream named
@@ -101,7 +104,11 @@ func (h *Handler) Close() error {
 // ServeHTTP implements http.Handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
-	h.mux.ServeHTTP(rec, r)
+	if h.tracer != nil {
+		h.serveTraced(rec, r)
+	} else {
+		h.mux.ServeHTTP(rec, r)
+	}
 	h.m.requests.WithLabelValues(statusLabel(rec.status)).Inc()
 }
 
@@ -159,7 +166,7 @@ func (h *Handler) postEvents(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), h.cfg.PublishTimeout)
 	defer cancel()
 	start := time.Now()
-	acc, err := h.publish(ctx, evs)
+	acc, err := h.publish(ctx, evs, APISource)
 	h.m.publish.Observe(time.Since(start).Seconds())
 	if err != nil {
 		h.log.Warn("publish failed; answering 503", "events", len(evs), "err", err)
@@ -228,12 +235,16 @@ func appendJSONString(b []byte, s string) []byte {
 	return append(b, '"')
 }
 
-// publish stores evs and waits for JetStream's acknowledgement of each:
+// APISource is the source (stream.SourceHeader) of the events posted to
+// /v1/events; a webhook source's events carry its name.
+const APISource = "api"
+
+// publish stores evs, from source, and waits for JetStream's acknowledgement of each:
 // the messages are pipelined (a batch costs one round trip, not one per
 // event), then every acknowledgement is awaited. Any failure fails the
 // whole request: the client retries it, and the event ids deduplicate what
 // was stored.
-func (h *Handler) publish(ctx context.Context, evs []events.Event) (Accepted, error) {
+func (h *Handler) publish(ctx context.Context, evs []events.Event, source string) (Accepted, error) {
 	acc := Accepted{Accepted: len(evs), Events: make([]AcceptedEvent, len(evs))}
 	// The messages of a request share one string of all the subjects
 	// instead of one each; their data is encoded as each is sent, into one
@@ -251,12 +262,13 @@ func (h *Handler) publish(ctx context.Context, evs []events.Event) (Accepted, er
 	}
 	subjects := string(subjBuf)
 	msgs := make([]pbstream.Message, len(evs))
+	tp := h.traceparent(ctx, evs)
 	for i := range evs {
 		subjStart := 0
 		if i > 0 {
 			subjStart = ends[i-1]
 		}
-		msgs[i] = pbstream.Message{Subject: subjects[subjStart:ends[i]], ID: evs[i].ID}
+		msgs[i] = pbstream.Message{Subject: subjects[subjStart:ends[i]], ID: evs[i].ID, Source: source, Traceparent: tp}
 		acc.Events[i].ID = evs[i].ID
 	}
 	// The id and expected stream headers are those jetstream.WithMsgID and

@@ -225,7 +225,7 @@ func (s *sourceHandler) store(ctx context.Context, src string, ms []sources.Mapp
 		}
 	}
 	if len(evs) > 0 {
-		acc, err := s.h.publish(ctx, evs)
+		acc, err := s.h.publish(ctx, evs, src)
 		if err != nil {
 			return out, err
 		}

@@ -12,6 +12,7 @@ import (
 
 	"github.com/patchbay/patchbay/dlq"
 	"github.com/patchbay/patchbay/events"
+	"github.com/patchbay/patchbay/processor/history"
 	"github.com/patchbay/patchbay/processor/lease"
 	"github.com/patchbay/patchbay/processor/lww"
 	"github.com/patchbay/patchbay/processor/ratelimit"
@@ -231,7 +232,7 @@ func (l *lane) apply(ctx context.Context, j job, msgs []pending, evs []events.Ev
 	// occurred_at among the queued events.
 	changes := make([]lww.Change, len(evs))
 	for i := range evs {
-		changes[i] = lww.Change{Patch: evs[i].Patch, Clock: lww.ClockOf(&evs[i]), Valid: true}
+		changes[i] = lww.Change{Patch: evs[i].Patch, Clock: clockOf(&msgs[i], &evs[i]), Valid: true}
 	}
 	patch, clocks, err := lww.Merge(l.target, changes...)
 	if err != nil {
@@ -261,7 +262,9 @@ func (l *lane) apply(ctx context.Context, j job, msgs []pending, evs []events.Ev
 		l.deadLetter(ctx, msgs[0], &evs[0], dlq.ReasonInvalid, err, 0, time.Time{})
 		return r
 	}
+	d := delivery{msgs: msgs, evs: evs, changes: changes, clocks: clocks, sent: keptClocks, dropped: dropped, st: st}
 	if len(kept) == 0 {
+		l.record(&d, history.OutcomeSuperseded, 0)
 		for i, p := range msgs {
 			log.Debug("superseded: every field is older than the value at the provider", "event_id", evs[i].ID, "dropped", dropped)
 			l.ack(ctx, p, "superseded", log)
@@ -289,7 +292,7 @@ func (l *lane) apply(ctx context.Context, j job, msgs []pending, evs []events.Ev
 			break
 		}
 	}
-	res, err := l.provider.Patch(ratelimit.WithGrant(ctx, grant), &merged)
+	res, err := l.provider.Patch(ratelimit.WithGrant(l.traced(ctx, msgs), grant), &merged)
 	status := res.Status
 	var pe *Error
 	if err != nil { // errors.As's targets escape: not for every success
@@ -322,12 +325,14 @@ func (l *lane) apply(ctx context.Context, j job, msgs []pending, evs []events.Ev
 		ow, err := l.w.state.Commit(cctx, l.target, merged.ContactID, st, kept, keptClocks)
 		cancel()
 		if err != nil {
+			l.record(&d, "commit_failed", res.Status)
 			log.Warn("applied, but the field clocks could not be stored while the contact's lease held; delivering the events again", "err", err)
 			if l.stopping.Load() {
 				return l.abandon(r, msgs)
 			}
 			return l.hold(r, msgs, l.w.now().Add(leaseRetry), "commit_failed")
 		}
+		l.record(&d, history.OutcomeApplied, res.Status)
 		if len(ow.Unknown) > 0 {
 			l.w.m.repairs.WithLabelValues(l.name, "no_value").Inc()
 			log.Warn("the PATCH overwrote a newer value at the provider that cannot be sent again (stored by an older version, without its value); it stays until the field's next change", "fields", ow.Unknown)
@@ -353,6 +358,9 @@ func (l *lane) apply(ctx context.Context, j job, msgs []pending, evs []events.Ev
 		l.coalesced.Add(float64(len(msgs) - 1))
 		log.Debug("applied", "status", res.Status)
 		return r
+	}
+	if class != ClassNotSent {
+		l.record(&d, class.String(), status)
 	}
 	switch class {
 	case ClassUnknown:

@@ -5,16 +5,17 @@ import "github.com/prometheus/client_golang/prometheus"
 // metrics are the worker's Prometheus series. Labels are bounded: target,
 // outcome, class, status class and reason; never a contact or event id.
 type metrics struct {
-	deliveries  *prometheus.CounterVec   // target, outcome
-	requests    *prometheus.HistogramVec // target, status_class
-	retryDelay  *prometheus.HistogramVec // target, class
-	deadLetters *prometheus.CounterVec   // target, reason
-	paused      *prometheus.GaugeVec     // target
-	enabled     *prometheus.GaugeVec     // target
-	coalesced   *prometheus.CounterVec   // target
-	unknown     *prometheus.CounterVec   // target
-	repairs     *prometheus.CounterVec   // target, reason
-	inflight    prometheus.Gauge
+	deliveries    *prometheus.CounterVec   // target, outcome
+	requests      *prometheus.HistogramVec // target, status_class
+	retryDelay    *prometheus.HistogramVec // target, class
+	deadLetters   *prometheus.CounterVec   // target, reason
+	paused        *prometheus.GaugeVec     // target
+	enabled       *prometheus.GaugeVec     // target
+	coalesced     *prometheus.CounterVec   // target
+	unknown       *prometheus.CounterVec   // target
+	repairs       *prometheus.CounterVec   // target, reason
+	historyFailed *prometheus.CounterVec   // target
+	inflight      prometheus.Gauge
 }
 
 func newMetrics(reg prometheus.Registerer) *metrics {
@@ -57,13 +58,17 @@ func newMetrics(reg prometheus.Registerer) *metrics {
 			Name: "patchbay_worker_repairs_total",
 			Help: "Provider requests sending a contact's values again, by target and reason: unknown_outcome (a request's outcome was unknown: once its settle horizon passed, the contact's newest values are sent again), newer_clock (a commit found a newer value of a field its PATCH had just overwritten at the provider: the newer value is sent again), no_value (the same, but the newer value was stored by an older version without values: it cannot be sent again).",
 		}, []string{"target", "reason"}),
+		historyFailed: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "patchbay_worker_history_failed_total",
+			Help: "Contact history records the worker could not publish (NATS unreachable), by target: the delivery went on, its record is missing from 'patchbay contacts history'.",
+		}, []string{"target"}),
 		inflight: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "patchbay_worker_inflight",
 			Help: "Deliveries being handled now.",
 		}),
 	}
 	if reg != nil {
-		reg.MustRegister(m.deliveries, m.requests, m.retryDelay, m.deadLetters, m.paused, m.enabled, m.coalesced, m.unknown, m.repairs, m.inflight)
+		reg.MustRegister(m.deliveries, m.requests, m.retryDelay, m.deadLetters, m.paused, m.enabled, m.coalesced, m.unknown, m.repairs, m.historyFailed, m.inflight)
 	}
 	return m
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/patchbay/patchbay/dlq"
 	"github.com/patchbay/patchbay/events"
+	"github.com/patchbay/patchbay/internal/tracing"
 	"github.com/patchbay/patchbay/stream"
 )
 
@@ -29,7 +30,9 @@ func (l *lane) deadLetter(ctx context.Context, p pending, ev *events.Event, reas
 		Reason: reason, Detail: cause.Error(), Attempts: attempts, FirstAttempt: first, LastAttempt: now,
 		Target: l.name, Data: p.msg.Data(), Stream: p.md.Stream, StreamSeq: p.seq,
 		// The short form: a replay is partitioned again by the stream.
-		Subject: stream.CanonicalSubject(l.w.scfg.SubjectPrefix, p.msg.Subject()),
+		Subject:     stream.CanonicalSubject(l.w.scfg.SubjectPrefix, p.msg.Subject()),
+		Source:      p.msg.Headers().Get(stream.SourceHeader),
+		Traceparent: p.msg.Headers().Get(tracing.HeaderTraceparent),
 	}
 	if ev != nil {
 		letter.EventID = ev.ID

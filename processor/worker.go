@@ -13,9 +13,11 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/patchbay/patchbay/dlq"
 	"github.com/patchbay/patchbay/events"
+	"github.com/patchbay/patchbay/processor/history"
 	"github.com/patchbay/patchbay/processor/lease"
 	"github.com/patchbay/patchbay/processor/lww"
 	"github.com/patchbay/patchbay/processor/ratelimit"
@@ -24,20 +26,22 @@ import (
 
 // Config configures the worker (environment prefix PATCHBAY_WORKER_).
 type Config struct {
-	Concurrency      int           `envconfig:"CONCURRENCY" default:"256" desc:"deliveries in flight at once per target (events of one contact are never in flight twice)"`
-	AckWait          time.Duration `envconfig:"ACK_WAIT" default:"30s" desc:"JetStream ack wait; a delivery not acknowledged in this time is redelivered (held and long calls send InProgress)"`
-	MaxAttempts      int           `envconfig:"MAX_ATTEMPTS" default:"12" desc:"provider calls before a transiently failing event is dead-lettered (counted in NATS, across replicas and restarts)"`
-	MaxRetryAge      time.Duration `envconfig:"MAX_RETRY_AGE" default:"24h" desc:"age after which a transiently failing event is dead-lettered"`
-	BackoffInitial   time.Duration `envconfig:"BACKOFF_INITIAL" default:"1s" desc:"first retry delay"`
-	BackoffMax       time.Duration `envconfig:"BACKOFF_MAX" default:"10m" desc:"longest retry delay"`
-	CredentialsPause time.Duration `envconfig:"CREDENTIALS_PAUSE" default:"1m" desc:"pause of a target, for every replica, after a bad-key or plan answer; then one replica probes with one request, the pause doubling up to 16x while probes fail"`
-	HoldLimit        time.Duration `envconfig:"HOLD_LIMIT" default:"5s" desc:"longest wait for the rate limit that a delivery spends in a worker goroutine; longer ones put the contact's events back in the worker's queue"`
-	DrainTimeout     time.Duration `envconfig:"DRAIN_TIMEOUT" default:"20s" desc:"on shutdown, how long in-flight deliveries may finish before they are abandoned for redelivery"`
-	Coalesce         int           `envconfig:"COALESCE" default:"1000" desc:"most queued events of one contact merged into one PATCH (1: never merge); a merged PATCH carries one value per field however many events it merges, so the limit only bounds one delivery's decoding and merging"`
-	ReadAhead        int           `envconfig:"READ_AHEAD" default:"12288" desc:"most events of one target a worker holds (being delivered, waiting for their contact, or read ahead while the target is paused or its rate window used up, to be merged per contact); about 2.3 KiB of memory each for a 1 KiB event"`
-	LeaseTTL         time.Duration `envconfig:"LEASE_TTL" default:"30s" desc:"lease across worker replicas, per contact or, for a lone worker, per target: the longest a dead or stopped worker blocks what it held; a PATCH must finish within four fifths of it (whole seconds)"`
-	AlwaysLease      bool          `envconfig:"ALWAYS_LEASE" default:"false" desc:"take a per-contact lease for every delivery, even when the worker is alone on its target; by default a lone worker holds one solo lease for the target instead (two KV writes fewer per delivery), and if it crashes its replacement waits up to LEASE_TTL for the whole target, not only for the contacts it had in flight"`
-	StateTTL         time.Duration `envconfig:"STATE_TTL" default:"768h" desc:"how long the per-field clocks of a contact are kept after its last change (keep it longer than EVENTS_MAX_AGE and DLQ_MAX_AGE: an older event that arrives after its field's clock is forgotten wins again)"`
+	Concurrency       int           `envconfig:"CONCURRENCY" default:"256" desc:"deliveries in flight at once per target (events of one contact are never in flight twice)"`
+	AckWait           time.Duration `envconfig:"ACK_WAIT" default:"30s" desc:"JetStream ack wait; a delivery not acknowledged in this time is redelivered (held and long calls send InProgress)"`
+	MaxAttempts       int           `envconfig:"MAX_ATTEMPTS" default:"12" desc:"provider calls before a transiently failing event is dead-lettered (counted in NATS, across replicas and restarts)"`
+	MaxRetryAge       time.Duration `envconfig:"MAX_RETRY_AGE" default:"24h" desc:"age after which a transiently failing event is dead-lettered"`
+	BackoffInitial    time.Duration `envconfig:"BACKOFF_INITIAL" default:"1s" desc:"first retry delay"`
+	BackoffMax        time.Duration `envconfig:"BACKOFF_MAX" default:"10m" desc:"longest retry delay"`
+	CredentialsPause  time.Duration `envconfig:"CREDENTIALS_PAUSE" default:"1m" desc:"pause of a target, for every replica, after a bad-key or plan answer; then one replica probes with one request, the pause doubling up to 16x while probes fail"`
+	HoldLimit         time.Duration `envconfig:"HOLD_LIMIT" default:"5s" desc:"longest wait for the rate limit that a delivery spends in a worker goroutine; longer ones put the contact's events back in the worker's queue"`
+	DrainTimeout      time.Duration `envconfig:"DRAIN_TIMEOUT" default:"20s" desc:"on shutdown, how long in-flight deliveries may finish before they are abandoned for redelivery"`
+	Coalesce          int           `envconfig:"COALESCE" default:"1000" desc:"most queued events of one contact merged into one PATCH (1: never merge); a merged PATCH carries one value per field however many events it merges, so the limit only bounds one delivery's decoding and merging"`
+	ReadAhead         int           `envconfig:"READ_AHEAD" default:"12288" desc:"most events of one target a worker holds (being delivered, waiting for their contact, or read ahead while the target is paused or its rate window used up, to be merged per contact); about 2.3 KiB of memory each for a 1 KiB event"`
+	LeaseTTL          time.Duration `envconfig:"LEASE_TTL" default:"30s" desc:"lease across worker replicas, per contact or, for a lone worker, per target: the longest a dead or stopped worker blocks what it held; a PATCH must finish within four fifths of it (whole seconds)"`
+	AlwaysLease       bool          `envconfig:"ALWAYS_LEASE" default:"false" desc:"take a per-contact lease for every delivery, even when the worker is alone on its target; by default a lone worker holds one solo lease for the target instead (two KV writes fewer per delivery), and if it crashes its replacement waits up to LEASE_TTL for the whole target, not only for the contacts it had in flight"`
+	StateTTL          time.Duration `envconfig:"STATE_TTL" default:"768h" desc:"how long the per-field clocks of a contact are kept after its last change (keep it longer than EVENTS_MAX_AGE and DLQ_MAX_AGE: an older event that arrives after its field's clock is forgotten wins again)"`
+	HistoryMaxAge     time.Duration `envconfig:"HISTORY_MAX_AGE" default:"168h" desc:"how long a contact's delivery history (patchbay contacts history: event ids, clocks, outcomes, no values) is kept; 0: no history"`
+	HistoryPerContact int           `envconfig:"HISTORY_PER_CONTACT" default:"50" desc:"most delivery records kept per contact in the history, the newest"`
 }
 
 // Defaults of the fields a zero Config value leaves to the worker.
@@ -78,6 +82,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("processor: lease TTL %s must be whole seconds, at least 2s", c.LeaseTTL)
 	case c.StateTTL < 0:
 		return fmt.Errorf("processor: state TTL must not be negative")
+	case c.HistoryMaxAge < 0 || c.HistoryPerContact < 0:
+		return fmt.Errorf("processor: history max age and per-contact cap must not be negative")
 	}
 	return nil
 }
@@ -164,6 +170,9 @@ type Deps struct {
 	Logger  *slog.Logger
 	// Registerer receives the worker's metrics; nil means not registered.
 	Registerer prometheus.Registerer
+	// TracerProvider, if not nil, traces every delivery attempt as a
+	// span in the trace its events were ingested in.
+	TracerProvider trace.TracerProvider
 }
 
 // WithBudget returns hc, or a new client for timeout and conns when hc is
@@ -193,10 +202,12 @@ type Worker struct {
 	attempts *attempts
 	state    *lww.Store
 	pub      *stream.Publisher // clock commits, set by Run
+	history  *history.Recorder // nil: no history kept
 	leases   *lease.Leases
 	log      *slog.Logger
 	m        *metrics
 	now      func() time.Time
+	tracer   trace.Tracer // nil: tracing off
 }
 
 // New returns a Worker; it validates cfg. A target missing from d.Targets
@@ -229,6 +240,9 @@ func New(cfg Config, d Deps) (*Worker, error) {
 	if w.log == nil {
 		w.log = slog.New(slog.DiscardHandler)
 	}
+	if d.TracerProvider != nil {
+		w.tracer = d.TracerProvider.Tracer("github.com/patchbay/patchbay/processor")
+	}
 	for _, t := range events.Targets() {
 		tg, ok := d.Targets[t]
 		if !ok {
@@ -246,10 +260,18 @@ func New(cfg Config, d Deps) (*Worker, error) {
 			return nil, fmt.Errorf("processor: settle horizon %s of target %s must be positive and at most two thirds of the lease TTL (%s)", tg.SettleHorizon, t, cfg.MaxSettleHorizon())
 		}
 		w.m.enabled.WithLabelValues(string(t)).Set(1)
+		if w.tracer != nil {
+			tg.Provider = tracedProvider{next: tg.Provider, tracer: w.tracer, target: string(t)}
+		}
 		w.lanes = append(w.lanes, newLane(w, t, tg))
 	}
 	if len(w.lanes) == 0 {
 		return nil, errors.New("processor: no target enabled")
+	}
+	if d.Registerer != nil {
+		if err := d.Registerer.Register(newLagCollector(w)); err != nil {
+			return nil, fmt.Errorf("processor: lag metrics: %w", err)
+		}
 	}
 	return w, nil
 }
@@ -341,12 +363,23 @@ func (w *Worker) setup(ctx context.Context) error {
 	if w.state, err = lww.NewStore(ctx, w.js, lww.StoreConfig{Bucket: w.scfg.KVBucket("STATE"), Replicas: w.scfg.Replicas, TTL: w.cfg.StateTTL, Publisher: w.pub}); err != nil {
 		return fmt.Errorf("processor: %w", err)
 	}
+	if hc := w.historyConfig(); hc.Enabled() && w.nc != nil {
+		if err := history.Ensure(ctx, w.js, w.scfg, hc); err != nil {
+			return fmt.Errorf("processor: %w", err)
+		}
+		w.history = history.NewRecorder(w.nc, w.scfg.SubjectPrefix)
+	}
 	holder, _ := os.Hostname()
 	holder = fmt.Sprintf("%s/%d", holder, os.Getpid())
 	if w.leases, err = lease.New(ctx, w.js, lease.Config{Bucket: w.scfg.KVBucket("LEASES"), Replicas: w.scfg.Replicas, TTL: w.cfg.LeaseTTL, Holder: holder}); err != nil {
 		return fmt.Errorf("processor: %w", err)
 	}
 	return nil
+}
+
+// historyConfig is the contact history's configuration.
+func (w *Worker) historyConfig() history.Config {
+	return history.Config{MaxAge: w.cfg.HistoryMaxAge, PerContact: w.cfg.HistoryPerContact, Replicas: w.scfg.Replicas}
 }
 
 // TargetState is one target's delivery state, for readiness endpoints and

@@ -127,11 +127,23 @@ type Message struct {
 	// ID, if not empty, is the message's Nats-Msg-Id: JetStream stores a
 	// message once per id within the stream's duplicate window.
 	ID string
+	// Source, if not empty, is the message's SourceHeader: where the
+	// event came from, for the worker's contact history.
+	Source string
+	// Traceparent, if not empty, is the message's W3C traceparent header
+	// (package internal/tracing): the trace the message belongs to.
+	Traceparent string
 }
 
-// PublishEncoded is Publish for messages whose only headers are their id
-// and the stream expected to store them (Nats-Expected-Stream, if stream is
-// not empty): the headers jetstream.WithMsgID and WithExpectStream set.
+// SourceHeader names where an event came from: "api" for the events API,
+// a webhook source's name for /v1/sources/{name}. Ingest sets it; the
+// worker keeps it with the clocks of the fields the event set.
+const SourceHeader = "Patchbay-Source"
+
+// PublishEncoded is Publish for messages whose only headers are their id,
+// their source (SourceHeader), their traceparent and the stream expected
+// to store them (Nats-Expected-Stream, if stream is not empty): the
+// headers jetstream.WithMsgID and WithExpectStream set.
 // encode appends message i's data to buf and returns it, as each message is
 // sent. It sends them all through one nats.Msg, one header map and one data
 // buffer, set anew for each message (nats.go encodes and copies them as it
@@ -143,7 +155,7 @@ func (p *Publisher) PublishEncoded(ctx context.Context, stream string, msgs []Me
 	if len(msgs) == 0 {
 		return nil, nil
 	}
-	b := &messages{msgs: msgs, id: []string{""}, hdr: nats.Header{}, encode: encode}
+	b := &messages{msgs: msgs, id: []string{""}, src: []string{""}, hdr: nats.Header{}, encode: encode}
 	if stream != "" {
 		b.hdr[jetstream.ExpectedStreamHeader] = []string{stream}
 	}
@@ -151,6 +163,10 @@ func (p *Publisher) PublishEncoded(ctx context.Context, stream string, msgs []Me
 	acks := make([]jetstream.PubAck, len(msgs))
 	return acks, p.publish(ctx, b, acks)
 }
+
+// headerTraceparent is the W3C trace context header (see
+// internal/tracing.HeaderTraceparent).
+const headerTraceparent = "traceparent"
 
 // batch is the n messages of a Publish.
 type batch interface {
@@ -183,12 +199,15 @@ func (b oneMsg) send(nc *nats.Conn, _ int, reply string) error {
 }
 
 // messages is PublishEncoded's batch: m, hdr and data are set for each
-// message in turn; id is hdr's Nats-Msg-Id value while it has one.
+// message in turn; id is hdr's Nats-Msg-Id value while it has one, tp its
+// traceparent's (allocated at the first message that has one).
 type messages struct {
 	msgs   []Message
 	m      nats.Msg
 	hdr    nats.Header
 	id     []string
+	src    []string
+	tp     []string
 	encode func(i int, buf []byte) ([]byte, error)
 	data   []byte
 }
@@ -202,6 +221,21 @@ func (b *messages) send(nc *nats.Conn, i int, reply string) error {
 		b.hdr[jetstream.MsgIDHeader] = b.id
 	} else {
 		delete(b.hdr, jetstream.MsgIDHeader)
+	}
+	if msg.Source != "" {
+		b.src[0] = msg.Source
+		b.hdr[SourceHeader] = b.src
+	} else {
+		delete(b.hdr, SourceHeader)
+	}
+	if msg.Traceparent != "" {
+		if b.tp == nil {
+			b.tp = []string{""}
+		}
+		b.tp[0] = msg.Traceparent
+		b.hdr[headerTraceparent] = b.tp
+	} else if b.tp != nil {
+		delete(b.hdr, headerTraceparent)
 	}
 	var err error
 	if b.data, err = b.encode(i, b.data[:0]); err != nil {

@@ -654,3 +654,39 @@ func quietResponder(t *testing.T, nc *nats.Conn) {
 	}
 	t.Cleanup(func() { _ = sub.Unsubscribe() })
 }
+
+// TestPublishEncodedCarriesEachMessagesTraceparent: a message stores its
+// own traceparent, and one without any stores none, not the previous
+// message's (the header map is reused from message to message).
+func TestPublishEncodedCarriesEachMessagesTraceparent(t *testing.T) {
+	nc, js := startJS(t)
+	addStream(t, js, "S", "s.>")
+	p := newPublisher(t, nc)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	const tp1 = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	const tp3 = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+	msgs := []Message{
+		{Subject: "s.a", ID: "id-1", Traceparent: tp1},
+		{Subject: "s.b", ID: "id-2"},
+		{Subject: "s.c", Traceparent: tp3},
+		{Subject: "s.d"},
+	}
+	if _, err := publishData(ctx, p, "S", msgs, []string{"1", "2", "3", "4"}); err != nil {
+		t.Fatal(err)
+	}
+	str, err := js.Stream(ctx, "S")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, m := range msgs {
+		got, err := str.GetMsg(ctx, uint64(i+1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.Header.Get(headerTraceparent) != m.Traceparent || len(got.Header.Values(headerTraceparent)) != min(len(m.Traceparent), 1) ||
+			got.Header.Get(jetstream.MsgIDHeader) != m.ID {
+			t.Fatalf("seq %d headers %v; want %+v", i+1, got.Header, m)
+		}
+	}
+}

@@ -8,4 +8,10 @@ import (
 	"github.com/patchbay/patchbay/internal/app"
 )
 
-func main() { os.Exit(app.Main([]string{"ingest"})) }
+func main() {
+	args := []string{"ingest"}
+	if len(os.Args) > 1 && os.Args[1] == "healthcheck" { // the container's health check
+		args = os.Args[1:]
+	}
+	os.Exit(app.Main(args))
+}

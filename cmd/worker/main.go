@@ -8,4 +8,10 @@ import (
 	"github.com/patchbay/patchbay/internal/app"
 )
 
-func main() { os.Exit(app.Main([]string{"worker"})) }
+func main() {
+	args := []string{"worker"}
+	if len(os.Args) > 1 && os.Args[1] == "healthcheck" { // the container's health check
+		args = os.Args[1:]
+	}
+	os.Exit(app.Main(args))
+}

@@ -87,6 +87,9 @@ type Admin struct {
 	DeadLetters *dlq.Store
 	// Log receives the API's internal errors (nil: none).
 	Log *slog.Logger
+	// Routes, if set, adds the admin API's routes to the listener's mux,
+	// behind the same token (OperatorRoutes).
+	Routes func(*http.ServeMux)
 }
 
 // apiAllowed reports whether the dead-letter API and the console may be
@@ -139,9 +142,14 @@ func (a Admin) Handler() http.Handler {
 			_, _ = io.WriteString(w, "ready\n")
 		})
 	}
-	if a.DeadLetters != nil && a.apiAllowed() {
-		DeadLetterAPI{Store: a.DeadLetters, Log: a.Log}.Register(mux)
-	} else if a.DeadLetters != nil {
+	if a.apiAllowed() {
+		if a.DeadLetters != nil {
+			DeadLetterAPI{Store: a.DeadLetters, Log: a.Log}.Register(mux)
+		}
+		if a.Routes != nil {
+			a.Routes(mux)
+		}
+	} else if a.DeadLetters != nil || a.Routes != nil {
 		mux.HandleFunc("/admin/", func(w http.ResponseWriter, r *http.Request) {
 			writeProblem(w, Problem{Type: "about:blank", Title: http.StatusText(http.StatusForbidden), Status: http.StatusForbidden, Instance: r.URL.Path,
 				Detail: "the admin API is served off a loopback address only with PATCHBAY_ADMIN_TOKEN set"})
@@ -217,5 +225,8 @@ func Serve(ctx context.Context, log *slog.Logger, name string, srv *http.Server,
 	if serr := <-errc; serr != nil && !errors.Is(serr, http.ErrServerClosed) {
 		return serr
 	}
-	return err
+	if err != nil {
+		return fmt.Errorf("%s: shutdown: %w", name, err)
+	}
+	return nil
 }

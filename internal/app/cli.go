@@ -12,6 +12,8 @@ import (
 	"syscall"
 
 	"github.com/kelseyhightower/envconfig"
+
+	"github.com/patchbay/patchbay/internal/tracing"
 )
 
 // LogConfig selects the log format and level (environment prefix PATCHBAY_LOG_).
@@ -33,6 +35,7 @@ type EnvSpec struct {
 // Config is the production configuration, read from the environment.
 type Config struct {
 	Log    LogConfig
+	Trace  tracing.Config
 	Admin  AdminConfig
 	Ingest IngestConfig
 	Worker WorkerConfig
@@ -84,6 +87,7 @@ func LoadConfig(extra ...EnvSpec) (*Config, error) {
 	c.Worker.AdminAddr = c.admin.AdminAddr
 	c.Worker.ContactsBucket = c.Ingest.Ingest.ContactsBucket
 	c.Ingest.Admin, c.Worker.Admin = c.Admin, c.Admin
+	c.Ingest.Trace, c.Worker.Trace = c.Trace, c.Trace
 	return c, nil
 }
 
@@ -112,6 +116,8 @@ const usageProduction = `  patchbay ingest                   run the webhook ing
   patchbay worker                   run the delivery worker
   patchbay sources check FILE [-sample FILE] [-source NAME] [-content-type T] [-no-secrets]
   patchbay contacts map import FILE.csv | list | get SOURCE TARGET ID | delete SOURCE TARGET ID
+  patchbay contacts show [-json] TARGET ID      per field: the value applied, the event that set it, when
+  patchbay contacts history [-json] TARGET ID   recent PATCHes: outcome, events merged, events superseded
   patchbay bench [-duration D] [-out FILE] ...   load harness: ingest and worker against floors, on loopback
   patchbay env                      print every environment variable as a Markdown table
 `
@@ -134,6 +140,7 @@ func (c CLI) usage() string {
 	}
 	b.WriteString(usageProduction)
 	b.WriteString(usageDLQ)
+	b.WriteString(usageOps)
 	b.WriteString(usageTail)
 	return b.String()
 }
@@ -183,6 +190,12 @@ func (c CLI) Run(ctx context.Context, args []string) int {
 		err = runSources(args[1:], c.Stdout)
 	case "contacts":
 		err = runContacts(ctx, cfg, args[1:], c.Stdout)
+	case "status":
+		err = runStatus(ctx, cfg, args[1:], c.Stdout)
+	case "targets":
+		err = runTargets(ctx, cfg, args[1:], c.Stdout)
+	case "healthcheck":
+		err = runHealthcheck(ctx, cfg, args[1:], c.Stdout)
 	case "env":
 		err = PrintEnv(c.Stdout, extra...)
 	default:

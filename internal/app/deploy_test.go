@@ -2,10 +2,13 @@ package app
 
 import (
 	"context"
+	"net"
 	"os"
 	"regexp"
 	"strings"
 	"testing"
+
+	"gopkg.in/yaml.v3"
 )
 
 // deployEnv returns the PATCHBAY_ variables a deploy file sets, as
@@ -58,21 +61,63 @@ func TestKubernetesSampleRefusedAtStart(t *testing.T) {
 	}
 }
 
-// TestComposeKeepsAdminOnLoopback: the compose stack leaves the admin
-// listeners at their loopback defaults and publishes no admin port.
-func TestComposeKeepsAdminOnLoopback(t *testing.T) {
-	env, text := deployEnv(t, "../../deploy/compose.yaml")
-	for k, v := range env {
-		if strings.HasSuffix(k, "_ADMIN_ADDR") && v != "" && !loopback(v) {
-			t.Errorf("%s=%q listens beyond loopback", k, v)
+// composeServices reads the services of deploy/compose.yaml (anchors and
+// merge keys resolved) with their environment.
+func composeServices(t *testing.T) map[string]composeService {
+	t.Helper()
+	b, err := os.ReadFile("../../deploy/compose.yaml")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var c struct {
+		Services map[string]composeService
+	}
+	if err := yaml.Unmarshal(b, &c); err != nil {
+		t.Fatal(err)
+	}
+	return c.Services
+}
+
+type composeService struct {
+	Environment map[string]string
+	Ports       []string
+	Entrypoint  []string
+	Healthcheck struct{ Test []string }
+}
+
+// TestComposeFencesTheAdminListeners: a compose service whose admin
+// listener is reachable beyond its container's loopback has an admin
+// token, no admin port is published on the host, and pprof stays off.
+func TestComposeFencesTheAdminListeners(t *testing.T) {
+	services := composeServices(t)
+	admins := 0
+	for name, svc := range services {
+		for k, v := range svc.Environment {
+			if strings.HasSuffix(k, "_ADMIN_ADDR") && v != "" && !loopback(v) {
+				admins++
+				if svc.Environment["PATCHBAY_ADMIN_TOKEN"] == "" {
+					t.Errorf("%s: %s=%q listens beyond loopback without PATCHBAY_ADMIN_TOKEN", name, k, v)
+				}
+			}
+			if k == "PATCHBAY_ADMIN_PPROF" {
+				t.Errorf("%s sets %s", name, k)
+			}
 		}
-		if k == "PATCHBAY_ADMIN_PPROF" {
-			t.Errorf("compose sets %s", k)
+		for k, v := range svc.Environment {
+			if !strings.HasSuffix(k, "_ADMIN_ADDR") {
+				continue
+			}
+			for _, p := range svc.Ports {
+				if _, port, _ := net.SplitHostPort(v); port != "" && strings.HasSuffix(p, ":"+port) {
+					t.Errorf("%s publishes its admin port: %s", name, p)
+				}
+			}
+		}
+		if len(svc.Healthcheck.Test) == 0 {
+			t.Errorf("%s has no health check", name)
 		}
 	}
-	for _, port := range []string{"9090", "9091"} {
-		if strings.Contains(text, port+":") {
-			t.Errorf("compose publishes admin port %s", port)
-		}
+	if admins != 2 {
+		t.Errorf("%d services open their admin listener to Prometheus, want ingest and worker", admins)
 	}
 }

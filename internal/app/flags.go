@@ -3,6 +3,7 @@ package app
 import (
 	"flag"
 	"io"
+	"strings"
 	"time"
 )
 
@@ -21,10 +22,18 @@ func CommandFlags(path string) (*flag.FlagSet, bool) {
 			return fs, true
 		}
 	}
+	if name, ok := strings.CutPrefix(path, "contacts "); ok {
+		if cmd := contactsViewCommand(name); cmd != nil {
+			fs := flag.NewFlagSet(path, flag.ContinueOnError)
+			fs.SetOutput(io.Discard)
+			cmd(fs)
+			return fs, true
+		}
+	}
 	return nil, false
 }
 
 // CommandFlagPaths lists the paths CommandFlags knows.
 func CommandFlagPaths() []string {
-	return []string{"dlq list", "dlq show", "dlq replay", "dlq purge"}
+	return []string{"dlq list", "dlq show", "dlq replay", "dlq purge", "contacts show", "contacts history"}
 }

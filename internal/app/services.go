@@ -13,10 +13,12 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/patchbay/patchbay/events"
 	"github.com/patchbay/patchbay/ingest"
+	"github.com/patchbay/patchbay/internal/tracing"
 	"github.com/patchbay/patchbay/processor"
 	"github.com/patchbay/patchbay/processor/httpcall"
 	"github.com/patchbay/patchbay/processor/ratelimit"
@@ -30,6 +32,7 @@ type IngestConfig struct {
 	Stream stream.Config
 	Ingest ingest.Config
 	Admin  AdminConfig
+	Trace  tracing.Config
 }
 
 // WorkerConfig is everything the worker service reads from the environment.
@@ -43,6 +46,7 @@ type WorkerConfig struct {
 	// ContactsBucket is ingest's contact map, where the admin API's replay
 	// looks unmapped letters up again.
 	ContactsBucket string
+	Trace          tracing.Config
 }
 
 // RunIngest runs the ingest service until ctx is done, then stops accepting
@@ -59,6 +63,11 @@ func RunIngest(ctx context.Context, log *slog.Logger, cfg IngestConfig, ln net.L
 			return err
 		}
 	}
+	tr, err := StartTracing(ctx, log, "patchbay-ingest", cfg.Trace)
+	if err != nil {
+		return err
+	}
+	defer tr.stop()
 	nc, js, err := Connect(ctx, log, cfg.Stream, "patchbay-ingest")
 	if err != nil {
 		_ = ln.Close()
@@ -72,6 +81,7 @@ func RunIngest(ctx context.Context, log *slog.Logger, cfg IngestConfig, ln net.L
 		return err
 	}
 	defer func() { _ = h.Close() }()
+	h.TraceWith(tr.Provider)
 	if err := MountSources(ctx, log, h, cfg, js, reg); err != nil {
 		_ = ln.Close()
 		return err
@@ -191,12 +201,16 @@ func validateHorizons(cfg WorkerConfig) error {
 // NewWorker builds the provider clients and the worker on js and nc,
 // registering metrics with reg. Call the returned close when the worker has
 // stopped.
-func NewWorker(ctx context.Context, log *slog.Logger, cfg WorkerConfig, js jetstream.JetStream, nc *nats.Conn, reg prometheus.Registerer) (*processor.Worker, func(), error) {
+func NewWorker(ctx context.Context, log *slog.Logger, cfg WorkerConfig, js jetstream.JetStream, nc *nats.Conn, reg prometheus.Registerer, tp ...trace.TracerProvider) (*processor.Worker, func(), error) {
 	targets, closeBudgets, err := NewProviders(ctx, js, log, reg, cfg)
 	if err != nil {
 		return nil, nil, err
 	}
-	w, err := processor.New(cfg.Worker, processor.Deps{JS: js, Conn: nc, Stream: cfg.Stream, Targets: targets, Logger: log, Registerer: reg})
+	var tracer trace.TracerProvider
+	if len(tp) > 0 {
+		tracer = tp[0]
+	}
+	w, err := processor.New(cfg.Worker, processor.Deps{JS: js, Conn: nc, Stream: cfg.Stream, Targets: targets, Logger: log, Registerer: reg, TracerProvider: tracer})
 	if err != nil {
 		closeBudgets()
 		return nil, nil, err
@@ -212,6 +226,11 @@ func RunWorker(ctx context.Context, log *slog.Logger, cfg WorkerConfig) error {
 	if err := errors.Join(cfg.Admin.Validate(cfg.AdminAddr), cfg.Worker.Validate(), validateProviders(cfg)); err != nil {
 		return err
 	}
+	tr, err := StartTracing(ctx, log, "patchbay-worker", cfg.Trace)
+	if err != nil {
+		return err
+	}
+	defer tr.stop()
 	nc, js, err := Connect(ctx, log, cfg.Stream, "patchbay-worker")
 	if err != nil {
 		return err
@@ -223,7 +242,7 @@ func RunWorker(ctx context.Context, log *slog.Logger, cfg WorkerConfig) error {
 	var w *processor.Worker
 	var closeBudgets func()
 	for try := 1; ; try++ {
-		w, closeBudgets, err = NewWorker(ctx, log, cfg, js, nc, reg)
+		w, closeBudgets, err = NewWorker(ctx, log, cfg, js, nc, reg, tr.Provider)
 		if err == nil {
 			break
 		}
@@ -256,7 +275,7 @@ func RunWorker(ctx context.Context, log *slog.Logger, cfg WorkerConfig) error {
 	}
 	g.Go(func() error {
 		err := Admin{Addr: cfg.AdminAddr, Config: cfg.Admin, Registry: reg, Detail: detail, Log: log,
-			DeadLetters: store, Console: con}.Serve(gctx, log)
+			DeadLetters: store, Console: con, Routes: OperatorRoutes(js, cfg.Stream, log)}.Serve(gctx, log)
 		return explainAddrInUse(err, cfg.AdminAddr, "PATCHBAY_WORKER_ADMIN_ADDR")
 	})
 	return g.Wait()

@@ -162,8 +162,11 @@ func mustMarshal(e events.Event) []byte {
 
 // runContacts runs 'patchbay contacts map import FILE.csv|list|get|delete'.
 func runContacts(ctx context.Context, cfg *Config, args []string, out io.Writer) error {
+	if len(args) > 0 && contactsViewCommand(args[0]) != nil {
+		return runContactsView(ctx, cfg, args, out)
+	}
 	if len(args) < 2 || args[0] != "map" {
-		return errors.New("contacts: say map import FILE.csv | map list | map get SOURCE TARGET SOURCE_ID | map delete SOURCE TARGET SOURCE_ID")
+		return errors.New("contacts: say map import FILE.csv | map list | map get SOURCE TARGET SOURCE_ID | map delete SOURCE TARGET SOURCE_ID | show [-json] TARGET ID | history [-json] TARGET ID")
 	}
 	scfg := cfg.Ingest.Stream
 	nc, js, err := Connect(ctx, slog.New(slog.DiscardHandler), scfg, "patchbay-contacts")

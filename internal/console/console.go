@@ -58,6 +58,9 @@ type Config struct {
 	Letters Letters
 	// Targets reports the targets' states (nil: the section is left out).
 	Targets Targets
+	// Contacts reads a contact's fields and history for the contact page
+	// (nil: the page says it is not available).
+	Contacts Contacts
 	// SessionTTL is how long a sign-in lasts (default 12h).
 	SessionTTL time.Duration
 	// PageSize is the number of letters per page (default 50).
@@ -130,6 +133,7 @@ func (c *Console) routes() http.Handler {
 	mux.HandleFunc("GET "+p+"{$}", c.overview)
 	mux.HandleFunc("GET "+p+"letters", c.list)
 	mux.HandleFunc("GET "+p+"letters/{seq}", c.show)
+	mux.HandleFunc("GET "+p+"contacts", c.contact)
 	mux.HandleFunc("GET "+p+"letters/{seq}/{action}", c.confirm)
 	mux.HandleFunc("POST "+p+"letters/{seq}/{action}", c.act)
 	mux.HandleFunc("GET "+p+"bulk/{action}", c.bulkConfirm)
@@ -292,7 +296,7 @@ func (c *Console) show(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	c.render(w, r, http.StatusOK, "show", map[string]any{"L": view(l)})
+	c.render(w, r, http.StatusOK, "show", map[string]any{"L": view(c.cfg.Path, l)})
 }
 
 // letter reads the letter the path names, answering 404 or 502 itself.
@@ -327,10 +331,10 @@ func (c *Console) confirm(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	if action == "edit" {
-		c.render(w, r, http.StatusOK, "edit", map[string]any{"L": view(l), "Form": newEditForm(l)})
+		c.render(w, r, http.StatusOK, "edit", map[string]any{"L": view(c.cfg.Path, l), "Form": newEditForm(l)})
 		return
 	}
-	data := map[string]any{"L": view(l), "Action": action}
+	data := map[string]any{"L": view(c.cfg.Path, l), "Action": action}
 	if action == "replay" {
 		rep, err := c.cfg.Letters.Replay(r.Context(), dlq.Selection{Seqs: []uint64{l.DLQSeq}}, dlq.ReplayOptions{DryRun: true})
 		if err == nil && len(rep.Results) == 1 {
@@ -377,7 +381,7 @@ func (c *Console) act(w http.ResponseWriter, r *http.Request) {
 				}
 			}
 			if !ok {
-				c.render(w, r, http.StatusUnprocessableEntity, "edit", map[string]any{"L": view(l), "Form": form})
+				c.render(w, r, http.StatusUnprocessableEntity, "edit", map[string]any{"L": view(c.cfg.Path, l), "Form": form})
 				return
 			}
 			action = "replay"

@@ -40,11 +40,8 @@ func (w WorkerTargets) TargetStates(ctx context.Context) ([]TargetState, error) 
 }
 
 func (w WorkerTargets) lag(ctx context.Context, ts *TargetState) error {
-	c, err := w.JS.Consumer(ctx, w.Stream, ts.Consumer)
-	if err != nil {
-		return fmt.Errorf("consumer %s: %w", ts.Consumer, err)
-	}
-	info, err := c.Info(ctx)
+	// The target consumer's lag with its partition consumers'.
+	info, err := processor.ConsumerLag(ctx, w.JS, w.Stream, ts.Consumer)
 	if err != nil {
 		return fmt.Errorf("consumer %s: %w", ts.Consumer, err)
 	}

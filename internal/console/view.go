@@ -15,16 +15,22 @@ import (
 type letterView struct {
 	dlq.Letter
 	Contact string
-	Payload string
-	Headers []header
+	// ContactURL is the contact page of the letter's contact at its
+	// target ("" for an unmapped letter: no provider contact).
+	ContactURL string
+	Payload    string
+	Headers    []header
 }
 
 type header struct{ Name, Value string }
 
 // view prepares l for a page: the payload indented, and every header the
 // letter carries, in the order the dlq package writes them.
-func view(l dlq.Letter) letterView {
+func view(base string, l dlq.Letter) letterView {
 	v := letterView{Letter: l, Contact: contactOf(l), Payload: pretty(l.Data)}
+	if id := l.ContactID(); id != "" && l.Target != "" {
+		v.ContactURL = contactURL(base, l.Target, id)
+	}
 	tm := func(t time.Time) string {
 		if t.IsZero() {
 			return ""

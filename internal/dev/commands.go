@@ -19,6 +19,13 @@ func Commands() []app.Command {
 			},
 		},
 		{
+			Name:  "sandbox",
+			Usage: "  patchbay sandbox                  serve the two sandbox providers alone (PATCHBAY_DEV_*_ADDR; deploy/compose.yaml)\n",
+			Run: func(ctx context.Context, inv app.Invocation) error {
+				return RunSandboxes(ctx, inv.Log, *dev)
+			},
+		},
+		{
 			Name:  "bench",
 			Usage: "  patchbay bench [-duration D] [-out FILE] ...   load harness: ingest and worker against floors, on loopback\n",
 			Run: func(ctx context.Context, inv app.Invocation) error {

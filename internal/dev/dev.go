@@ -106,13 +106,18 @@ func RunDev(ctx context.Context, log *slog.Logger, dev DevConfig, wcfg app.Worke
 	wcfg.Skipcall.RatePerMinute = dev.SkipcallRate
 	icfg.Ingest.Tokens = append(icfg.Ingest.Tokens, redact.Secret(dev.Token))
 
+	tr, err := app.StartTracing(ctx, log, "patchbay-dev", icfg.Trace)
+	if err != nil {
+		return err
+	}
+	defer tr.Stop()
 	nc, js, err := app.Connect(ctx, log, scfg, "patchbay-dev")
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
 	reg := app.NewRegistry()
-	w, closeBudgets, err := app.NewWorker(ctx, log.With("service", "worker"), wcfg, js, nc, reg)
+	w, closeBudgets, err := app.NewWorker(ctx, log.With("service", "worker"), wcfg, js, nc, reg, tr.Provider)
 	if err != nil {
 		return err
 	}
@@ -122,6 +127,7 @@ func RunDev(ctx context.Context, log *slog.Logger, dev DevConfig, wcfg app.Worke
 		return err
 	}
 	defer func() { _ = h.Close() }()
+	h.TraceWith(tr.Provider)
 	if err := app.MountSources(ctx, log.With("service", "ingest"), h, icfg, js, reg); err != nil {
 		return err
 	}
@@ -131,7 +137,7 @@ func RunDev(ctx context.Context, log *slog.Logger, dev DevConfig, wcfg app.Worke
 		return err
 	}
 	admin := app.Admin{Addr: dev.AdminAddr, Config: app.AdminConfig{PProf: true}, Registry: reg, Ready: h.Ready,
-		Log: log.With("service", "admin"), DeadLetters: store, Console: con}
+		Log: log.With("service", "admin"), DeadLetters: store, Console: con, Routes: app.OperatorRoutes(js, scfg, log)}
 	// Listen here rather than in admin.Serve, so that the recorded address
 	// is the bound one (a port of 0 in the configuration is not).
 	var adminLn net.Listener
@@ -157,8 +163,18 @@ func RunDev(ctx context.Context, log *slog.Logger, dev DevConfig, wcfg app.Worke
 	sandboxServer := func(h http.Handler) *http.Server {
 		return &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	}
-	g.Go(func() error { return app.Serve(gctx, log, "sandbox-revyops", sandboxServer(rv), rvLn, time.Second) })
-	g.Go(func() error { return app.Serve(gctx, log, "sandbox-skipcall", sandboxServer(sk), skLn, time.Second) })
+	// A sandbox's shutdown may outlast its grace for the worker's spare
+	// connections, dialled and never used (net/http waits up to 5s for
+	// those): nothing is lost then, so it is not an error.
+	serveSandbox := func(name string, h http.Handler, ln net.Listener) error {
+		err := app.Serve(gctx, log, name, sandboxServer(h), ln, time.Second)
+		if errors.Is(err, context.DeadlineExceeded) {
+			return nil
+		}
+		return err
+	}
+	g.Go(func() error { return serveSandbox("sandbox-revyops", rv, rvLn) })
+	g.Go(func() error { return serveSandbox("sandbox-skipcall", sk, skLn) })
 	g.Go(func() error { return app.ServeIngest(gctx, log.With("service", "ingest"), icfg, h, ingLn, nil) })
 	g.Go(func() error { return w.Run(gctx) })
 	if adminLn != nil {

@@ -18,6 +18,8 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/patchbay/patchbay/events"
 	"github.com/patchbay/patchbay/ingest"
@@ -65,6 +67,11 @@ type Options struct {
 	// sandbox's first answer (0: SkipcallRate). A plan above the sandbox's
 	// rate makes the sandbox answer 429 until the headers correct it.
 	SkipcallPlan int
+	// Tracer, if not nil, traces ingest's requests (ingest.Handler.TraceWith).
+	Tracer trace.TracerProvider
+	// Registerer, if not nil, receives ingest's metrics and the rate
+	// budgets' of Targets.
+	Registerer prometheus.Registerer
 }
 
 // Logger returns a logger writing to the test log at debug level when
@@ -129,11 +136,12 @@ func Start(t testing.TB, o Options) *Stack {
 	if o.Ingest != nil {
 		o.Ingest(&icfg)
 	}
-	h, err := ingest.New(icfg, s.JS, s.Stream.EventsStream, s.Stream.SubjectPrefix, s.Log, nil)
+	h, err := ingest.New(icfg, s.JS, s.Stream.EventsStream, s.Stream.SubjectPrefix, s.Log, o.Registerer)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = h.Close() }) // after the server below is closed
+	h.TraceWith(o.Tracer)
 	s.Ingest = httptest.NewServer(h)
 	t.Cleanup(s.Ingest.Close)
 	return s
@@ -182,7 +190,9 @@ func (w *Worker) Stop() error {
 func (s *Stack) Targets(cfg processor.Config, timeout time.Duration) map[events.Target]processor.Target {
 	s.T.Helper()
 	budget := func(t events.Target, key string, perMinute int) *ratelimit.Budget {
-		b, err := ratelimit.New(context.Background(), s.JS, cfg.BudgetConfig(s.Stream, t, key, perMinute, s.opts.SkipcallWindow), s.Log)
+		bc := cfg.BudgetConfig(s.Stream, t, key, perMinute, s.opts.SkipcallWindow)
+		bc.Registerer = s.opts.Registerer
+		b, err := ratelimit.New(context.Background(), s.JS, bc, s.Log)
 		if err != nil {
 			s.T.Fatal(err)
 		}

@@ -171,6 +171,9 @@ func newBudget(ctx context.Context, js jetstream.JetStream, cfg Config, logger *
 		done:    make(chan struct{}),
 		changed: make(chan struct{}),
 	}
+	if err := b.recordTarget(ctx); err != nil {
+		return nil, err
+	}
 	if err := b.startWatch(ctx); err != nil {
 		return nil, err
 	}
@@ -217,7 +220,7 @@ func (g Grant) Valid() error {
 	defer b.mu.Unlock()
 	p := b.state.pause
 	if p.active(now) && b.state.pauseRev > g.pauseRev {
-		return p.wait()
+		return p.wait(now)
 	}
 	return nil
 }
@@ -235,7 +238,7 @@ func (b *Budget) TryTake(ctx context.Context) (Grant, error) {
 	s, closed := b.snapshot(now)
 	if s.pause.active(now) {
 		b.m.take("paused")
-		return Grant{}, s.pause.wait()
+		return Grant{}, s.pause.wait(now)
 	}
 	if closed {
 		b.m.take("exhausted")
@@ -293,7 +296,7 @@ func (b *Budget) TryTake(ctx context.Context) (Grant, error) {
 	// safe side). A probe's own claim is the pause it may pass.
 	if s.pause.active(now) && !probe {
 		b.m.take("paused")
-		return Grant{}, s.pause.wait()
+		return Grant{}, s.pause.wait(now)
 	}
 	if probe {
 		b.m.take("probe")
@@ -358,7 +361,7 @@ func (b *Budget) Blocked() (until time.Time, reason string) {
 	s, closed := b.snapshot(now)
 	switch {
 	case s.pause.active(now):
-		return time.UnixMilli(s.pause.Until), s.pause.Reason
+		return s.pause.end(now), s.pause.Reason
 	case closed:
 		return time.UnixMilli(s.window.End), reasonExhausted
 	}

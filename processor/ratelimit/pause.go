@@ -13,6 +13,9 @@ import (
 const (
 	kindRate        = "rate_limit"
 	kindCredentials = "credentials"
+	// kindManual is an operator's pause (PauseTarget): it has no end of its
+	// own and only ResumeTarget removes it.
+	kindManual = "manual"
 )
 
 // maxCAS bounds the compare-and-set retries of one update.
@@ -20,7 +23,8 @@ const maxCAS = 8
 
 // pause is the shared pause record of a budget. Until is in unix
 // milliseconds. A credentials pause stays in the record after Until: it
-// then waits for its probe, and only CredentialsOK removes it.
+// then waits for its probe, and only CredentialsOK removes it. A manual
+// pause has no Until: it holds until an operator resumes the target.
 type pause struct {
 	Kind     string `json:"kind,omitempty"`
 	Reason   string `json:"reason,omitempty"`
@@ -28,12 +32,29 @@ type pause struct {
 	Until    int64  `json:"until,omitempty"`
 	Failures int    `json:"failures,omitempty"` // consecutive credential failures
 	Probing  bool   `json:"probing,omitempty"`  // a replica holds the probe until Until
+	By       string `json:"by,omitempty"`       // who paused a target by hand
 }
 
-func (p pause) active(now time.Time) bool { return p.Kind != "" && now.UnixMilli() < p.Until }
+func (p pause) active(now time.Time) bool {
+	return p.Kind == kindManual || p.Kind != "" && now.UnixMilli() < p.Until
+}
 
-func (p pause) wait() *WaitError {
-	return &WaitError{Until: time.UnixMilli(p.Until), Reason: p.Reason, Paused: true}
+// end is when a waiter looks at the pause again: its Until, or for a
+// manual pause, which has none, manualRecheck from now (a resume reaches
+// every replica's watch at once; loops that wait for a time wake by then).
+func (p pause) end(now time.Time) time.Time {
+	if p.Kind == kindManual {
+		return now.Add(manualRecheck)
+	}
+	return time.UnixMilli(p.Until)
+}
+
+// manualRecheck bounds how long after a resume a wait for a manual pause
+// that only watches the clock goes on.
+const manualRecheck = time.Second
+
+func (p pause) wait(now time.Time) *WaitError {
+	return &WaitError{Until: p.end(now), Reason: p.Reason, Paused: true}
 }
 
 // Pause stops every replica from sending before until plus ResetMargin
@@ -58,8 +79,8 @@ func (b *Budget) Pause(ctx context.Context, until time.Time, reason string) erro
 	}
 	u := until.Add(b.cfg.ResetMargin).UnixMilli()
 	return b.updatePause(ctx, func(now time.Time, p pause) (pause, bool) {
-		if p.active(now) && p.Until >= u {
-			return p, false
+		if p.Kind == kindManual || p.active(now) && p.Until >= u {
+			return p, false // an operator's pause outranks the provider's
 		}
 		if p.Kind != kindCredentials {
 			p = pause{Kind: kindRate, Reason: reason, Since: now.UnixMilli()}
@@ -81,7 +102,7 @@ func (b *Budget) CredentialsFailed(ctx context.Context, g Grant, reason string) 
 		b.mu.Lock()
 		rev := b.state.pauseRev
 		b.mu.Unlock()
-		if p.Kind == kindCredentials && rev > g.pauseRev {
+		if p.Kind == kindCredentials && rev > g.pauseRev || p.Kind == kindManual {
 			return p, false
 		}
 		n := 1

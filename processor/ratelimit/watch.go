@@ -143,7 +143,12 @@ func (b *Budget) apply(record string, rev uint64, data []byte) {
 			b.log.Error("unreadable pause record; ignored", "revision", rev)
 			return
 		}
-		if p.Kind != b.state.pause.Kind {
+		switch old := b.state.pause.Kind; {
+		case p.Kind == kindManual && old != kindManual:
+			b.log.Warn("target paused by hand for every replica; its events wait in NATS until it is resumed", "by", p.By, "reason", p.Reason)
+		case old == kindManual && p.Kind != kindManual:
+			b.log.Info("target resumed by hand")
+		case p.Kind != old:
 			b.log.Debug("pause changed", "kind", p.Kind, "reason", p.Reason, "until", time.UnixMilli(p.Until))
 		}
 		b.state.pause, b.state.pauseRev = p, rev
