@@ -61,8 +61,9 @@ type fetcher struct {
 	// part and set, for the fetcher of a partition consumer, say when it
 	// may pull and track whether this worker owns the partition (see
 	// Partition ownership); nil for a consumer shared by every worker.
-	part *partitionState
-	set  *partitionSet
+	part      *partitionState
+	set       *partitionSet
+	lastCheck time.Time // of the consumer, by a standby fetcher (see mayCheck)
 }
 
 // newFetcher returns a fetcher allowing room messages in the worker at once,
@@ -255,10 +256,29 @@ func (f *fetcher) run(ctx context.Context, out chan<- jetstream.Msg) {
 			f.log.Warn("fetch", "err", err)
 		}
 		cancel()
-		if got == 0 && ctx.Err() == nil {
+		if got == 0 && ctx.Err() == nil && f.mayCheck(time.Now()) {
 			f.checkConsumer(ctx)
 		}
 	}
+}
+
+// standbyCheckEvery is how often a fetcher standing by for a partition
+// another worker owns asks whether the consumer is still there: its empty
+// pulls are the rule, not a sign of a deleted consumer.
+const standbyCheckEvery = 30 * time.Second
+
+// mayCheck reports whether an empty pull should ask whether the consumer
+// is gone: always for a consumer this worker owns or shares, at most every
+// standbyCheckEvery for a partition it stands by for.
+func (f *fetcher) mayCheck(now time.Time) bool {
+	if f.part == nil || f.part.owned.Load() {
+		return true
+	}
+	if now.Sub(f.lastCheck) < standbyCheckEvery {
+		return false
+	}
+	f.lastCheck = now
+	return true
 }
 
 // checkConsumer declares the consumer again if it is gone. A pull request

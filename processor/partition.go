@@ -131,23 +131,30 @@ type rebalancer struct {
 	log      *slog.Logger
 }
 
+// orphanCheckEvery is how many rebalance periods pass between two checks
+// for partitions without a pin: a fallback (a member that left is seen in
+// the member count first), so it costs a consumer info request per
+// unowned partition every 10 s, not every 2 s.
+const orphanCheckEvery = 5
+
 // run rebalances every rebalanceEvery until ctx ends.
 func (r *rebalancer) run(ctx context.Context) {
 	t := time.NewTicker(rebalanceEvery)
 	defer t.Stop()
-	for {
+	for i := 1; ; i++ {
 		select {
 		case <-ctx.Done():
 			return
 		case <-t.C:
 		}
-		r.step(ctx)
+		r.step(ctx, i%orphanCheckEvery == 0)
 	}
 }
 
-// step gives away what is above the share, and marks partitions without a
-// pin but with messages waiting as orphans to stand by for.
-func (r *rebalancer) step(ctx context.Context) {
+// step gives away what is above the share and, with orphans, marks
+// partitions without a pin but with messages waiting as orphans to stand
+// by for.
+func (r *rebalancer) step(ctx context.Context, orphans bool) {
 	share, owned := r.set.share(), r.set.owned()
 	if owned > share {
 		// The highest-numbered owned partitions go: any choice works,
@@ -160,8 +167,8 @@ func (r *rebalancer) step(ctx context.Context) {
 		}
 		return
 	}
-	if owned < share {
-		return // every standby pulls already
+	if owned < share || !orphans {
+		return // every standby pulls already, or not the time to look
 	}
 	for i, p := range r.set.parts {
 		if p.owned.Load() || time.Now().UnixNano() < p.quiet.Load() {
