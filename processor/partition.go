@@ -329,8 +329,7 @@ func (l *lane) startFetching(ctx context.Context, incoming chan<- jetstream.Msg)
 	}
 	f := share(newSharedFetcher(l.cons, room, w.cfg.maxFetch(), log))
 	f.redeclare = func(ctx context.Context) (jetstream.Consumer, error) {
-		cc := w.scfg.TargetConsumerConfig(l.name, w.cfg.AckWait, w.cfg.Room())
-		return w.js.CreateOrUpdateConsumer(ctx, w.scfg.EventsStream, cc)
+		return w.js.CreateOrUpdateConsumer(ctx, w.scfg.EventsStream, w.targetConsumerConfig(l.name))
 	}
 	fs := &fetching{f: f, done: make(chan struct{}), handBack: make(chan handBackReq)}
 	all := []*fetcher{f}

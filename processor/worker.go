@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -208,6 +209,9 @@ type Worker struct {
 	m        *metrics
 	now      func() time.Time
 	tracer   trace.Tracer // nil: tracing off
+	// partitions is the events stream's partition count, read from the
+	// stream by setup (the stream's, not the configuration's).
+	partitions atomic.Int32
 }
 
 // New returns a Worker; it validates cfg. A target missing from d.Targets
@@ -337,9 +341,9 @@ func (w *Worker) setup(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("processor: %w", err)
 	}
-	w.scfg.Partitions = n
+	w.partitions.Store(int32(n))
 	for _, l := range w.lanes {
-		cc := w.scfg.TargetConsumerConfig(string(l.target), w.cfg.AckWait, w.cfg.Room())
+		cc := w.targetConsumerConfig(l.name)
 		cons, err := w.js.CreateOrUpdateConsumer(ctx, w.scfg.EventsStream, cc)
 		if err != nil {
 			return fmt.Errorf("processor: consumer %s: %w", cc.Durable, err)
@@ -380,6 +384,15 @@ func (w *Worker) setup(ctx context.Context) error {
 // historyConfig is the contact history's configuration.
 func (w *Worker) historyConfig() history.Config {
 	return history.Config{MaxAge: w.cfg.HistoryMaxAge, PerContact: w.cfg.HistoryPerContact, Replicas: w.scfg.Replicas}
+}
+
+// targetConsumerConfig is the configuration the worker declares for
+// target's consumer: over every event, or, once the stream is partitioned,
+// over those stored before.
+func (w *Worker) targetConsumerConfig(target string) jetstream.ConsumerConfig {
+	c := w.scfg // w.scfg is never written after New: setup and scrapes read it at once
+	c.Partitions = int(w.partitions.Load())
+	return c.TargetConsumerConfig(target, w.cfg.AckWait, w.cfg.Room())
 }
 
 // TargetState is one target's delivery state, for readiness endpoints and
