@@ -13,7 +13,6 @@ import (
 	"github.com/patchbay/patchbay/events"
 	"github.com/patchbay/patchbay/processor/lease"
 	"github.com/patchbay/patchbay/processor/ratelimit"
-	"github.com/patchbay/patchbay/stream"
 )
 
 // lane delivers one target's events: the target's durable consumer, a
@@ -158,7 +157,7 @@ func (l *lane) run(ctx context.Context) {
 
 	q := newQueues(w.cfg.Coalesce)
 	if len(l.parts) > 0 {
-		q.keyOf = func(subject string) string { return stream.CanonicalSubject(w.scfg.SubjectPrefix, subject) }
+		q.keyOf = l.contactKey
 	}
 	tick := time.NewTicker(w.cfg.AckWait / 3)
 	defer tick.Stop()

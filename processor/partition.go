@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -425,4 +426,18 @@ func (fs *fetching) release(ctx context.Context) {
 // partition whose worker died passes on when its events are redelivered.
 func (w *Worker) partitionConsumerConfig(target string, p int) jetstream.ConsumerConfig {
 	return w.scfg.PartitionConsumerConfig(target, p, w.cfg.AckWait, max(w.cfg.AckWait, 2*fetchExpiry), w.cfg.Room())
+}
+
+// contactKey is the queue key of a message of a partitioned stream: its
+// subject, or, for an event stored before the stream was partitioned, the
+// subject it would have now, so that a contact's events of both kinds
+// share a queue (and never run as two jobs at once). Only those older
+// events cost a new string.
+func (l *lane) contactKey(subject string) string {
+	prefix := l.w.scfg.SubjectPrefix
+	target, p, contact, ok := stream.SplitSubject(prefix, subject)
+	if !ok || p >= 0 {
+		return subject
+	}
+	return prefix + ".patch." + target + "." + strconv.Itoa(stream.PartitionOf(contact, len(l.parts))) + "." + contact
 }

@@ -5,10 +5,13 @@ import (
 	"errors"
 	"log/slog"
 	"slices"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/patchbay/patchbay/stream"
 )
 
 // TestPartitionShareAndStandby: a worker stands by for unowned partitions
@@ -91,5 +94,21 @@ func TestRebalancerGivesAwayAboveTheShare(t *testing.T) {
 	}
 	if time.Now().UnixNano() >= set.parts[3].quiet.Load() {
 		t.Fatal("no quiet time after giving the partition away")
+	}
+}
+
+// TestContactKeyJoinsBothSubjectForms: an event stored before the stream
+// was partitioned has the key of its contact's partitioned events.
+func TestContactKeyJoinsBothSubjectForms(t *testing.T) {
+	w := &Worker{}
+	w.scfg.SubjectPrefix = "contacts"
+	l := &lane{w: w, parts: make([]jetstream.Consumer, 16)}
+	p := stream.PartitionOf("c-1", 16)
+	part := "contacts.patch.skipcall." + strconv.Itoa(p) + ".c-1"
+	if got := l.contactKey("contacts.patch.skipcall.c-1"); got != part {
+		t.Fatalf("short form keyed %q, want %q", got, part)
+	}
+	if got := l.contactKey(part); got != part {
+		t.Fatalf("partitioned form keyed %q", got)
 	}
 }
