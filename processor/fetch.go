@@ -64,6 +64,7 @@ type fetcher struct {
 	part      *partitionState
 	set       *partitionSet
 	lastCheck time.Time // of the consumer, by a standby fetcher (see mayCheck)
+	idle      bool      // the last pull found nothing: the next asks for one message
 }
 
 // newFetcher returns a fetcher allowing room messages in the worker at once,
@@ -211,7 +212,7 @@ func (f *fetcher) run(ctx context.Context, out chan<- jetstream.Msg) {
 			return
 		}
 		n := 1
-		if !standby {
+		if !standby && !f.idle {
 			n += f.gather(ctx)
 		}
 		rctx, cancel := context.WithTimeout(ctx, fetchExpiry)
@@ -247,6 +248,10 @@ func (f *fetcher) run(ctx context.Context, out chan<- jetstream.Msg) {
 			}
 		}
 		f.release(n - got)
+		// A pull that found nothing makes the next one ask for a single
+		// message: an idle consumer's request, waiting at the server,
+		// holds no room the lane's other fetchers could use.
+		f.idle = got == 0
 		err = batch.Error()
 		if f.part != nil {
 			f.part.observe(got, err, time.Now())

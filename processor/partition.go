@@ -328,7 +328,13 @@ func (l *lane) startFetching(ctx context.Context, incoming chan<- jetstream.Msg)
 		}
 		return f
 	}
-	f := share(newSharedFetcher(l.cons, room, w.cfg.maxFetch(), log))
+	// With partitions, one fetcher's pull takes at most a quarter of the
+	// room, so that the others' pulls are not kept waiting for it.
+	maxFetch := w.cfg.maxFetch()
+	if len(l.parts) > 0 {
+		maxFetch = min(maxFetch, max(cap(room)/4, 1))
+	}
+	f := share(newSharedFetcher(l.cons, room, maxFetch, log))
 	f.redeclare = func(ctx context.Context) (jetstream.Consumer, error) {
 		return w.js.CreateOrUpdateConsumer(ctx, w.scfg.EventsStream, w.targetConsumerConfig(l.name))
 	}
@@ -358,7 +364,7 @@ func (l *lane) startFetching(ctx context.Context, incoming chan<- jetstream.Msg)
 		for p, cons := range l.parts {
 			ps := &partitionState{n: p}
 			set.parts = append(set.parts, ps)
-			pf := share(newSharedFetcher(cons, room, w.cfg.maxFetch(), log.With("partition", p)))
+			pf := share(newSharedFetcher(cons, room, maxFetch, log.With("partition", p)))
 			pf.part, pf.set = ps, set
 			pf.redeclare = func(ctx context.Context) (jetstream.Consumer, error) {
 				return w.js.CreateOrUpdateConsumer(ctx, w.scfg.EventsStream, w.partitionConsumerConfig(l.name, p))
