@@ -131,3 +131,34 @@ func TestPartitionsMeetAContactsEventsInOneWorker(t *testing.T) {
 		}
 	}
 }
+
+// TestPartitionedWorkerDeliversAtOnce guards "an idle consumer's waiting
+// pull request holds no room the other fetchers need": on a partitioned
+// stream, a worker with the default read-ahead (whose largest pull is the
+// whole room its deliveries need) gets events posted after it started to
+// the provider well before a pull request expires (5 s). Before, the
+// target consumer's empty request took all of that room and the partition
+// fetchers waited for it to expire.
+func TestPartitionedWorkerDeliversAtOnce(t *testing.T) {
+	t.Parallel()
+	s := pbtest.Start(t, pbtest.Options{})
+	partitionStream(t, s, 16)
+	cfg := pbtest.WorkerConfig()
+	cfg.ReadAhead = 10240
+	cfg.Concurrency = 16
+	w := startObserved(t, s, cfg, nil)
+	pbtest.Eventually(t, waitFor, "the worker's consumers declared", func() bool {
+		_, err := tryConsumerInfo(s, "skipcall")
+		return err == nil
+	})
+	start := time.Now()
+	for i := range 20 {
+		id := fmt.Sprintf("70707070-2222-4333-8444-%012d", i)
+		s.Skipcall.PutContact(id, map[string]any{"firstName": "A", "lastName": "B"})
+		s.PostEvent(skipEvent(fmt.Sprintf("pd-%d", i), id, map[string]any{"city": "X"}))
+	}
+	pbtest.Eventually(t, waitFor, "every event applied", func() bool { return w.deliveries(t, "skipcall", "applied") == 20 })
+	if took := time.Since(start); took > 4*time.Second {
+		t.Fatalf("20 events took %s to apply: a pull request's expiry (5 s) went by", took)
+	}
+}
