@@ -65,6 +65,18 @@ type fetcher struct {
 	set       *partitionSet
 	lastCheck time.Time // of the consumer, by a standby fetcher (see mayCheck)
 	idle      bool      // the last pull found nothing: the next asks for one message
+	// pinnedTTL, for a partition fetcher, is its consumer's pinned TTL:
+	// its pulls expire in half of it at most, so a live owner never loses
+	// its pin between two pulls (see expiry).
+	pinnedTTL time.Duration
+}
+
+// expiry is how long one pull request of f waits at the server.
+func (f *fetcher) expiry() time.Duration {
+	if f.pinnedTTL > 0 {
+		return min(fetchExpiry, f.pinnedTTL/2)
+	}
+	return fetchExpiry
 }
 
 // newFetcher returns a fetcher allowing room messages in the worker at once,
@@ -215,7 +227,7 @@ func (f *fetcher) run(ctx context.Context, out chan<- jetstream.Msg) {
 		if !standby && !f.idle {
 			n += f.gather(ctx)
 		}
-		rctx, cancel := context.WithTimeout(ctx, fetchExpiry)
+		rctx, cancel := context.WithTimeout(ctx, f.expiry())
 		opts := []jetstream.FetchOpt{jetstream.FetchContext(rctx)}
 		if f.part != nil {
 			f.part.setCancel(cancel)

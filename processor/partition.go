@@ -365,7 +365,7 @@ func (l *lane) startFetching(ctx context.Context, incoming chan<- jetstream.Msg)
 			ps := &partitionState{n: p}
 			set.parts = append(set.parts, ps)
 			pf := share(newSharedFetcher(cons, room, maxFetch, log.With("partition", p)))
-			pf.part, pf.set = ps, set
+			pf.part, pf.set, pf.pinnedTTL = ps, set, w.pinnedTTL()
 			pf.redeclare = func(ctx context.Context) (jetstream.Consumer, error) {
 				return w.js.CreateOrUpdateConsumer(ctx, w.scfg.EventsStream, w.partitionConsumerConfig(l.name, p))
 			}
@@ -430,9 +430,13 @@ func (fs *fetching) release(ctx context.Context) {
 // partitionConsumerConfig is the configuration the worker declares for
 // partition p of target: pinned for as long as the ack wait, so a
 // partition whose worker died passes on when its events are redelivered.
+// The owner pulls at least twice in that time (fetcher.expiry).
 func (w *Worker) partitionConsumerConfig(target string, p int) jetstream.ConsumerConfig {
-	return w.scfg.PartitionConsumerConfig(target, p, w.cfg.AckWait, max(w.cfg.AckWait, 2*fetchExpiry), w.cfg.Room())
+	return w.scfg.PartitionConsumerConfig(target, p, w.cfg.AckWait, w.pinnedTTL(), w.cfg.Room())
 }
+
+// pinnedTTL is the pinned TTL of the partition consumers: the ack wait.
+func (w *Worker) pinnedTTL() time.Duration { return w.cfg.AckWait }
 
 // contactKey is the queue key of a message of a partitioned stream: its
 // subject, or, for an event stored before the stream was partitioned, the
