@@ -4,18 +4,14 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/patchbay/patchbay/internal/natstest"
-	"github.com/patchbay/patchbay/internal/proc"
 )
 
 // TestAttemptsCountOnReplicatedBucket: on a 3-replica bucket a lost
@@ -88,43 +84,7 @@ func TestCASConflictClassification(t *testing.T) {
 // connection to it.
 func clusterConn(t *testing.T) *nats.Conn {
 	t.Helper()
-	ports := make([]int, 3)
-	var routes []string
-	for i := range ports {
-		addr, err := proc.FreeAddr()
-		if err != nil {
-			t.Fatal(err)
-		}
-		ports[i], _ = strconv.Atoi(addr[strings.LastIndexByte(addr, ':')+1:])
-		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", ports[i]))
-	}
-	var srvs []*server.Server
-	for i := range ports {
-		srv, err := server.NewServer(&server.Options{
-			ServerName: fmt.Sprintf("n%d", i+1), Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(),
-			NoSigs: true, NoLog: true,
-			Cluster: server.ClusterOpts{Name: "attempts-test", Host: "127.0.0.1", Port: ports[i]},
-			Routes:  server.RoutesFromStr(strings.Join(routes, ",")),
-		})
-		if err != nil {
-			t.Fatal(err)
-		}
-		go srv.Start()
-		t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-		srvs = append(srvs, srv)
-	}
-	for _, srv := range srvs {
-		if !srv.ReadyForConnections(time.Minute) {
-			t.Fatalf("%s not ready", srv.Name())
-		}
-	}
-	ctx := natstest.Context(t)
-	for !slices.ContainsFunc(srvs, (*server.Server).JetStreamIsLeader) {
-		if ctx.Err() != nil {
-			t.Fatal("the cluster formed no JetStream meta leader")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	srvs := natstest.Cluster(t, "attempts-test")
 	nc, err := nats.Connect(srvs[0].ClientURL(), nats.MaxReconnects(-1))
 	if err != nil {
 		t.Fatal(err)

@@ -172,7 +172,7 @@ func (c *stateClocks) Superseded(ctx context.Context, ev *events.Event) ([]dlq.S
 // runDLQ runs 'patchbay dlq list|show|replay|purge'.
 func runDLQ(ctx context.Context, cfg *Config, args []string, out io.Writer) error {
 	if len(args) == 0 {
-		return errors.New("dlq: say list, show, replay or purge\n" + usageDLQ)
+		return fmt.Errorf("dlq: say list, show, replay or purge\n%s", usageDLQ)
 	}
 	cmd := dlqCommand(args[0])
 	if cmd == nil {

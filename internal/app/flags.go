@@ -22,6 +22,12 @@ func CommandFlags(path string) (*flag.FlagSet, bool) {
 			return fs, true
 		}
 	}
+	if path == "targets pause" || path == "targets resume" {
+		fs := flag.NewFlagSet(path, flag.ContinueOnError)
+		fs.SetOutput(io.Discard)
+		targetsFlags(fs)
+		return fs, true
+	}
 	if name, ok := strings.CutPrefix(path, "contacts "); ok {
 		if cmd := contactsViewCommand(name); cmd != nil {
 			fs := flag.NewFlagSet(path, flag.ContinueOnError)
@@ -35,5 +41,5 @@ func CommandFlags(path string) (*flag.FlagSet, bool) {
 
 // CommandFlagPaths lists the paths CommandFlags knows.
 func CommandFlagPaths() []string {
-	return []string{"dlq list", "dlq show", "dlq replay", "dlq purge", "contacts show", "contacts history"}
+	return []string{"dlq list", "dlq show", "dlq replay", "dlq purge", "contacts show", "contacts history", "targets pause", "targets resume"}
 }

@@ -111,6 +111,13 @@ func printStatus(out io.Writer, r StatusReport) error {
 	return nil
 }
 
+// targetsFlags defines the flags of 'targets pause|resume' on fs.
+func targetsFlags(fs *flag.FlagSet) (by, reason *string) {
+	by = fs.String("by", operatorName(), "who pauses (shown by status)")
+	reason = fs.String("reason", "", "why (shown by status)")
+	return by, reason
+}
+
 // runTargets is 'patchbay targets pause|resume TARGET'.
 func runTargets(ctx context.Context, cfg *Config, args []string, out io.Writer) error {
 	const usage = "usage: patchbay targets pause TARGET [-by NAME] [-reason TEXT] | patchbay targets resume TARGET"
@@ -120,8 +127,7 @@ func runTargets(ctx context.Context, cfg *Config, args []string, out io.Writer) 
 	verb, target := args[0], args[1]
 	fs := flag.NewFlagSet("targets "+verb, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
-	by := fs.String("by", operatorName(), "who pauses (shown by status)")
-	reason := fs.String("reason", "", "why (shown by status)")
+	by, reason := targetsFlags(fs)
 	if err := fs.Parse(args[2:]); err != nil {
 		return fmt.Errorf("targets %s: %w (%s)", verb, err, usage)
 	}

@@ -45,6 +45,7 @@ func runBench(ctx context.Context, args []string, out, log io.Writer) error {
 	fs.BoolVar(&bcfg.Shuffled, "backlog-shuffled", true, "backlog row: events queued in random order (false: contact by contact)")
 	fs.StringVar(&pcfg.ProfileDir, "profile", "", "process mode: write CPU profiles of patchbay's processes and nats-server, from the first run of each patchbay row, to this directory")
 	fs.IntVar(&pcfg.ProfileSeconds, "profile-seconds", 10, "process mode: length of each profile")
+	workerEnv := fs.String("worker-env", "", "process mode: KEY=VALUE,… added to the environment of this build's worker (not the baseline's)")
 	fs.StringVar(&pcfg.Baseline, "baseline", "", "process mode: also run the worker row with patchbay built at this git revision (e.g. b50f17e), against the same floor in the same runs")
 	cfg := perf.Config{}
 	fs.DurationVar(&cfg.Duration, "duration", 5*time.Second, "length of each closed-loop and fixed-rate phase")
@@ -59,6 +60,16 @@ func runBench(ctx context.Context, args []string, out, log io.Writer) error {
 	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the whole run (server, floors and load) to this file")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *workerEnv != "" {
+		pcfg.WorkerEnv = map[string]string{}
+		for _, kv := range strings.Split(*workerEnv, ",") {
+			k, v, ok := strings.Cut(kv, "=")
+			if !ok || k == "" {
+				return fmt.Errorf("bench: -worker-env %q: want KEY=VALUE,…", kv)
+			}
+			pcfg.WorkerEnv[k] = v
+		}
 	}
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"maps"
 	"slices"
 	"strconv"
 	"strings"
@@ -49,6 +50,10 @@ type ProcessConfig struct {
 	// detached worktree and measured in the same runs as this build's,
 	// against the same floor, so a change's cost is a ratio of one run.
 	Baseline string
+	// WorkerEnv is added to the environment of this build's worker (not
+	// the baseline's): a setting's cost, measured against the baseline
+	// row or against a run without it.
+	WorkerEnv map[string]string
 }
 
 // runs reports whether row is selected.
@@ -646,6 +651,8 @@ func (b *procBench) workerRun(ctx context.Context, kind string, concurrency int)
 		bin := b.bin
 		if kind == "baseline" {
 			name, bin = "worker-baseline", b.baseBin
+		} else {
+			maps.Copy(env, b.cfg.WorkerEnv)
 		}
 		admin := b.profileEnv(env, "PATCHBAY_WORKER_ADMIN_ADDR", name)
 		p, err = proc.Start(bin, "patchbay worker", []string{"worker"}, env)

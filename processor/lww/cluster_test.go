@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"strconv"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -16,7 +14,6 @@ import (
 
 	"github.com/patchbay/patchbay/events"
 	"github.com/patchbay/patchbay/internal/natstest"
-	"github.com/patchbay/patchbay/internal/proc"
 	"github.com/patchbay/patchbay/processor/lww"
 )
 
@@ -24,54 +21,7 @@ import (
 // servers, shut down when the test ends.
 func cluster(t testing.TB) []*server.Server {
 	t.Helper()
-	ports := make([]int, 3)
-	var routes []string
-	for i := range ports {
-		a, err := proc.FreeAddr()
-		if err != nil {
-			t.Fatal(err)
-		}
-		ports[i], _ = strconv.Atoi(a[strings.LastIndexByte(a, ':')+1:])
-		routes = append(routes, fmt.Sprintf("nats://127.0.0.1:%d", ports[i]))
-	}
-	srvs := make([]*server.Server, 3)
-	for i := range srvs {
-		opts := &server.Options{
-			ServerName: fmt.Sprintf("n%d", i+1), Host: "127.0.0.1", Port: -1, JetStream: true, StoreDir: t.TempDir(),
-			NoSigs: true, NoLog: true,
-			Cluster: server.ClusterOpts{Name: "lww-test", Host: "127.0.0.1", Port: ports[i]},
-			Routes:  server.RoutesFromStr(strings.Join(routes, ",")),
-		}
-		srv, err := server.NewServer(opts)
-		if err != nil {
-			t.Fatal(err)
-		}
-		go srv.Start()
-		t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-		srvs[i] = srv
-	}
-	for i, srv := range srvs {
-		if !srv.ReadyForConnections(time.Minute) {
-			t.Fatalf("n%d not ready", i+1)
-		}
-	}
-	ctx := natstest.Context(t)
-	for !anyLeader(srvs) {
-		if ctx.Err() != nil {
-			t.Fatal("the cluster formed no JetStream meta leader")
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	return srvs
-}
-
-func anyLeader(srvs []*server.Server) bool {
-	for _, s := range srvs {
-		if s.JetStreamIsLeader() {
-			return true
-		}
-	}
-	return false
+	return natstest.Cluster(t, "lww-test")
 }
 
 // connect returns a JetStream context on srv alone.

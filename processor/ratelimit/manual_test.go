@@ -60,7 +60,7 @@ func TestManualPauseHoldsEveryReplicaUntilResumed(t *testing.T) {
 			t.Fatalf("replica %d: TryTake during a manual pause = %v", i, err)
 		}
 		until, _ := b.Blocked()
-		if until.IsZero() || until.Sub(time.Now()) > manualRecheck {
+		if until.IsZero() || time.Until(until) > manualRecheck {
 			t.Fatalf("replica %d: Blocked until %s: a waiter would not look again within %s", i, until, manualRecheck)
 		}
 	}

@@ -45,7 +45,7 @@ func TestClockBehindWindowStartWaitsForTheSkew(t *testing.T) {
 		defer behind.mu.Unlock()
 		return behind.state.window.ID == w.ID
 	})
-	offset.Store(int64(time.UnixMilli(w.Start).Add(-skew).Sub(time.Now())))
+	offset.Store(int64(time.Until(time.UnixMilli(w.Start).Add(-skew))))
 
 	now := behind.now()
 	_, err = behind.TryTake(ctx)
