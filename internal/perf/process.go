@@ -54,6 +54,10 @@ type ProcessConfig struct {
 	// the baseline's): a setting's cost, measured against the baseline
 	// row or against a run without it.
 	WorkerEnv map[string]string
+	// Partitions, if not 0, overrides the events stream's partition count
+	// (benchStream's is patchbay's default; -1: none): what routing each
+	// contact to one worker costs an unlimited target.
+	Partitions int
 }
 
 // runs reports whether row is selected.
@@ -313,6 +317,9 @@ func (b *procBench) setup(ctx context.Context) error {
 		return err
 	}
 	b.scfg = benchStream(b.srv.URL)
+	if b.cfg.Partitions != 0 {
+		b.scfg.Partitions = max(b.cfg.Partitions, 0)
+	}
 	addr, err := proc.FreeAddr()
 	if err != nil {
 		return err
@@ -422,7 +429,11 @@ func stop(p *proc.Process) int64 {
 // buckets included (the worker's per-contact state would otherwise let a
 // later run skip PATCHes as superseded), is deleted, and the two streams
 // are created as at service start.
-func (b *procBench) reset(ctx context.Context) error {
+func (b *procBench) reset(ctx context.Context) error { return b.resetAs(ctx, b.scfg) }
+
+// resetAs is reset with the streams declared as scfg says (the baseline
+// worker predates partitioned subjects, so its runs get a stream without).
+func (b *procBench) resetAs(ctx context.Context, scfg stream.Config) error {
 	names := b.js.StreamNames(ctx)
 	var all []string
 	for n := range names.Name() {
@@ -436,7 +447,7 @@ func (b *procBench) reset(ctx context.Context) error {
 			return err
 		}
 	}
-	return stream.Ensure(ctx, b.js, b.scfg)
+	return stream.Ensure(ctx, b.js, scfg)
 }
 
 // patched is how many PATCHes the target has answered.
@@ -612,7 +623,11 @@ func (b *procBench) ceilingRun(ctx context.Context, n int) (Sample, error) {
 // watermill; concurrency 0: the default) and observes its consumer until
 // the queue is drained.
 func (b *procBench) workerRun(ctx context.Context, kind string, concurrency int) (Sample, error) {
-	if err := b.reset(ctx); err != nil {
+	scfg := b.scfg
+	if kind == "baseline" {
+		scfg.Partitions = 0
+	}
+	if err := b.resetAs(ctx, scfg); err != nil {
 		return Sample{}, err
 	}
 	if err := prefill(ctx, b.js, b.cfg.Events); err != nil {
