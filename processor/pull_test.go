@@ -57,19 +57,6 @@ func (p *pullRequests) sizes() []int {
 	return append([]int(nil), p.batches...)
 }
 
-// between counts the pull requests that arrived after from and before to.
-func (p *pullRequests) between(from, to time.Time) int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	n := 0
-	for _, at := range p.at {
-		if at.After(from) && at.Before(to) {
-			n++
-		}
-	}
-	return n
-}
-
 // TestPullRequestsUnderABacklogAreLarge guards "pull requests stay large
 // under a backlog" (Config.Room, fetcher.gather): a backlog of more than
 // the room is fetched with a first pull request of the largest batch (half
