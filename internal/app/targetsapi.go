@@ -44,16 +44,9 @@ type operatorAPI struct {
 	log  *slog.Logger
 }
 
-// apiProblem writes an RFC 9457 problem.
+// apiProblem writes an RFC 9457 problem, as the dead-letter API does.
 func apiProblem(w http.ResponseWriter, status int, title, detail string) {
-	w.Header().Set("Content-Type", "application/problem+json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(map[string]any{"type": "about:blank", "title": title, "status": status, "detail": detail})
-}
-
-func respondJSON(w http.ResponseWriter, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	_ = json.NewEncoder(w).Encode(v)
+	writeProblem(w, Problem{Type: "about:blank", Title: title, Status: status, Detail: detail})
 }
 
 func (a *operatorAPI) status(w http.ResponseWriter, r *http.Request) {
@@ -64,7 +57,7 @@ func (a *operatorAPI) status(w http.ResponseWriter, r *http.Request) {
 		apiProblem(w, http.StatusServiceUnavailable, "NATS unavailable", err.Error())
 		return
 	}
-	respondJSON(w, rep)
+	writeJSONStatus(w, http.StatusOK, rep)
 }
 
 // pauseRequest is the body of a pause.
@@ -131,11 +124,11 @@ func (a *operatorAPI) change(w http.ResponseWriter, r *http.Request, f func(cont
 	}
 	for _, t := range rep.Targets {
 		if t.Target == target {
-			respondJSON(w, t)
+			writeJSONStatus(w, http.StatusOK, t)
 			return
 		}
 	}
-	respondJSON(w, rep)
+	writeJSONStatus(w, http.StatusOK, rep)
 }
 
 // readJSONBody decodes an optional JSON body into v; it answers 415 for a
