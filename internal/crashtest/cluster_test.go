@@ -85,13 +85,12 @@ func consumersLed(ctx context.Context, js jetstream.JetStream) bool {
 	return l.Err() == nil && n > 0
 }
 
-// TestClusterLeaderLoss runs ingest and worker against a 3-node cluster with
-// R3 streams, kills the stream leader under load, brings it back, then kills
-// the new leader: ingest keeps accepting with brief 503s at most and nothing
-// acknowledged is lost.
-func TestClusterLeaderLoss(t *testing.T) {
-	r := newRig(t)
-	r.stopNATS() // this scenario has its own servers
+// startCluster replaces the rig's NATS server with a 3-node JetStream
+// cluster on loopback, points the rig at it and returns its nodes, stopped
+// when the test ends.
+func (r *rig) startCluster(t *testing.T) []*node {
+	t.Helper()
+	r.stopNATS()
 	nodes := make([]*node, 3)
 	var urls []string
 	for i := range nodes {
@@ -106,8 +105,18 @@ func TestClusterLeaderLoss(t *testing.T) {
 			n.stop()
 		}
 	})
-	clusterURL := strings.Join(urls, ",")
-	r.url = clusterURL
+	r.url = strings.Join(urls, ",")
+	return nodes
+}
+
+// TestClusterLeaderLoss runs ingest and worker against a 3-node cluster with
+// R3 streams, kills the stream leader under load, brings it back, then kills
+// the new leader: ingest keeps accepting with brief 503s at most and nothing
+// acknowledged is lost.
+func TestClusterLeaderLoss(t *testing.T) {
+	r := newRig(t)
+	nodes := r.startCluster(t) // this scenario has its own servers
+	clusterURL := r.url
 
 	env := map[string]string{"PATCHBAY_STREAM_REPLICAS": "3"}
 	r.startIngest(env)

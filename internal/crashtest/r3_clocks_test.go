@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -23,22 +22,7 @@ import (
 // value gone out, the commit's repair sends the newer one again).
 func TestR3RestartedFollowerClocks(t *testing.T) {
 	r := newRig(t)
-	r.stopNATS() // this scenario has its own servers
-	nodes := make([]*node, 3)
-	var urls []string
-	for i := range nodes {
-		nodes[i] = &node{name: fmt.Sprintf("n%d", i+1), port: freePort(t), cprt: freePort(t), dir: t.TempDir()}
-		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", nodes[i].port))
-	}
-	for _, n := range nodes {
-		n.start(t, nodes)
-	}
-	t.Cleanup(func() {
-		for _, n := range nodes {
-			n.stop()
-		}
-	})
-	r.url = strings.Join(urls, ",")
+	nodes := r.startCluster(t)
 	env := map[string]string{"PATCHBAY_STREAM_REPLICAS": "3"}
 	r.startIngest(env)
 	o := newObserver(r)
@@ -154,22 +138,7 @@ func stateFollower(ctx context.Context, js jetstream.JetStream, name string, nod
 // lagging responder that stays behind.)
 func TestR3LaggingResponderClocks(t *testing.T) {
 	r := newRig(t)
-	r.stopNATS()
-	nodes := make([]*node, 3)
-	var urls []string
-	for i := range nodes {
-		nodes[i] = &node{name: fmt.Sprintf("n%d", i+1), port: freePort(t), cprt: freePort(t), dir: t.TempDir()}
-		urls = append(urls, fmt.Sprintf("nats://127.0.0.1:%d", nodes[i].port))
-	}
-	for _, n := range nodes {
-		n.start(t, nodes)
-	}
-	t.Cleanup(func() {
-		for _, n := range nodes {
-			n.stop()
-		}
-	})
-	r.url = strings.Join(urls, ",")
+	nodes := r.startCluster(t)
 	env := map[string]string{"PATCHBAY_STREAM_REPLICAS": "3", "PATCHBAY_WORKER_LEASE_TTL": leaseTTL.String()}
 	r.startIngest(env)
 	o := newObserver(r)
