@@ -5,14 +5,18 @@
 // patchbay's go.mod does not carry Watermill.
 //
 //	watermill ingest -nats URL -addr 127.0.0.1:8080
-//	watermill worker -nats URL -target http://127.0.0.1:8082 -subscribers 32
+//	watermill worker -nats URL -target http://127.0.0.1:8082 -subscribers 32 -ack async
 //
 // ingest answers 202 only after JetStream acknowledged the publish (watermill-nats
 // publishes synchronously), with the event id as Nats-Msg-Id (TrackMsgId), so a
 // retried webhook is stored once. worker is a Router with the Recoverer,
 // PoisonQueue and Retry middleware: a PATCH that fails transiently is retried
 // with exponential backoff, then the message goes to the poison topic; a
-// permanent failure (4xx, bad payload) goes there at once.
+// permanent failure (4xx, bad payload) goes there at once. -ack chooses
+// watermill-nats's ack mode: async (AckAsync, the ack is sent without
+// waiting for JetStream's answer) or sync (AckSync, each subscriber waits
+// for JetStream to confirm the ack before taking its next message), so the
+// bench can run the peer at its own best setting.
 package main
 
 import (
@@ -86,11 +90,13 @@ func (e *event) validate() error {
 	return nil
 }
 
-func jetStreamConfig() wmnats.JetStreamConfig {
+// jetStreamConfig is the JetStream setup of every publisher and subscriber;
+// ackAsync matters to subscribers only.
+func jetStreamConfig(ackAsync bool) wmnats.JetStreamConfig {
 	return wmnats.JetStreamConfig{
 		AutoProvision: false, // the stream exists (patchbay's layout: contacts.patch.<target>.<contact>)
 		TrackMsgId:    true,  // Nats-Msg-Id = message UUID = event id: JetStream drops retried webhooks
-		AckAsync:      true,
+		AckAsync:      ackAsync,
 		DurablePrefix: "wm-worker",
 		SubscribeOptions: []nats.SubOpt{
 			nats.DeliverAll(),
@@ -110,7 +116,7 @@ func runIngest(ctx context.Context, args []string, log *slog.Logger) error {
 		URL:         *url,
 		NatsOptions: []nats.Option{nats.Name("watermill-ingest")},
 		Marshaler:   &wmnats.NATSMarshaler{},
-		JetStream:   jetStreamConfig(),
+		JetStream:   jetStreamConfig(true),
 	}, watermill.NewSlogLogger(log))
 	if err != nil {
 		return err
@@ -181,8 +187,12 @@ func runWorker(ctx context.Context, args []string, log *slog.Logger) error {
 	subscribers := fs.Int("subscribers", 32, "concurrent subscriptions (messages in flight)")
 	skKey := fs.String("skipcall-key", "sk_test_bench", "Skipcall API key")
 	rvKey := fs.String("revyops-key", "unused", "RevyOps API key")
+	ack := fs.String("ack", "async", "ack mode: async (watermill-nats AckAsync: send the ack, don't wait) or sync (AckSync: wait for JetStream to confirm it)")
 	if err := fs.Parse(args); err != nil {
 		return err
+	}
+	if *ack != "async" && *ack != "sync" {
+		return fmt.Errorf("worker: -ack %q: want async or sync", *ack)
 	}
 	wlog := watermill.NewSlogLogger(log)
 	sub, err := wmnats.NewSubscriber(wmnats.SubscriberConfig{
@@ -193,12 +203,12 @@ func runWorker(ctx context.Context, args []string, log *slog.Logger) error {
 		AckWaitTimeout:   30 * time.Second,
 		CloseTimeout:     10 * time.Second,
 		Unmarshaler:      &wmnats.NATSMarshaler{},
-		JetStream:        jetStreamConfig(),
+		JetStream:        jetStreamConfig(*ack == "async"),
 	}, wlog)
 	if err != nil {
 		return err
 	}
-	pub, err := wmnats.NewPublisher(wmnats.PublisherConfig{URL: *url, Marshaler: &wmnats.NATSMarshaler{}, JetStream: jetStreamConfig()}, wlog)
+	pub, err := wmnats.NewPublisher(wmnats.PublisherConfig{URL: *url, Marshaler: &wmnats.NATSMarshaler{}, JetStream: jetStreamConfig(true)}, wlog)
 	if err != nil {
 		return err
 	}
