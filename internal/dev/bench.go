@@ -35,6 +35,8 @@ func runBench(ctx context.Context, args []string, out, log io.Writer) error {
 	sweep := fs.String("sweep", "8,16,64,128", "process mode: worker concurrencies of the sweep (empty: none)")
 	fs.IntVar(&pcfg.SweepRuns, "sweep-runs", 1, "process mode: runs of each sweep concurrency")
 	fs.BoolVar(&pcfg.Peer, "peer", true, "process mode: build and run the Watermill peer (bench/watermill)")
+	peerSubs := fs.String("peer-subscribers", "64,256", "process mode: the Watermill peer worker's subscriber counts; each, with each -peer-ack mode, is its own worker row in every run, against the same floor, and the best is marked, so the peer runs at its own best setting (default: 64, where it drained fastest as separate processes in issue 19, and 256, patchbay's default concurrency; 4 peer runs per run with -peer-ack's default)")
+	peerAcks := fs.String("peer-ack", "async,sync", "process mode: the Watermill peer worker's ack modes, of async (watermill-nats AckAsync) and sync (AckSync, each ack confirmed)")
 	fs.DurationVar(&pcfg.Timeout, "timeout", 3*time.Minute, "process mode: longest one run may take")
 	rows := fs.String("rows", "", "process mode: rows to run, of single,batch,worker,backlog (empty: all but backlog, which is long; the sweep runs with worker)")
 	bcfg := perf.BacklogConfig{Workers: []int{1, 3}}
@@ -116,6 +118,11 @@ func runBench(ctx context.Context, args []string, out, log io.Writer) error {
 				return err
 			}
 		}
+		if pcfg.Peer {
+			if pcfg.PeerSettings, err = perf.ParsePeerSettings(*peerSubs, *peerAcks); err != nil {
+				return fmt.Errorf("bench: -peer-subscribers, -peer-ack: %w", err)
+			}
+		}
 		for _, f := range strings.Split(*sweep, ",") {
 			if f = strings.TrimSpace(f); f == "" {
 				continue
@@ -132,6 +139,9 @@ func runBench(ctx context.Context, args []string, out, log io.Writer) error {
 			table = perf.ProcessMarkdown(rep)
 			settings = fmt.Sprintf("processes, %d runs, %d single events and %d in batches of 100 per ingest run, %d connections, %d events queued per worker run, sweep %v",
 				pcfg.Runs, pcfg.Single, pcfg.Batch, pcfg.Conns, pcfg.Events, pcfg.Sweep)
+			if pcfg.Peer {
+				settings += fmt.Sprintf(", Watermill peer worker at subscribers %s and %s acks", *peerSubs, *peerAcks)
+			}
 		}
 		if backlog && err == nil {
 			bcfg.Root, bcfg.Dir, bcfg.Timeout = pcfg.Root, dir, max(pcfg.Timeout, 3*time.Duration(float64(bcfg.Contacts)/float64(max(bcfg.Limit, 1))*float64(bcfg.Window)))

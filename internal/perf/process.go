@@ -1,6 +1,7 @@
 package perf
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -37,6 +38,11 @@ type ProcessConfig struct {
 	SweepRuns int           // runs of each sweep concurrency
 	Peer      bool          // build and run the Watermill peer (bench/watermill)
 	Timeout   time.Duration // longest one worker run may take to drain its queue
+	// PeerSettings are the Watermill peer worker's settings, each its own
+	// worker row, run in every run against the same floor as the others
+	// (empty: one, as many subscribers as the worker's default
+	// concurrency, with async acks).
+	PeerSettings []PeerSetting
 	// Rows selects the rows to run: "single", "batch", "worker" (empty:
 	// all). The sweep runs with "worker".
 	Rows []string
@@ -58,6 +64,85 @@ type ProcessConfig struct {
 	// (benchStream's is patchbay's default; -1: none): what routing each
 	// contact to one worker costs an unlimited target.
 	Partitions int
+}
+
+// PeerSetting is one setting of the Watermill peer's worker.
+type PeerSetting struct {
+	Subscribers int    // watermill-nats SubscribersCount: messages in flight
+	Ack         string // "async" (AckAsync) or "sync" (AckSync)
+}
+
+func (p PeerSetting) String() string {
+	return fmt.Sprintf("%d subscribers, %s acks", p.Subscribers, p.Ack)
+}
+
+// ParsePeerSettings parses the bench's -peer-subscribers and -peer-ack
+// lists (comma-separated) into every pair of the two, ack mode by ack mode
+// in the order given.
+func ParsePeerSettings(subscribers, acks string) ([]PeerSetting, error) {
+	var counts []int
+	for _, f := range strings.Split(subscribers, ",") {
+		if f = strings.TrimSpace(f); f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("perf: peer subscribers: %q is not a count", f)
+		}
+		if slices.Contains(counts, n) {
+			return nil, fmt.Errorf("perf: peer subscribers: %d given twice", n)
+		}
+		counts = append(counts, n)
+	}
+	var modes []string
+	for _, f := range strings.Split(acks, ",") {
+		switch f = strings.TrimSpace(f); {
+		case f == "":
+		case f != "async" && f != "sync":
+			return nil, fmt.Errorf("perf: peer ack mode %q: want async or sync", f)
+		case slices.Contains(modes, f):
+			return nil, fmt.Errorf("perf: peer ack mode %s given twice", f)
+		default:
+			modes = append(modes, f)
+		}
+	}
+	if len(counts) == 0 || len(modes) == 0 {
+		return nil, errors.New("perf: the peer needs at least one subscriber count and one ack mode (-peer=false runs without it)")
+	}
+	var out []PeerSetting
+	for _, m := range modes {
+		for _, n := range counts {
+			out = append(out, PeerSetting{Subscribers: n, Ack: m})
+		}
+	}
+	return out, nil
+}
+
+// peerSettings are the peer worker's settings to run.
+func (c ProcessConfig) peerSettings() []PeerSetting {
+	if !c.Peer {
+		return nil
+	}
+	if len(c.PeerSettings) == 0 {
+		return []PeerSetting{{Subscribers: defaultConcurrency, Ack: "async"}}
+	}
+	return c.PeerSettings
+}
+
+// BestRow is the index of the row with the highest median ratio to its
+// floor (the first of equals), or -1 if no row has a ratio.
+func BestRow(rows []ProcessRow) int {
+	best, bestRatio := -1, 0.0
+	for i, r := range rows {
+		ratios := r.Ratios()
+		if len(ratios) == 0 {
+			continue
+		}
+		if m := median(ratios); best < 0 || m > bestRatio {
+			best, bestRatio = i, m
+		}
+	}
+	return best
 }
 
 // runs reports whether row is selected.
@@ -88,6 +173,9 @@ type ProcessRow struct {
 	// SharedFloor marks a row whose floor runs are another row's (the
 	// ratio is then against the floor's median, not run by run).
 	SharedFloor bool
+	// Best marks the row of a sweep with the highest median ratio (the
+	// Watermill peer's best setting).
+	Best bool
 }
 
 // ProcessReport is the outcome of a process-mode run.
@@ -130,7 +218,11 @@ func RunProcesses(ctx context.Context, cfg ProcessConfig, log io.Writer) (Proces
 	peerSingle := ProcessRow{Name: "ingest, single events", Process: "Watermill peer ingest", Floor: "same floor"}
 	batch := ProcessRow{Name: "ingest, batches of 100", Process: "patchbay ingest", Floor: "ceiling: async publish straight to JetStream"}
 	worker := ProcessRow{Name: "worker, default concurrency", Process: "patchbay worker", Floor: "floor: bare consumer (Fetch, PATCH, ack)"}
-	peerWorker := ProcessRow{Name: "worker", Process: "Watermill peer worker", Floor: "same floor"}
+	peers := cfg.peerSettings()
+	peerWorkers := make([]ProcessRow, len(peers))
+	for i, ps := range peers {
+		peerWorkers[i] = ProcessRow{Name: "worker", Process: "Watermill peer worker, " + ps.String(), Floor: "same floor"}
+	}
 	stateFloor := ProcessRow{Name: "worker, durable state floor", Process: "bare consumer + KV read and compare-and-set per event", Floor: "same floor"}
 	baseWorker := ProcessRow{Name: "worker, default concurrency", Process: "patchbay worker at " + cfg.Baseline, Floor: "same floor"}
 	for r := range cfg.Runs {
@@ -173,28 +265,49 @@ func RunProcesses(ctx context.Context, cfg ProcessConfig, log io.Writer) (Proces
 			}
 			batch.Samples = append(batch.Samples, s)
 		}
-		for _, kind := range rotate([]string{"patchbay", "bare", "watermill", "bare-state", "baseline"}, r) {
-			if !cfg.runs("worker") || kind == "watermill" && !cfg.Peer || kind == "baseline" && cfg.Baseline == "" {
+		// Every peer setting is its own kind ("watermill:I", I its index
+		// in peers), rotated with the others.
+		kinds := []string{"patchbay", "bare"}
+		for i := range peers {
+			kinds = append(kinds, "watermill:"+strconv.Itoa(i))
+		}
+		kinds = append(kinds, "bare-state", "baseline")
+		for _, kind := range rotate(kinds, r) {
+			if !cfg.runs("worker") || kind == "baseline" && cfg.Baseline == "" {
 				continue
 			}
-			s, err := b.workerRun(ctx, kind, 0)
+			peer := -1
+			if i, ok := strings.CutPrefix(kind, "watermill:"); ok {
+				peer, _ = strconv.Atoi(i)
+			}
+			var s Sample
+			var err error
+			if peer >= 0 {
+				s, err = b.workerRun(ctx, "watermill", peers[peer].Subscribers, peers[peer].Ack)
+			} else {
+				s, err = b.workerRun(ctx, kind, 0, "")
+			}
 			if err != nil {
 				return ProcessReport{}, err
+			}
+			if peer >= 0 {
+				peerWorkers[peer].Samples = append(peerWorkers[peer].Samples, s)
+				continue
 			}
 			switch kind {
 			case "patchbay":
 				worker.Samples = append(worker.Samples, s)
 			case "bare":
 				worker.Floors = append(worker.Floors, s)
-				peerWorker.Floors = append(peerWorker.Floors, s)
+				for i := range peerWorkers {
+					peerWorkers[i].Floors = append(peerWorkers[i].Floors, s)
+				}
 				stateFloor.Floors = append(stateFloor.Floors, s)
 				baseWorker.Floors = append(baseWorker.Floors, s)
 			case "baseline":
 				baseWorker.Samples = append(baseWorker.Samples, s)
 			case "bare-state":
 				stateFloor.Samples = append(stateFloor.Samples, s)
-			default:
-				peerWorker.Samples = append(peerWorker.Samples, s)
 			}
 		}
 	}
@@ -213,9 +326,12 @@ func RunProcesses(ctx context.Context, cfg ProcessConfig, log io.Writer) (Proces
 		if cfg.Baseline != "" {
 			rows = append(rows, baseWorker)
 		}
-		if cfg.Peer {
-			rows = append(rows, peerWorker)
+		if len(peerWorkers) > 1 {
+			if i := BestRow(peerWorkers); i >= 0 {
+				peerWorkers[i].Best = true
+			}
 		}
+		rows = append(rows, peerWorkers...)
 		rows = append(rows, stateFloor)
 	}
 	for _, c := range cfg.Sweep {
@@ -224,7 +340,7 @@ func RunProcesses(ctx context.Context, cfg ProcessConfig, log io.Writer) (Proces
 		}
 		row := ProcessRow{Name: fmt.Sprintf("worker, concurrency %d", c), Process: "patchbay worker", Floor: "bare consumer runs above", Floors: worker.Floors, SharedFloor: true}
 		for range cfg.SweepRuns {
-			s, err := b.workerRun(ctx, "patchbay", c)
+			s, err := b.workerRun(ctx, "patchbay", c, "")
 			if err != nil {
 				return ProcessReport{}, err
 			}
@@ -620,9 +736,9 @@ func (b *procBench) ceilingRun(ctx context.Context, n int) (Sample, error) {
 }
 
 // workerRun queues cfg.Events events, starts kind (patchbay, bare or
-// watermill; concurrency 0: the default) and observes its consumer until
-// the queue is drained.
-func (b *procBench) workerRun(ctx context.Context, kind string, concurrency int) (Sample, error) {
+// watermill; concurrency 0: the default; ack: the peer's ack mode) and
+// observes its consumer until the queue is drained.
+func (b *procBench) workerRun(ctx context.Context, kind string, concurrency int, ack string) (Sample, error) {
 	scfg := b.scfg
 	if kind == "baseline" {
 		scfg.Partitions = 0
@@ -649,6 +765,9 @@ func (b *procBench) workerRun(ctx context.Context, kind string, concurrency int)
 	label := kind
 	if concurrency > 0 {
 		label += " c=" + strconv.Itoa(concurrency)
+	}
+	if ack != "" {
+		label += " ack=" + ack
 	}
 	srv0, _ := b.srv.CPU()
 	switch kind {
@@ -679,7 +798,7 @@ func (b *procBench) workerRun(ctx context.Context, kind string, concurrency int)
 			"-state="+strconv.FormatBool(kind == "bare-state"))
 	case "watermill":
 		p, err = proc.Start(b.peerBin, "Watermill worker", []string{"worker", "-nats", b.srv.URL, "-target", b.targetURL,
-			"-subscribers", strconv.Itoa(defaultConcurrency), "-skipcall-key", skKey}, nil)
+			"-subscribers", strconv.Itoa(cmp.Or(concurrency, defaultConcurrency)), "-ack", cmp.Or(ack, "async"), "-skipcall-key", skKey}, nil)
 	}
 	if err != nil {
 		return Sample{}, err
@@ -926,11 +1045,20 @@ func ProcessMarkdown(rep ProcessReport) string {
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", name, process, runs, spread(rates(s), "%.0f"), ratio,
 			spread(p99s(s), "%.1f"), stall.Round(time.Millisecond), mib(rss), cpuPerEvent(s))
 	}
+	var best []ProcessRow
 	for _, r := range rep.Rows {
-		line(r.Name, r.Process, r.Samples, spread(r.Ratios(), "%.2f"))
+		process := r.Process
+		if r.Best {
+			process += " (best)"
+			best = append(best, r)
+		}
+		line(r.Name, process, r.Samples, spread(r.Ratios(), "%.2f"))
 		if !r.SharedFloor && r.Floor != "same floor" {
 			line("", r.Floor, r.Floors, "1")
 		}
+	}
+	for _, r := range best {
+		fmt.Fprintf(&b, "\nBest of the sweep: %s, median ratio to the floor %.2f.\n", r.Process, median(r.Ratios()))
 	}
 	if len(rep.HelperRSS) > 0 {
 		b.WriteString("\n| helper process | peak RSS |\n|---|---|\n")

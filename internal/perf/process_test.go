@@ -195,3 +195,60 @@ func TestCPUPerEvent(t *testing.T) {
 		}
 	}
 }
+
+func TestParsePeerSettings(t *testing.T) {
+	got, err := ParsePeerSettings(" 64, 256", "async,sync")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []PeerSetting{{64, "async"}, {256, "async"}, {64, "sync"}, {256, "sync"}}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("ParsePeerSettings = %v, want every pair: %v", got, want)
+	}
+	if got[3].String() != "256 subscribers, sync acks" {
+		t.Fatalf("String() = %q", got[3].String())
+	}
+	for _, bad := range [][2]string{
+		{"", "async"}, {"64", ""}, {"0", "async"}, {"x", "async"}, {"64,64", "async"},
+		{"64", "fast"}, {"64", "sync,sync"},
+	} {
+		if s, err := ParsePeerSettings(bad[0], bad[1]); err == nil {
+			t.Errorf("ParsePeerSettings(%q, %q) = %v, want an error", bad[0], bad[1], s)
+		}
+	}
+}
+
+// TestBestPeerRow: the best row is the highest median ratio, not the
+// highest single run or rate, and the table marks it and names it.
+func TestBestPeerRow(t *testing.T) {
+	floors := []Sample{{Rate: 100}, {Rate: 200}, {Rate: 100}}
+	row := func(process string, rates ...float64) ProcessRow {
+		r := ProcessRow{Name: "worker", Process: process, Floor: "same floor", Floors: floors}
+		for _, x := range rates {
+			r.Samples = append(r.Samples, Sample{Rate: x})
+		}
+		return r
+	}
+	rows := []ProcessRow{
+		row("peer A", 50, 400, 50),           // ratios 0.5, 2.0, 0.5: median 0.5, best single run
+		row("peer B", 80, 160, 80),           // 0.8, 0.8, 0.8: the best median
+		row("peer C", 70, 180, 75),           // 0.7, 0.9, 0.75: median 0.75
+		{Name: "worker", Process: "no runs"}, // no ratio: never best
+	}
+	if got := BestRow(rows); got != 1 {
+		t.Fatalf("BestRow = %d, want 1 (peer B, median ratio 0.8)", got)
+	}
+	if got := BestRow([]ProcessRow{{Process: "no runs"}}); got != -1 {
+		t.Fatalf("BestRow of rows without ratios = %d, want -1", got)
+	}
+	rows[1].Best = true
+	md := ProcessMarkdown(ProcessReport{Rows: rows})
+	for _, want := range []string{"| worker | peer B (best) | 3 |", "Best of the sweep: peer B, median ratio to the floor 0.80."} {
+		if !strings.Contains(md, want) {
+			t.Errorf("table lacks %q:\n%s", want, md)
+		}
+	}
+	if strings.Contains(md, "peer A (best)") || strings.Contains(md, "peer C (best)") {
+		t.Errorf("more than one row marked best:\n%s", md)
+	}
+}
