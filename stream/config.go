@@ -47,7 +47,8 @@ type Config struct {
 	// contact, each delivered to one worker at a time, so that a contact's
 	// events meet in one worker (see partition.go). 0: one consumer per
 	// target shared by every worker. Fixed once the stream is partitioned.
-	Partitions int `envconfig:"PARTITIONS" default:"16" desc:"partitions of each target's events by contact, each delivered to one worker at a time (0: none); fixed once the events stream is partitioned"`
+	// The default is DefaultPartitions.
+	Partitions int `envconfig:"PARTITIONS" default:"4" desc:"partitions of each target's events by contact, each delivered to one worker at a time, so at most this many workers share a target's deliveries (0: none); fixed once the events stream is partitioned"`
 }
 
 // LogValue shows c in logs with the passwords and tokens of its URLs

@@ -49,6 +49,15 @@ import (
 // keeps the count in the stream's transform whatever Partitions says, and
 // workers read it from the stream (PartitionsOf), so every replica agrees.
 
+// DefaultPartitions is Config.Partitions' default. Every partition is a
+// consumer per target, and nats-server checks each of a work-queue
+// stream's consumers on every acknowledgement and scans past the other
+// partitions' messages on every fetch: its work per event grows with the
+// count (measured in docs/evidence.md: about the same as no partitions at
+// 4, a third more at 8, half again at 16). Four lets four workers share a
+// target's deliveries, more than a rate-limited provider can use.
+const DefaultPartitions = 4
+
 // PartitionGroup is the priority group of every partition consumer.
 const PartitionGroup = "patchbay"
 

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kelseyhightower/envconfig"
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/patchbay/patchbay/internal/natstest"
@@ -299,5 +300,17 @@ func TestPartitionConsumerPinsOneClient(t *testing.T) {
 	}
 	if n := pull(b, 2*time.Second); n != 5 {
 		t.Fatalf("b after the unpin got %d, want 5", n)
+	}
+}
+
+// TestDefaultPartitionsIsTheEnvironmentDefault: the count a worker gets
+// when PATCHBAY_PARTITIONS is unset is the one the code and the bench name.
+func TestDefaultPartitionsIsTheEnvironmentDefault(t *testing.T) {
+	var c Config
+	if err := envconfig.Process("PATCHBAY_TEST_UNSET_PREFIX", &c); err != nil {
+		t.Fatal(err)
+	}
+	if c.Partitions != DefaultPartitions {
+		t.Fatalf("PARTITIONS defaults to %d, DefaultPartitions is %d", c.Partitions, DefaultPartitions)
 	}
 }

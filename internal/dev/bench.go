@@ -47,7 +47,7 @@ func runBench(ctx context.Context, args []string, out, log io.Writer) error {
 	fs.BoolVar(&bcfg.Shuffled, "backlog-shuffled", true, "backlog row: events queued in random order (false: contact by contact)")
 	fs.StringVar(&pcfg.ProfileDir, "profile", "", "process mode: write CPU profiles of patchbay's processes and nats-server, from the first run of each patchbay row, to this directory")
 	fs.IntVar(&pcfg.ProfileSeconds, "profile-seconds", 10, "process mode: length of each profile")
-	fs.IntVar(&pcfg.Partitions, "partitions", 0, "process mode: partitions of the events stream (0: patchbay's default, 16; -1: none)")
+	fs.IntVar(&pcfg.Partitions, "partitions", 0, "process mode: partitions of the events stream (0: patchbay's default; -1: none)")
 	workerEnv := fs.String("worker-env", "", "process mode: KEY=VALUE,… added to the environment of this build's worker (not the baseline's)")
 	fs.StringVar(&pcfg.Baseline, "baseline", "", "process mode: also run the worker row with patchbay built at this git revision (e.g. b50f17e), against the same floor in the same runs")
 	cfg := perf.Config{}

@@ -502,9 +502,9 @@ func bareDeliver(ctx context.Context, client *http.Client, kv jetstream.KeyValue
 }
 
 // benchStream is the stream layout of the process-mode bench: patchbay's
-// defaults (PATCHBAY_PARTITIONS 16: events stored by partition).
+// defaults (PATCHBAY_PARTITIONS: events stored by partition).
 func benchStream(url string) stream.Config {
 	return stream.Config{URL: url, SubjectPrefix: "contacts", EventsStream: "PATCHBAY_EVENTS", DLQStream: "PATCHBAY_DLQ",
 		Replicas: 1, DedupWindow: 25 * time.Hour, EventsMaxAge: 168 * time.Hour, DLQMaxAge: 720 * time.Hour, Consumer: "patchbay-worker", MaxBytes: -1,
-		Partitions: 16}
+		Partitions: stream.DefaultPartitions}
 }
