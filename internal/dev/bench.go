@@ -39,11 +39,13 @@ func runBench(ctx context.Context, args []string, out, log io.Writer) error {
 	peerAcks := fs.String("peer-ack", "async,sync", "process mode: the Watermill peer worker's ack modes, of async (watermill-nats AckAsync) and sync (AckSync, each ack confirmed)")
 	fs.DurationVar(&pcfg.Timeout, "timeout", 3*time.Minute, "process mode: longest one run may take")
 	rows := fs.String("rows", "", "process mode: rows to run, of single,batch,worker,backlog (empty: all but backlog, which is long; the sweep runs with worker)")
-	bcfg := perf.BacklogConfig{Workers: []int{1, 3}}
+	var bcfg perf.BacklogConfig
 	fs.IntVar(&bcfg.Contacts, "backlog-contacts", 1000, "backlog row: contacts with changes")
 	fs.IntVar(&bcfg.Events, "backlog-events", 10000, "backlog row: events queued over them")
 	fs.IntVar(&bcfg.Limit, "backlog-limit", 100, "backlog row: the provider's requests per window")
 	fs.DurationVar(&bcfg.Window, "backlog-window", 10*time.Second, "backlog row: the provider's window")
+	backlogTimeout := fs.Duration("backlog-timeout", 0, "backlog row: longest one drain may take, then the row says (not drained) and keeps its figures (0: three times the ideal, at least -timeout)")
+	backlogWorkers := fs.String("backlog-workers", "1,3", "backlog row: worker processes of each drain, comma separated")
 	fs.BoolVar(&bcfg.Shuffled, "backlog-shuffled", true, "backlog row: events queued in random order (false: contact by contact)")
 	fs.StringVar(&pcfg.ProfileDir, "profile", "", "process mode: write CPU profiles of patchbay's processes and nats-server, from the first run of each patchbay row, to this directory")
 	fs.IntVar(&pcfg.ProfileSeconds, "profile-seconds", 10, "process mode: length of each profile")
@@ -123,6 +125,14 @@ func runBench(ctx context.Context, args []string, out, log io.Writer) error {
 				return fmt.Errorf("bench: -peer-subscribers, -peer-ack: %w", err)
 			}
 		}
+		bcfg.Workers = bcfg.Workers[:0]
+		for _, f := range strings.Split(*backlogWorkers, ",") {
+			n, err := strconv.Atoi(strings.TrimSpace(f))
+			if err != nil || n < 1 {
+				return fmt.Errorf("bench: -backlog-workers: %q is not a worker count", f)
+			}
+			bcfg.Workers = append(bcfg.Workers, n)
+		}
 		for _, f := range strings.Split(*sweep, ",") {
 			if f = strings.TrimSpace(f); f == "" {
 				continue
@@ -145,6 +155,9 @@ func runBench(ctx context.Context, args []string, out, log io.Writer) error {
 		}
 		if backlog && err == nil {
 			bcfg.Root, bcfg.Dir, bcfg.Timeout = pcfg.Root, dir, max(pcfg.Timeout, 3*time.Duration(float64(bcfg.Contacts)/float64(max(bcfg.Limit, 1))*float64(bcfg.Window)))
+			if *backlogTimeout > 0 {
+				bcfg.Timeout = *backlogTimeout
+			}
 			if err = bcfg.CheckBacklog(); err != nil {
 				return err
 			}

@@ -43,7 +43,8 @@ type BacklogRow struct {
 	Requests, Limited         int // PATCHes the sandbox answered, and how many with 429
 	MaxWindow                 int // most requests in one provider window
 	Drain, Ideal              time.Duration
-	Partial                   bool // not drained within the timeout
+	Partial                   bool  // not drained within the timeout
+	PeakRSS                   int64 // the largest worker's peak RSS (VmHWM), bytes
 }
 
 // PerContact is requests per contact with changes.
@@ -127,12 +128,14 @@ func backlogRun(ctx context.Context, cfg BacklogConfig, bin, natsBin string, wor
 		"PATCHBAY_LOG_LEVEL": "warn",
 	}
 	start := time.Now()
+	var procs []*proc.Process
 	for i := range workers {
 		p, err := proc.Start(bin, fmt.Sprintf("patchbay worker %d", i+1), []string{"worker"}, env)
 		if err != nil {
 			return row, err
 		}
 		defer p.Kill()
+		procs = append(procs, p)
 	}
 	deadline := time.Now().Add(cfg.Timeout)
 	for {
@@ -151,15 +154,25 @@ func backlogRun(ctx context.Context, cfg BacklogConfig, bin, natsBin string, wor
 		}
 	}
 	row.Drain = time.Since(start)
+	for _, p := range procs {
+		if _, peak, err := p.RSS(); err == nil {
+			row.PeakRSS = max(row.PeakRSS, peak)
+		}
+	}
 	for status, n := range sk.StatusCounts() {
 		row.Requests += n
 		if status == http.StatusTooManyRequests {
 			row.Limited += n
 		}
 	}
+	var windows strings.Builder
 	for _, w := range sk.Windows() {
 		row.MaxWindow = max(row.MaxWindow, w.Requests+w.Limited)
+		fmt.Fprintf(&windows, " %s:%d", w.Start.Sub(start).Round(100*time.Millisecond), w.Requests+w.Limited)
 	}
+	// Where a drain loses time: each provider window's start (from the
+	// workers' start) and its requests.
+	fmt.Fprintf(log, "  windows (start:requests):%s\n", windows.String())
 	fmt.Fprintf(log, "  rate-limited backlog, %d worker(s): %d requests (%.2f per contact), drained in %s, ideal %s\n",
 		workers, row.Requests, row.PerContact(), row.Drain.Round(100*time.Millisecond), row.Ideal)
 	return row, nil
@@ -208,15 +221,15 @@ func queueBacklog(ctx context.Context, js jetstream.JetStream, cfg BacklogConfig
 func BacklogMarkdown(rows []BacklogRow) string {
 	var b strings.Builder
 	b.WriteString("### rate-limited backlog\n\n")
-	b.WriteString("| workers | events | contacts | order | requests | requests per contact | 429 | most in a window | drain | ideal (contacts ÷ limit) | drain ÷ ideal |\n")
-	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|\n")
+	b.WriteString("| workers | events | contacts | order | requests | requests per contact | 429 | most in a window | drain | ideal (contacts ÷ limit) | drain ÷ ideal | worker peak RSS |\n")
+	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rows {
 		drain := r.Drain.Round(100 * time.Millisecond).String()
 		if r.Partial {
 			drain += " (not drained)"
 		}
-		fmt.Fprintf(&b, "| %d | %d | %d | %s | %d | %.2f | %d | %d | %s | %s | %.2f |\n", r.Workers, r.Events, r.Contacts, r.Order,
-			r.Requests, r.PerContact(), r.Limited, r.MaxWindow, drain, r.Ideal, float64(r.Drain)/float64(r.Ideal))
+		fmt.Fprintf(&b, "| %d | %d | %d | %s | %d | %.2f | %d | %d | %s | %s | %.2f | %s |\n", r.Workers, r.Events, r.Contacts, r.Order,
+			r.Requests, r.PerContact(), r.Limited, r.MaxWindow, drain, r.Ideal, float64(r.Drain)/float64(r.Ideal), mib(r.PeakRSS))
 	}
 	return b.String()
 }
