@@ -8,20 +8,20 @@ import (
 	"github.com/patchbay/patchbay/events"
 )
 
-// prepareCommit is Commit's work before its write, as main (939314e) does it.
+// prepareCommit is Commit's work before its write.
 func prepareCommit(b *testing.B, cur State, patch json.RawMessage, applied map[string]Clock, now time.Time) []byte {
 	var buf [unitsBuf]unit
 	us, err := units(buf[:0], events.TargetSkipcall, patch, true)
 	if err != nil {
 		b.Fatal(err)
 	}
-	values := make(map[string]json.RawMessage, len(us))
-	for _, u := range us {
-		values[u.name] = u.val
-	}
-	next, _, changed := mergeState(cur, applied, values, now)
+	var (
+		fieldBuf [2 * unitsBuf]field
+		orderBuf [2 * unitsBuf]int32
+	)
+	fs, _, changed := mergeFields(fieldBuf[:0], cur, applied, us, now)
 	if !changed {
 		return nil
 	}
-	return encodeState(next)
+	return appendFields(nil, fs, sortFields(orderBuf[:0], fs))
 }
