@@ -237,11 +237,21 @@ func appendTime(b []byte, t time.Time) []byte {
 	return append(b, '"')
 }
 
+// plain says which bytes a JSON string holds as they are, as
+// encoding/json writes them (HTML-escaped): printable ASCII but '"', '\\',
+// '<', '>' and '&'. Read only.
+var plain = func() (t [256]bool) {
+	for c := 0x20; c < 0x7f; c++ {
+		t[c] = c != '"' && c != '\\' && c != '<' && c != '>' && c != '&'
+	}
+	return t
+}()
+
 // appendString appends s as a JSON string: plain ASCII as it is, anything
 // else through encoding/json.
 func appendString(b []byte, s string) []byte {
 	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+		if !plain[s[i]] {
 			// A copy: s itself stays off the heap (the common path
 			// keeps the caller's record on its stack).
 			q, _ := json.Marshal(strings.Clone(s)) // a string always encodes

@@ -134,3 +134,22 @@ func BenchmarkAppendJSON(b *testing.B) {
 }
 
 func errorsIs(err, target error) bool { return errors.Is(err, target) }
+
+// BenchmarkAppendJSON16 encodes the record of an applied delivery of one
+// 16-field event: what the worker writes per delivery with history on.
+func BenchmarkAppendJSON16(b *testing.B) {
+	at := time.Date(2026, 12, 2, 10, 0, 0, 123456789, time.UTC)
+	r := history.Record{
+		At: at.Add(time.Second), Target: events.TargetSkipcall, Contact: "0b6c7c8e-6f1d-4a53-9d6e-000000000010",
+		Outcome: history.OutcomeApplied, Status: 200,
+		Fields: []string{"allowPhoneCalls", "city", "company", "country", "customFields/industry", "customFields/notes",
+			"customFields/team_size", "customFields/tier", "email", "firstName", "lastName", "linkedinSalesUrl",
+			"linkedinUrl", "phoneNumbers", "role", "url"},
+		Events: []history.Event{{Clock: history.Clock{EventID: "0b7e4c6a-evt-00000010", OccurredAt: at, Source: "hubspot"}, Seq: 12345}},
+	}
+	buf := make([]byte, 0, 1024)
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = r.AppendJSON(buf[:0])
+	}
+}

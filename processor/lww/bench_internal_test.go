@@ -29,8 +29,12 @@ func BenchmarkCommitValue(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
-				merged, _, changed := mergeState(State{Fields: bc.stored}, applied, nil, now)
-				if !changed || len(encodeState(merged)) == 0 {
+				var (
+					buf   [2 * unitsBuf]field
+					order [2 * unitsBuf]int32
+				)
+				fs, _, changed := mergeFields(buf[:0], State{Fields: bc.stored}, applied, nil, now)
+				if !changed || len(appendFields(nil, fs, sortFields(order[:0], fs))) == 0 {
 					b.Fatal("nothing to write")
 				}
 			}

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -33,13 +34,30 @@ const (
 // Version 1 is the same without source and applied per clock, without the
 // pending bit, and without values.
 func encodeState(st State) []byte {
-	fields := st.Fields
-	var namesBuf [16]string
-	names := namesBuf[:0]
-	for n := range fields {
-		names = append(names, n)
+	var buf [2 * unitsBuf]field
+	fs := buf[:0]
+	for n, c := range st.Fields {
+		v, known := st.Values[n]
+		fs = append(fs, field{name: n, clock: c, pending: st.pending(n), known: known, val: v})
 	}
-	slices.Sort(names)
+	var orderBuf [2 * unitsBuf]int32
+	return appendFields(nil, fs, sortFields(orderBuf[:0], fs))
+}
+
+// sortFields appends to dst the index of each of fs, in the order of their
+// names: the fields themselves are too large to sort cheaply in place.
+func sortFields(dst []int32, fs []field) []int32 {
+	for i := range fs {
+		dst = append(dst, int32(i))
+	}
+	slices.SortFunc(dst, func(a, b int32) int { return strings.Compare(fs[a].name, fs[b].name) })
+	return dst
+}
+
+// appendFields appends to b the encoding of a record of fs, taken in
+// order (their indexes sorted by name, see sortFields): encodeState's
+// format. b grows at most once, to the exact length.
+func appendFields(b []byte, fs []field, order []int32) []byte {
 	type key struct {
 		sec     int64
 		nsec    int64
@@ -55,15 +73,16 @@ func encodeState(st State) []byte {
 		clocks = buf[:0]
 		index  map[key]uint64
 	)
-	var refsBuf [16]uint64
+	var refsBuf [2 * unitsBuf]uint64
 	refs := refsBuf[:0]
-	if len(names) > len(refsBuf) {
-		refs = make([]uint64, 0, len(names))
+	if len(order) > len(refsBuf) {
+		refs = make([]uint64, 0, len(order))
 	}
-	// size is the value's exact length (one allocation, no slack).
-	size := 1 + uvarintLen(uint64(len(names)))
-	for _, n := range names {
-		c := fields[n]
+	// size is the value's exact length.
+	size := 1 + uvarintLen(uint64(len(order)))
+	for _, i := range order {
+		f := &fs[i]
+		c := &f.clock
 		var applied int64
 		if !c.Applied.IsZero() {
 			applied = c.Applied.UnixMilli()
@@ -95,19 +114,21 @@ func encodeState(st State) []byte {
 				uvarintLen(uint64(len(k.source))) + len(k.source) + varintLen(k.applied)
 		}
 		ref := ix << 1
-		if st.pending(n) {
+		if f.pending {
 			ref |= 1
 		}
 		refs = append(refs, ref)
-		size += uvarintLen(uint64(len(n))) + len(n) + uvarintLen(ref)
-		if v, ok := st.Values[n]; ok {
-			size += uvarintLen(uint64(len(v))+1) + len(v)
+		size += uvarintLen(uint64(len(f.name))) + len(f.name) + uvarintLen(ref)
+		if f.known {
+			size += uvarintLen(uint64(len(f.val))+1) + len(f.val)
 		} else {
 			size++
 		}
 	}
 	size += uvarintLen(uint64(len(clocks)))
-	b := make([]byte, 0, size)
+	if cap(b)-len(b) < size { // exactly: a stored value has no slack
+		b = append(make([]byte, 0, len(b)+size), b...)
+	}
 	b = append(b, codecVersion)
 	b = binary.AppendUvarint(b, uint64(len(clocks)))
 	for _, k := range clocks {
@@ -119,14 +140,15 @@ func encodeState(st State) []byte {
 		b = append(b, k.source...)
 		b = binary.AppendVarint(b, k.applied)
 	}
-	b = binary.AppendUvarint(b, uint64(len(names)))
-	for i, n := range names {
-		b = binary.AppendUvarint(b, uint64(len(n)))
-		b = append(b, n...)
+	b = binary.AppendUvarint(b, uint64(len(order)))
+	for i, j := range order {
+		f := &fs[j]
+		b = binary.AppendUvarint(b, uint64(len(f.name)))
+		b = append(b, f.name...)
 		b = binary.AppendUvarint(b, refs[i])
-		if v, ok := st.Values[n]; ok {
-			b = binary.AppendUvarint(b, uint64(len(v))+1)
-			b = append(b, v...)
+		if f.known {
+			b = binary.AppendUvarint(b, uint64(len(f.val))+1)
+			b = append(b, f.val...)
 		} else {
 			b = append(b, 0)
 		}

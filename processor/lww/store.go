@@ -98,6 +98,7 @@ type Store struct {
 	msgGet      string  // "$JS.API.STREAM.MSG.GET.KV_<bucket>", answered by the stream leader
 	reader      *reader // batches the Gets of concurrent deliveries
 	now         func() time.Time
+	bufs        sync.Pool // *[]byte: the buffers Commit encodes a state into
 }
 
 // NewStore creates the KV bucket described by cfg, or updates it to cfg if
@@ -311,30 +312,49 @@ type Overwritten struct {
 // fails wrapping ErrInvalid, ErrCorrupt, ctx's error, or the jetstream
 // error. st is not modified.
 func (s *Store) Commit(ctx context.Context, target events.Target, contact string, st State, patch json.RawMessage, applied map[string]Clock) (Overwritten, error) {
-	key, err := Key(target, contact)
-	if err != nil {
+	if !stream.KeyToken(string(target)) || !stream.KeyToken(contact) {
+		_, err := Key(target, contact) // the same refusal as Get's
 		return Overwritten{}, err
 	}
-	var values map[string]json.RawMessage
+	// The subject of the key's entry, the key a slice of it: one string.
+	subject := s.subjects + string(target) + "." + contact
+	key := subject[len(s.subjects):]
+	// The patch's values, split once into a buffer on the stack; Commit
+	// looks each applied field's value up there instead of in a map.
+	var (
+		unitBuf [unitsBuf]unit
+		vals    []unit
+	)
 	if patch != nil {
-		var buf [unitsBuf]unit
-		us, err := units(buf[:0], target, patch, true)
-		if err != nil {
+		var err error
+		if vals, err = units(unitBuf[:0], target, patch, true); err != nil {
 			return Overwritten{}, err
 		}
-		values = make(map[string]json.RawMessage, len(us))
-		for _, u := range us {
-			values[u.name] = u.val
-		}
 	}
+	var (
+		fieldBuf [2 * unitsBuf]field
+		orderBuf [2 * unitsBuf]int32
+	)
+	bp, _ := s.bufs.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	defer func() {
+		if cap(*bp) <= maxPooledEncoding {
+			s.bufs.Put(bp)
+		}
+	}()
 	now := s.now()
 	cur := st
 	for attempt := 1; ; attempt++ {
-		next, ow, changed := mergeState(cur, applied, values, now)
+		fs, ow, changed := mergeFields(fieldBuf[:0], cur, applied, vals, now)
 		if !changed {
 			return ow, nil
 		}
-		err = s.write(ctx, key, encodeState(next), cur.Revision, attempt == 1)
+		// The write's client copies the value before it returns: the
+		// buffer is reused by the next Commit.
+		*bp = appendFields((*bp)[:0], fs, sortFields(orderBuf[:0], fs))
+		err := s.write(ctx, subject, *bp, cur.Revision, attempt == 1)
 		if err == nil {
 			return ow, nil
 		}
@@ -353,16 +373,21 @@ func (s *Store) Commit(ctx context.Context, target events.Target, contact string
 	}
 }
 
-// write stores value at key if the key's revision is still rev (0: the key
-// does not exist). first says it is Commit's first attempt, which may go
-// through the Publisher.
-func (s *Store) write(ctx context.Context, key string, value []byte, rev uint64, first bool) error {
+// maxPooledEncoding bounds the buffers Store.bufs keeps: a larger one is
+// left to the collector.
+const maxPooledEncoding = 64 << 10
+
+// write stores value at the key whose entry's subject is subject if the
+// key's revision is still rev (0: the key does not exist). first says it
+// is Commit's first attempt, which may go through the Publisher.
+func (s *Store) write(ctx context.Context, subject string, value []byte, rev uint64, first bool) error {
+	key := subject[len(s.subjects):]
 	var err error
 	switch {
 	case first && s.pub != nil:
 		w := casWrites.Get().(*casWrite)
 		w.seq[0] = strconv.FormatUint(rev, 10)
-		w.m.Subject, w.m.Data = s.subjects+key, value
+		w.m.Subject, w.m.Data = subject, value
 		_, err = s.pub.PublishMsg(ctx, &w.m)
 		w.m.Data, w.seq[0] = nil, ""
 		casWrites.Put(w)
@@ -401,67 +426,80 @@ func casConflict(err error) bool {
 		api.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant)
 }
 
-// mergeState returns cur with the applied clocks merged in (see Commit),
-// what the applied clocks overwrote, and whether anything changed. cur is
-// not modified: the result shares its maps only when nothing changed.
-func mergeState(cur State, applied map[string]Clock, values map[string]json.RawMessage, now time.Time) (State, Overwritten, bool) {
-	next := cur
-	copied := false
-	own := func() {
-		if copied {
-			return
+// field is one field of the state Commit writes: its name, clock, whether
+// it is pending, and its value when known.
+type field struct {
+	name    string
+	clock   Clock
+	pending bool
+	known   bool // val is the field's value
+	val     json.RawMessage
+}
+
+// mergeFields appends to dst the fields of cur with the applied clocks
+// merged in (see Commit), in no order, the values of the fields whose
+// applied clock wins taken from vals (a patch's units; a field given twice
+// takes its last); it returns what the applied clocks overwrote, and
+// whether anything changed. cur is not modified, and no map is built: the
+// fields are encoded as they are (appendFields), the same bytes as
+// encodeState's of the merged State.
+func mergeFields(dst []field, cur State, applied map[string]Clock, vals []unit, now time.Time) ([]field, Overwritten, bool) {
+	out := dst[:0]
+	for name, old := range cur.Fields {
+		pending := cur.pending(name)
+		if c, ok := applied[name]; ok {
+			switch {
+			case c.After(old):
+				continue // the applied clock's field, below
+			case c.Equal(old):
+				pending = false // the stored value was just sent again
+			default: // a newer value is stored: this PATCH overwrote it
+				if _, known := cur.Values[name]; known {
+					pending = true
+				}
+			}
 		}
-		copied = true
-		next.Fields = make(map[string]Clock, len(cur.Fields)+len(applied))
-		for n, c := range cur.Fields {
-			next.Fields[n] = c
-		}
-		next.Values = make(map[string]json.RawMessage, len(cur.Fields)+len(applied))
-		for n, v := range cur.Values {
-			next.Values[n] = v
-		}
-		next.Pending = slices.Clone(cur.Pending)
+		v, known := cur.Values[name]
+		out = append(out, field{name: name, clock: old, pending: pending, known: known, val: v})
 	}
 	var ow Overwritten
+	changed := false
 	for name, c := range applied {
 		old, ok := cur.Fields[name]
 		switch {
 		case !ok || c.After(old):
-			own()
+			changed = true
 			c.Applied = now
-			next.Fields[name] = c
-			if v, ok := values[name]; ok {
-				next.Values[name] = v
-			} else {
-				delete(next.Values, name)
-			}
-			next.Pending = without(next.Pending, name)
+			f := field{name: name, clock: c}
+			f.val, f.known = valueOf(vals, name)
+			out = append(out, f)
 		case c.Equal(old):
-			if cur.pending(name) { // the stored value was just sent again
-				own()
-				next.Pending = without(next.Pending, name)
-			}
-		default: // a newer value is stored: this PATCH overwrote it
+			changed = changed || cur.pending(name)
+		default:
 			if _, known := cur.Values[name]; !known {
 				ow.Unknown = append(ow.Unknown, name)
 				continue
 			}
 			ow.Fields = append(ow.Fields, name)
-			if !cur.pending(name) {
-				own()
-				next.Pending = append(next.Pending, name)
-			}
+			changed = changed || !cur.pending(name)
 		}
 	}
 	slices.Sort(ow.Fields)
 	slices.Sort(ow.Unknown)
-	slices.Sort(next.Pending)
-	return next, ow, copied
+	if !changed {
+		return out[:0], ow, false
+	}
+	return out, ow, true
 }
 
-// without returns names without name (in place).
-func without(names []string, name string) []string {
-	return slices.DeleteFunc(names, func(n string) bool { return n == name })
+// valueOf returns the value of the last unit of us named name.
+func valueOf(us []unit, name string) (json.RawMessage, bool) {
+	for i := len(us) - 1; i >= 0; i-- {
+		if us[i].name == name {
+			return us[i].val, true
+		}
+	}
+	return nil, false
 }
 
 // pause waits a random time that grows with attempt (at most about 50ms),
