@@ -58,6 +58,11 @@ type fetcher struct {
 	// (deleted by an operator, or lost with a restored stream), instead of
 	// pulling from nothing until restarted.
 	redeclare func(ctx context.Context) (jetstream.Consumer, error)
+	// drained, if set, is asked after an empty pull whether the consumer
+	// has nothing left to deliver, ever (the narrowed target consumer of
+	// a partitioned stream: see Worker.declareTarget); if so, the fetcher
+	// stops.
+	drained func(ctx context.Context) bool
 	// part and set, for the fetcher of a partition consumer, say when it
 	// may pull and track whether this worker owns the partition (see
 	// Partition ownership); nil for a consumer shared by every worker.
@@ -273,6 +278,10 @@ func (f *fetcher) run(ctx context.Context, out chan<- jetstream.Msg) {
 			f.log.Warn("fetch", "err", err)
 		}
 		cancel()
+		if got == 0 && ctx.Err() == nil && f.drained != nil && f.drained(ctx) {
+			f.log.Info("stopped fetching the consumer of events stored before the stream was partitioned: none is left")
+			return
+		}
 		if got == 0 && ctx.Err() == nil && f.mayCheck(time.Now()) {
 			f.checkConsumer(ctx)
 		}

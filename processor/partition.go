@@ -304,9 +304,10 @@ type handBackReq struct {
 	done chan struct{}
 }
 
-// fetching is what a lane's fetchers share: the room, the fetcher of the
-// target consumer (through which every delivery gives its room back), and,
-// with partitions, their rebalancer and its hand-back requests.
+// fetching is what a lane's fetchers share: the room, a fetcher through
+// which every delivery gives its room back (any of the lane's: they share
+// the room), and, with partitions, their rebalancer and its hand-back
+// requests.
 type fetching struct {
 	f        *fetcher
 	done     chan struct{} // closed once every fetcher has stopped and incoming is closed
@@ -315,8 +316,9 @@ type fetching struct {
 }
 
 // startFetching starts the lane's fetchers, sending to incoming until ctx
-// ends: the target consumer's (events stored before the stream was
-// partitioned, or all of them without partitions) and one per partition
+// ends: the target consumer's, if the lane has one (every event without
+// partitions; with partitions, those stored before the stream was, until
+// none is left: see Worker.declareTarget), and one per partition
 // consumer, all taking from one room.
 func (l *lane) startFetching(ctx context.Context, incoming chan<- jetstream.Msg) *fetching {
 	w := l.w
@@ -334,12 +336,18 @@ func (l *lane) startFetching(ctx context.Context, incoming chan<- jetstream.Msg)
 	if len(l.parts) > 0 {
 		maxFetch = min(maxFetch, max(cap(room)/4, 1))
 	}
-	f := share(newSharedFetcher(l.cons, room, maxFetch, log))
-	f.redeclare = func(ctx context.Context) (jetstream.Consumer, error) {
-		return w.js.CreateOrUpdateConsumer(ctx, w.scfg.EventsStream, w.targetConsumerConfig(l.name))
+	var all []*fetcher
+	if l.cons != nil {
+		f := share(newSharedFetcher(l.cons, room, maxFetch, log))
+		f.redeclare = func(ctx context.Context) (jetstream.Consumer, error) {
+			return w.js.CreateOrUpdateConsumer(ctx, w.scfg.EventsStream, w.targetConsumerConfig(l.name))
+		}
+		if len(l.parts) > 0 {
+			f.drained = l.shortFormDrained
+		}
+		all = append(all, f)
 	}
-	fs := &fetching{f: f, done: make(chan struct{}), handBack: make(chan handBackReq)}
-	all := []*fetcher{f}
+	fs := &fetching{done: make(chan struct{}), handBack: make(chan handBackReq)}
 	if len(l.parts) > 0 {
 		m := watchMembers(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
 			return w.js.KeyValue(ctx, w.scfg.KVBucket("LEASES"))
@@ -374,6 +382,7 @@ func (l *lane) startFetching(ctx context.Context, incoming chan<- jetstream.Msg)
 		}
 		fs.rb = rb
 	}
+	fs.f = all[0] // the lane has a target consumer, partitions, or both (declareTarget)
 	go func() {
 		defer close(fs.done)
 		defer close(incoming)
@@ -387,6 +396,29 @@ func (l *lane) startFetching(ctx context.Context, incoming chan<- jetstream.Msg)
 		wg.Wait()
 	}()
 	return fs
+}
+
+// shortFormDrained reports whether the lane's target consumer, narrowed
+// to the events stored before the stream was partitioned, has none left to
+// deliver; if so it deletes it (another worker may have already), and its
+// fetcher stops. It is asked after an empty pull: false while NATS cannot
+// tell, so the fetcher pulls on.
+func (l *lane) shortFormDrained(ctx context.Context) bool {
+	w := l.w
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	s, err := w.js.Stream(cctx, w.scfg.EventsStream)
+	if err != nil {
+		return false
+	}
+	left, err := stream.ShortFormLeft(cctx, s, w.scfg, l.name)
+	if err != nil || left {
+		return false
+	}
+	if err := w.removeDrained(cctx, l.name); err != nil {
+		l.log.Warn("could not remove the drained consumer of events stored before the stream was partitioned; its fetcher stops, the next worker start removes it", "err", err)
+	}
+	return true
 }
 
 // handBackPartition hands partition p's queued events (not those of a
