@@ -324,17 +324,21 @@ func (l *lane) startFetching(ctx context.Context, incoming chan<- jetstream.Msg)
 	w := l.w
 	log := w.log.With("provider", l.name)
 	room, extra := newRoom(w.cfg.baseRoom()), newRoom(w.cfg.Room()-w.cfg.baseRoom())
+	// With partitions, one fetcher's pull takes at most a quarter of the
+	// room, so that the others' pulls are not kept waiting for it; it
+	// still gathers as much room as a lone fetcher does before it pulls
+	// (want), so the pull requests are as few as without partitions.
+	maxFetch, want := w.cfg.maxFetch(), 0
+	if len(l.parts) > 0 {
+		want = max(1, maxFetch/4)
+		maxFetch = min(maxFetch, max(cap(room)/4, 1))
+	}
 	share := func(f *fetcher) *fetcher {
+		f.want = want
 		if cap(extra) > 0 {
 			f.extra, f.readAhead = extra, l.readingAhead
 		}
 		return f
-	}
-	// With partitions, one fetcher's pull takes at most a quarter of the
-	// room, so that the others' pulls are not kept waiting for it.
-	maxFetch := w.cfg.maxFetch()
-	if len(l.parts) > 0 {
-		maxFetch = min(maxFetch, max(cap(room)/4, 1))
 	}
 	var all []*fetcher
 	if l.cons != nil {
@@ -383,6 +387,12 @@ func (l *lane) startFetching(ctx context.Context, incoming chan<- jetstream.Msg)
 		fs.rb = rb
 	}
 	fs.f = all[0] // the lane has a target consumer, partitions, or both (declareTarget)
+	if len(all) > 1 {
+		gate := new(sync.Mutex)
+		for _, x := range all {
+			x.gate = gate
+		}
+	}
 	go func() {
 		defer close(fs.done)
 		defer close(incoming)
