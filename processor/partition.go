@@ -396,6 +396,7 @@ func (l *lane) startFetching(ctx context.Context, incoming chan<- jetstream.Msg)
 	go func() {
 		defer close(fs.done)
 		defer close(incoming)
+		l.awaitGroup(ctx)
 		var wg sync.WaitGroup
 		for _, x := range all {
 			wg.Go(func() { x.run(ctx, incoming) })
@@ -406,6 +407,32 @@ func (l *lane) startFetching(ctx context.Context, incoming chan<- jetstream.Msg)
 		wg.Wait()
 	}()
 	return fs
+}
+
+// groupWait bounds how long the fetchers wait for the lane's lease group
+// before their first pull.
+const groupWait = 2 * time.Second
+
+// awaitGroup waits, before the lane's first pull, until the worker has
+// joined the target's lease group (lease.Solo.Ready), at most groupWait.
+// A delivery that starts before is refused a ticket and held for a retry
+// (leaseRetry, 200 ms): at start the first messages of a backlog, the
+// ones each consumer's ack floor waits for, arrived within milliseconds,
+// before the few KV requests of joining were answered, and no floor moved
+// for the first 200 ms (the bench's startup stall). Joining takes a few
+// requests; if it takes longer, fetching starts anyway, as before.
+func (l *lane) awaitGroup(ctx context.Context) {
+	if l.group == nil {
+		return
+	}
+	t := time.NewTimer(groupWait)
+	defer t.Stop()
+	select {
+	case <-l.group.Ready():
+	case <-t.C:
+		l.log.Debug("the lease group is not joined yet; fetching anyway")
+	case <-ctx.Done():
+	}
 }
 
 // shortFormDrained reports whether the lane's target consumer, narrowed
