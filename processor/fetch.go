@@ -1,6 +1,7 @@
 package processor
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
@@ -75,9 +76,11 @@ type fetcher struct {
 	// one of them at a time take room for its next pull request (see
 	// gather).
 	gate *sync.Mutex
-	// want, if not 0, is how much room gather waits for (gatherWait at
-	// most) before a pull; 0: a quarter of maxBatch.
+	// want, if not 0, is how much room gather waits for before a pull;
+	// 0: a quarter of maxBatch.
 	want int
+	// wait, if not 0, is how long gather waits for it; 0: gatherWait.
+	wait time.Duration
 	// pinnedTTL, for a partition fetcher, is its consumer's pinned TTL:
 	// its pulls expire in half of it at most, so a live owner never loses
 	// its pin between two pulls (see expiry).
@@ -199,7 +202,7 @@ func (f *fetcher) gather(ctx context.Context) int {
 			break
 		}
 		if timeout == nil {
-			t := time.NewTimer(gatherWait)
+			t := time.NewTimer(cmp.Or(f.wait, gatherWait))
 			defer t.Stop()
 			timeout = t.C
 		}

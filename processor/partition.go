@@ -388,9 +388,14 @@ func (l *lane) startFetching(ctx context.Context, incoming chan<- jetstream.Msg)
 	}
 	fs.f = all[0] // the lane has a target consumer, partitions, or both (declareTarget)
 	if len(all) > 1 {
+		// One at a time, each fetcher gathers for as long as all of them
+		// would once each: the lane then pulls about as often as a lone
+		// fetcher, not once per gatherWait. gather waits only while most
+		// of the room is taken, that is while the worker holds events for
+		// every delivery, so no delivery waits for the longer gather.
 		gate := new(sync.Mutex)
 		for _, x := range all {
-			x.gate = gate
+			x.gate, x.wait = gate, time.Duration(len(all))*gatherWait
 		}
 	}
 	go func() {
