@@ -1,9 +1,11 @@
 package processor
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -58,6 +60,11 @@ type fetcher struct {
 	// (deleted by an operator, or lost with a restored stream), instead of
 	// pulling from nothing until restarted.
 	redeclare func(ctx context.Context) (jetstream.Consumer, error)
+	// drained, if set, is asked after an empty pull whether the consumer
+	// has nothing left to deliver, ever (the narrowed target consumer of
+	// a partitioned stream: see Worker.declareTarget); if so, the fetcher
+	// stops.
+	drained func(ctx context.Context) bool
 	// part and set, for the fetcher of a partition consumer, say when it
 	// may pull and track whether this worker owns the partition (see
 	// Partition ownership); nil for a consumer shared by every worker.
@@ -65,6 +72,15 @@ type fetcher struct {
 	set       *partitionSet
 	lastCheck time.Time // of the consumer, by a standby fetcher (see mayCheck)
 	idle      bool      // the last pull found nothing: the next asks for one message
+	// gate, shared by a lane's fetchers when it has more than one, lets
+	// one of them at a time take room for its next pull request (see
+	// gather).
+	gate *sync.Mutex
+	// want, if not 0, is how much room gather waits for before a pull;
+	// 0: a quarter of maxBatch.
+	want int
+	// wait, if not 0, is how long gather waits for it; 0: gatherWait.
+	wait time.Duration
 	// pinnedTTL, for a partition fetcher, is its consumer's pinned TTL:
 	// its pulls expire in half of it at most, so a live owner never loses
 	// its pin between two pulls (see expiry).
@@ -159,14 +175,17 @@ const gatherWait = 10 * time.Millisecond
 
 // gather takes the free room beyond the one message run has room for: all
 // of it that is free now, and, while that is less than a quarter of the
-// largest batch, what frees up in the next gatherWait. Under a backlog,
+// largest batch (or want), what frees up in the next gatherWait. Under a backlog,
 // room frees one delivery at a time; a pull request per message would cost
 // a subscription and a request each (nats.go's Fetch subscribes a fresh
 // inbox), on the worker and on the server. The worker still holds the
 // messages it fetched before, so the short wait leaves no delivery idle.
 func (f *fetcher) gather(ctx context.Context) int {
 	n := 1
-	want := max(1, f.maxBatch/4)
+	want := min(f.want, f.maxBatch)
+	if want <= 0 {
+		want = max(1, f.maxBatch/4)
+	}
 	extra := f.extraRoom()
 	var timeout <-chan time.Time
 	for n < f.maxBatch {
@@ -183,7 +202,7 @@ func (f *fetcher) gather(ctx context.Context) int {
 			break
 		}
 		if timeout == nil {
-			t := time.NewTimer(gatherWait)
+			t := time.NewTimer(cmp.Or(f.wait, gatherWait))
 			defer t.Stop()
 			timeout = t.C
 		}
@@ -200,6 +219,28 @@ func (f *fetcher) gather(ctx context.Context) int {
 		break
 	}
 	return n - 1
+}
+
+// take waits for room for one message and, unless one is all the pull
+// asks for, gathers more (see gather); false once ctx is done. The lane's
+// fetchers take room one at a time (gate): room frees a delivery at a
+// time under a backlog, and fetchers gathering at once would split it
+// between them, each sending a small pull request in turn (four partitions
+// sent nearly three times the pull requests of one consumer for the same
+// messages); one at a time, each request carries what freed up since the
+// previous one, and the fetchers, queued on the gate, take turns.
+func (f *fetcher) take(ctx context.Context, one bool) (int, bool) {
+	if f.gate != nil {
+		f.gate.Lock()
+		defer f.gate.Unlock()
+	}
+	if !f.takeOne(ctx) {
+		return 0, false
+	}
+	if one {
+		return 1, true
+	}
+	return 1 + f.gather(ctx), true
 }
 
 // run fetches until ctx is done, sending every message to out. A message
@@ -220,12 +261,9 @@ func (f *fetcher) run(ctx context.Context, out chan<- jetstream.Msg) {
 		// Wait for room for at least one message, then take what else is
 		// free (a standby pull asks for one message: it is answered only
 		// once this worker is pinned).
-		if !f.takeOne(ctx) {
+		n, ok := f.take(ctx, standby || f.idle)
+		if !ok {
 			return
-		}
-		n := 1
-		if !standby && !f.idle {
-			n += f.gather(ctx)
 		}
 		rctx, cancel := context.WithTimeout(ctx, f.expiry())
 		opts := []jetstream.FetchOpt{jetstream.FetchContext(rctx)}
@@ -273,6 +311,10 @@ func (f *fetcher) run(ctx context.Context, out chan<- jetstream.Msg) {
 			f.log.Warn("fetch", "err", err)
 		}
 		cancel()
+		if got == 0 && ctx.Err() == nil && f.drained != nil && f.drained(ctx) {
+			f.log.Info("stopped fetching the consumer of events stored before the stream was partitioned: none is left")
+			return
+		}
 		if got == 0 && ctx.Err() == nil && f.mayCheck(time.Now()) {
 			f.checkConsumer(ctx)
 		}

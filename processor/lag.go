@@ -2,6 +2,8 @@ package processor
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"strings"
 	"time"
 
@@ -74,18 +76,29 @@ func (c *lagCollector) Collect(ch chan<- prometheus.Metric) {
 // ConsumerLag reads a target consumer's info from JetStream: its pending,
 // ack-pending and redelivered counts, summed with those of the target's
 // partition consumers (<consumer>-<p>, see stream.PartitionConsumer) when
-// the stream is partitioned. It is the target consumer's info otherwise.
+// the stream is partitioned. The target consumer itself exists there only
+// while events stored before the stream was partitioned remain; without
+// it the sum is the partition consumers', and ErrConsumerNotFound is
+// returned only when the target has none either. Without partitions it is
+// the target consumer's info.
 func ConsumerLag(ctx context.Context, js jetstream.JetStream, streamName, consumer string) (*jetstream.ConsumerInfo, error) {
-	cons, err := js.Consumer(ctx, streamName, consumer)
-	if err != nil {
-		return nil, err
-	}
-	info := *cons.CachedInfo()
 	s, err := js.Stream(ctx, streamName)
 	if err != nil {
 		return nil, err
 	}
-	if stream.PartitionsOf(s.CachedInfo().Config) == 0 {
+	partitioned := stream.PartitionsOf(s.CachedInfo().Config) > 0
+	var info jetstream.ConsumerInfo
+	found := false
+	cons, err := s.Consumer(ctx, consumer)
+	switch {
+	case err == nil:
+		info, found = *cons.CachedInfo(), true
+	case partitioned && errors.Is(err, jetstream.ErrConsumerNotFound):
+		info = jetstream.ConsumerInfo{Stream: streamName, Name: consumer}
+	default:
+		return nil, err
+	}
+	if !partitioned {
 		return &info, nil
 	}
 	infos := s.ListConsumers(ctx)
@@ -94,6 +107,7 @@ func ConsumerLag(ctx context.Context, js jetstream.JetStream, streamName, consum
 		if !ok || !isPartitionToken(p) {
 			continue
 		}
+		found = true
 		info.NumPending += ci.NumPending
 		info.NumAckPending += ci.NumAckPending
 		info.NumRedelivered += ci.NumRedelivered
@@ -101,6 +115,9 @@ func ConsumerLag(ctx context.Context, js jetstream.JetStream, streamName, consum
 	}
 	if err := infos.Err(); err != nil {
 		return nil, err
+	}
+	if !found {
+		return nil, fmt.Errorf("processor: %s of %s: %w", consumer, streamName, jetstream.ErrConsumerNotFound)
 	}
 	return &info, nil
 }

@@ -1,9 +1,12 @@
 package processor
 
 import (
+	"errors"
 	"fmt"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/patchbay/patchbay/stream"
 )
@@ -38,7 +41,15 @@ func TestConsumerLagSumsThePartitions(t *testing.T) {
 	if info.NumPending != 10 {
 		t.Fatalf("lag of a partitioned target: %d pending, want 10", info.NumPending)
 	}
-	if info, err := ConsumerLag(ctx, e.js, c.EventsStream, c.TargetConsumer("revyops")); err == nil {
-		t.Fatalf("revyops, never declared: %+v", info)
+	// Once the target consumer is gone (nothing stored before the stream
+	// was partitioned is left), the lag is the partition consumers'.
+	if err := e.js.DeleteConsumer(ctx, c.EventsStream, c.TargetConsumer("skipcall")); err != nil {
+		t.Fatal(err)
+	}
+	if info, err := ConsumerLag(ctx, e.js, c.EventsStream, c.TargetConsumer("skipcall")); err != nil || info.NumPending != 10 {
+		t.Fatalf("lag of a partitioned target without its target consumer: %+v, %v; want 10 pending", info, err)
+	}
+	if info, err := ConsumerLag(ctx, e.js, c.EventsStream, c.TargetConsumer("nobody")); !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		t.Fatalf("a target without consumers: %+v, %v", info, err)
 	}
 }

@@ -304,9 +304,10 @@ type handBackReq struct {
 	done chan struct{}
 }
 
-// fetching is what a lane's fetchers share: the room, the fetcher of the
-// target consumer (through which every delivery gives its room back), and,
-// with partitions, their rebalancer and its hand-back requests.
+// fetching is what a lane's fetchers share: the room, a fetcher through
+// which every delivery gives its room back (any of the lane's: they share
+// the room), and, with partitions, their rebalancer and its hand-back
+// requests.
 type fetching struct {
 	f        *fetcher
 	done     chan struct{} // closed once every fetcher has stopped and incoming is closed
@@ -315,31 +316,42 @@ type fetching struct {
 }
 
 // startFetching starts the lane's fetchers, sending to incoming until ctx
-// ends: the target consumer's (events stored before the stream was
-// partitioned, or all of them without partitions) and one per partition
+// ends: the target consumer's, if the lane has one (every event without
+// partitions; with partitions, those stored before the stream was, until
+// none is left: see Worker.declareTarget), and one per partition
 // consumer, all taking from one room.
 func (l *lane) startFetching(ctx context.Context, incoming chan<- jetstream.Msg) *fetching {
 	w := l.w
 	log := w.log.With("provider", l.name)
 	room, extra := newRoom(w.cfg.baseRoom()), newRoom(w.cfg.Room()-w.cfg.baseRoom())
+	// With partitions, one fetcher's pull takes at most a quarter of the
+	// room, so that the others' pulls are not kept waiting for it; it
+	// still gathers as much room as a lone fetcher does before it pulls
+	// (want), so the pull requests are as few as without partitions.
+	maxFetch, want := w.cfg.maxFetch(), 0
+	if len(l.parts) > 0 {
+		want = max(1, maxFetch/4)
+		maxFetch = min(maxFetch, max(cap(room)/4, 1))
+	}
 	share := func(f *fetcher) *fetcher {
+		f.want = want
 		if cap(extra) > 0 {
 			f.extra, f.readAhead = extra, l.readingAhead
 		}
 		return f
 	}
-	// With partitions, one fetcher's pull takes at most a quarter of the
-	// room, so that the others' pulls are not kept waiting for it.
-	maxFetch := w.cfg.maxFetch()
-	if len(l.parts) > 0 {
-		maxFetch = min(maxFetch, max(cap(room)/4, 1))
+	var all []*fetcher
+	if l.cons != nil {
+		f := share(newSharedFetcher(l.cons, room, maxFetch, log))
+		f.redeclare = func(ctx context.Context) (jetstream.Consumer, error) {
+			return w.js.CreateOrUpdateConsumer(ctx, w.scfg.EventsStream, w.targetConsumerConfig(l.name))
+		}
+		if len(l.parts) > 0 {
+			f.drained = l.shortFormDrained
+		}
+		all = append(all, f)
 	}
-	f := share(newSharedFetcher(l.cons, room, maxFetch, log))
-	f.redeclare = func(ctx context.Context) (jetstream.Consumer, error) {
-		return w.js.CreateOrUpdateConsumer(ctx, w.scfg.EventsStream, w.targetConsumerConfig(l.name))
-	}
-	fs := &fetching{f: f, done: make(chan struct{}), handBack: make(chan handBackReq)}
-	all := []*fetcher{f}
+	fs := &fetching{done: make(chan struct{}), handBack: make(chan handBackReq)}
 	if len(l.parts) > 0 {
 		m := watchMembers(ctx, func(ctx context.Context) (jetstream.KeyValue, error) {
 			return w.js.KeyValue(ctx, w.scfg.KVBucket("LEASES"))
@@ -374,9 +386,22 @@ func (l *lane) startFetching(ctx context.Context, incoming chan<- jetstream.Msg)
 		}
 		fs.rb = rb
 	}
+	fs.f = all[0] // the lane has a target consumer, partitions, or both (declareTarget)
+	if len(all) > 1 {
+		// One at a time, each fetcher gathers for as long as all of them
+		// would once each: the lane then pulls about as often as a lone
+		// fetcher, not once per gatherWait. gather waits only while most
+		// of the room is taken, that is while the worker holds events for
+		// every delivery, so no delivery waits for the longer gather.
+		gate := new(sync.Mutex)
+		for _, x := range all {
+			x.gate, x.wait = gate, time.Duration(len(all))*gatherWait
+		}
+	}
 	go func() {
 		defer close(fs.done)
 		defer close(incoming)
+		l.awaitGroup(ctx)
 		var wg sync.WaitGroup
 		for _, x := range all {
 			wg.Go(func() { x.run(ctx, incoming) })
@@ -387,6 +412,55 @@ func (l *lane) startFetching(ctx context.Context, incoming chan<- jetstream.Msg)
 		wg.Wait()
 	}()
 	return fs
+}
+
+// groupWait bounds how long the fetchers wait for the lane's lease group
+// before their first pull.
+const groupWait = 2 * time.Second
+
+// awaitGroup waits, before the lane's first pull, until the worker has
+// joined the target's lease group (lease.Solo.Ready), at most groupWait.
+// A delivery that starts before is refused a ticket and held for a retry
+// (leaseRetry, 200 ms): at start the first messages of a backlog, the
+// ones each consumer's ack floor waits for, arrived within milliseconds,
+// before the few KV requests of joining were answered, and no floor moved
+// for the first 200 ms (the bench's startup stall). Joining takes a few
+// requests; if it takes longer, fetching starts anyway, as before.
+func (l *lane) awaitGroup(ctx context.Context) {
+	if l.group == nil {
+		return
+	}
+	t := time.NewTimer(groupWait)
+	defer t.Stop()
+	select {
+	case <-l.group.Ready():
+	case <-t.C:
+		l.log.Debug("the lease group is not joined yet; fetching anyway")
+	case <-ctx.Done():
+	}
+}
+
+// shortFormDrained reports whether the lane's target consumer, narrowed
+// to the events stored before the stream was partitioned, has none left to
+// deliver; if so it deletes it (another worker may have already), and its
+// fetcher stops. It is asked after an empty pull: false while NATS cannot
+// tell, so the fetcher pulls on.
+func (l *lane) shortFormDrained(ctx context.Context) bool {
+	w := l.w
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	s, err := w.js.Stream(cctx, w.scfg.EventsStream)
+	if err != nil {
+		return false
+	}
+	left, err := stream.ShortFormLeft(cctx, s, w.scfg, l.name)
+	if err != nil || left {
+		return false
+	}
+	if err := w.removeDrained(cctx, l.name); err != nil {
+		l.log.Warn("could not remove the drained consumer of events stored before the stream was partitioned; its fetcher stops, the next worker start removes it", "err", err)
+	}
+	return true
 }
 
 // handBackPartition hands partition p's queued events (not those of a

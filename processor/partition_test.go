@@ -2,6 +2,7 @@ package processor_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -11,6 +12,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/patchbay/patchbay/internal/pbtest"
+	"github.com/patchbay/patchbay/processor"
 	"github.com/patchbay/patchbay/stream"
 )
 
@@ -147,9 +149,16 @@ func TestPartitionedWorkerDeliversAtOnce(t *testing.T) {
 	cfg.ReadAhead = 10240
 	cfg.Concurrency = 16
 	w := startObserved(t, s, cfg, nil)
-	pbtest.Eventually(t, waitFor, "the worker's consumers declared", func() bool {
-		_, err := tryConsumerInfo(s, "skipcall")
-		return err == nil
+	pbtest.Eventually(t, waitFor, "the worker pulling every partition", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		for p := range 16 {
+			c, err := s.JS.Consumer(ctx, s.Stream.EventsStream, s.Stream.PartitionConsumer("skipcall", p))
+			if err != nil || c.CachedInfo().NumWaiting == 0 {
+				return false
+			}
+		}
+		return true
 	})
 	start := time.Now()
 	for i := range 20 {
@@ -160,5 +169,141 @@ func TestPartitionedWorkerDeliversAtOnce(t *testing.T) {
 	pbtest.Eventually(t, waitFor, "every event applied", func() bool { return w.deliveries(t, "skipcall", "applied") == 20 })
 	if took := time.Since(start); took > 4*time.Second {
 		t.Fatalf("20 events took %s to apply: a pull request's expiry (5 s) went by", took)
+	}
+}
+
+// consumerGone reports whether the events stream has no consumer name.
+func consumerGone(t *testing.T, s *pbtest.Stack, name string) bool {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_, err := s.JS.Consumer(ctx, s.Stream.EventsStream, name)
+	if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		t.Fatal(err)
+	}
+	return err != nil
+}
+
+// TestShortFormConsumerDrainsThenGoes upgrades a stream in place with
+// events stored before, one of them held unacknowledged by a worker of
+// the previous version: the worker delivers the others through the
+// narrowed target consumer and every later event through the partition
+// consumers, keeps fetching the narrowed consumer while the held event is
+// in the stream, delivers that one too once it is handed back, and only
+// then removes the consumer. Every contact gets one request, and a worker
+// of the previous version started afterwards cannot declare its consumer.
+func TestShortFormConsumerDrainsThenGoes(t *testing.T) {
+	t.Parallel()
+	s := pbtest.Start(t, pbtest.Options{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	old := s.Stream // as b50f17e declares it: no partitions
+	legacy, err := s.JS.CreateOrUpdateConsumer(ctx, old.EventsStream, old.TargetConsumerConfig("skipcall", time.Minute, 1000))
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := func(group string, i int) string { return fmt.Sprintf("%s-2222-4333-8444-%012d", group, i) }
+	const before, after = 10, 10
+	for i := range before {
+		s.Skipcall.PutContact(id("50505050", i), map[string]any{"firstName": "A", "lastName": "B"})
+		s.PostEvent(skipEvent(fmt.Sprintf("sf-%d", i), id("50505050", i), map[string]any{"city": "Before"}))
+	}
+	held, err := legacy.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var heldMsg jetstream.Msg
+	for m := range held.Messages() {
+		heldMsg = m
+	}
+	if heldMsg == nil {
+		t.Fatal("the old worker got no event to hold")
+	}
+	partitionStream(t, s, 4)
+	for i := range after {
+		s.Skipcall.PutContact(id("60606060", i), map[string]any{"firstName": "A", "lastName": "B"})
+		s.PostEvent(skipEvent(fmt.Sprintf("pf-%d", i), id("60606060", i), map[string]any{"city": "After"}))
+	}
+	name := s.Stream.TargetConsumer("skipcall")
+	pulls := countMsgs(t, s, "$JS.API.CONSUMER.MSG.NEXT."+s.Stream.EventsStream+"."+name)
+	cfg := pbtest.WorkerConfig()
+	cfg.AckWait = time.Minute // the held event is not redelivered by its ack wait in this test
+	w := startObserved(t, s, cfg, nil)
+	pbtest.Eventually(t, waitFor, "every event but the held one applied", func() bool {
+		return w.deliveries(t, "skipcall", "applied") == before+after-1
+	})
+	// The narrowed consumer's fetcher goes on: a pull that found nothing
+	// is followed by another while the held event is in the stream.
+	n0 := pulls.Load()
+	pbtest.Eventually(t, waitFor, "the narrowed consumer pulled again after an empty pull", func() bool { return pulls.Load() >= n0+2 })
+	if consumerGone(t, s, name) {
+		t.Fatal("the narrowed consumer was removed while an event it delivered was not acknowledged")
+	}
+	if err := heldMsg.Nak(); err != nil { // the old worker hands it back
+		t.Fatal(err)
+	}
+	pbtest.Eventually(t, waitFor, "the held event applied", func() bool {
+		return w.deliveries(t, "skipcall", "applied") == before+after
+	})
+	pbtest.Eventually(t, waitFor, "the drained consumer removed", func() bool { return consumerGone(t, s, name) })
+	for i := range before {
+		if n := s.Skipcall.PatchCount(id("50505050", i)); n != 1 {
+			t.Errorf("contact %d stored before: %d requests, want 1", i, n)
+		}
+	}
+	for i := range after {
+		if n := s.Skipcall.PatchCount(id("60606060", i)); n != 1 {
+			t.Errorf("contact %d stored after: %d requests, want 1", i, n)
+		}
+	}
+	if _, err := s.JS.CreateOrUpdateConsumer(ctx, old.EventsStream, old.TargetConsumerConfig("skipcall", time.Minute, 1000)); err == nil {
+		t.Fatal("a worker of the previous version declared its consumer over every subject form")
+	}
+	if info, err := processor.ConsumerLag(ctx, s.JS, s.Stream.EventsStream, name); err != nil || info.NumPending+uint64(info.NumAckPending) != 0 {
+		t.Fatalf("lag without the target consumer: %+v, %v", info, err)
+	}
+}
+
+// TestNoShortFormConsumerWithoutShortFormEvents: on a stream created
+// partitioned the worker declares no target consumer, and on one
+// partitioned in place whose narrowed consumer has nothing left it removes
+// that consumer at start; the events are delivered either way.
+func TestNoShortFormConsumerWithoutShortFormEvents(t *testing.T) {
+	t.Parallel()
+	for _, inPlace := range []bool{false, true} {
+		t.Run(fmt.Sprintf("in place %v", inPlace), func(t *testing.T) {
+			t.Parallel()
+			s := pbtest.Start(t, pbtest.Options{})
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if inPlace {
+				if _, err := s.JS.CreateOrUpdateConsumer(ctx, s.Stream.EventsStream, s.Stream.TargetConsumerConfig("skipcall", time.Minute, 1000)); err != nil {
+					t.Fatal(err)
+				}
+				partitionStream(t, s, 4)
+			} else {
+				if err := s.JS.DeleteStream(ctx, s.Stream.EventsStream); err != nil {
+					t.Fatal(err)
+				}
+				partitionStream(t, s, 4)
+			}
+			name := s.Stream.TargetConsumer("skipcall")
+			if inPlace == consumerGone(t, s, name) {
+				t.Fatalf("before the worker: target consumer there: %v", !consumerGone(t, s, name))
+			}
+			w := startObserved(t, s, pbtest.WorkerConfig(), nil)
+			for i := range 8 {
+				id := fmt.Sprintf("80808080-2222-4333-8444-%012d", i)
+				s.Skipcall.PutContact(id, map[string]any{"firstName": "A", "lastName": "B"})
+				s.PostEvent(skipEvent(fmt.Sprintf("np-%d", i), id, map[string]any{"city": "X"}))
+			}
+			pbtest.Eventually(t, waitFor, "every event applied", func() bool { return w.deliveries(t, "skipcall", "applied") == 8 })
+			if !consumerGone(t, s, name) {
+				t.Error("the worker keeps a target consumer with no short-form event to deliver")
+			}
+			if !consumerGone(t, s, s.Stream.TargetConsumer("revyops")) {
+				t.Error("the worker declared a target consumer for revyops")
+			}
+		})
 	}
 }

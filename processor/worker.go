@@ -324,11 +324,13 @@ func (w *Worker) Run(ctx context.Context) error {
 	return nil
 }
 
-// setup declares what the worker needs in NATS: one durable consumer per
-// target, and the bucket of attempt counts. A consumer over every target
-// left by an earlier version is removed first: a work-queue stream refuses
-// overlapping consumers, and its unacknowledged messages stay in the stream
-// for the per-target consumers.
+// setup declares what the worker needs in NATS: per target, its durable
+// consumer (without partitions), or its partition consumers and, while
+// events stored before the stream was partitioned remain, its narrowed
+// consumer (see declareTarget); and the buckets. A consumer over every
+// target left by an earlier version is removed first: a work-queue stream
+// refuses overlapping consumers, and its unacknowledged messages stay in
+// the stream for the per-target consumers.
 func (w *Worker) setup(ctx context.Context) error {
 	if err := w.js.DeleteConsumer(ctx, w.scfg.EventsStream, w.scfg.Consumer); err == nil {
 		w.log.Info("removed the consumer of an earlier version; its pending events are delivered by the per-target consumers", "consumer", w.scfg.Consumer)
@@ -337,26 +339,15 @@ func (w *Worker) setup(ctx context.Context) error {
 	}
 	// The partition count is the stream's, whatever this replica's
 	// configuration says: every replica consumes the same partitions.
-	n, err := stream.EventsPartitions(ctx, w.js, w.scfg)
+	s, err := w.js.Stream(ctx, w.scfg.EventsStream)
 	if err != nil {
-		return fmt.Errorf("processor: %w", err)
+		return fmt.Errorf("processor: %s: %w", w.scfg.EventsStream, err)
 	}
+	n := stream.PartitionsOf(s.CachedInfo().Config)
 	w.partitions.Store(int32(n))
 	for _, l := range w.lanes {
-		cc := w.targetConsumerConfig(l.name)
-		cons, err := w.js.CreateOrUpdateConsumer(ctx, w.scfg.EventsStream, cc)
-		if err != nil {
-			return fmt.Errorf("processor: consumer %s: %w", cc.Durable, err)
-		}
-		l.cons = cons
-		l.parts = l.parts[:0]
-		for p := range n {
-			pc := w.partitionConsumerConfig(l.name, p)
-			cons, err := w.js.CreateOrUpdateConsumer(ctx, w.scfg.EventsStream, pc)
-			if err != nil {
-				return fmt.Errorf("processor: consumer %s: %w", pc.Durable, err)
-			}
-			l.parts = append(l.parts, cons)
+		if err := w.declareTarget(ctx, s, l, n); err != nil {
+			return err
 		}
 	}
 	a, err := newAttempts(ctx, w.js, w.scfg.KVBucket("ATTEMPTS"), w.scfg.Replicas, w.cfg.MaxRetryAge+time.Hour)
@@ -377,6 +368,72 @@ func (w *Worker) setup(ctx context.Context) error {
 	holder = fmt.Sprintf("%s/%d", holder, os.Getpid())
 	if w.leases, err = lease.New(ctx, w.js, lease.Config{Bucket: w.scfg.KVBucket("LEASES"), Replicas: w.scfg.Replicas, TTL: w.cfg.LeaseTTL, Holder: holder}); err != nil {
 		return fmt.Errorf("processor: %w", err)
+	}
+	return nil
+}
+
+// declareTarget declares l's consumers on the events stream s with n
+// partitions. Without partitions it is the target consumer over every
+// event. With partitions it is one consumer per partition, and the target
+// consumer, narrowed to the short form, only while the stream still holds
+// short-form events of the target (a stream partitioned in place): on a
+// stream created partitioned none is ever stored, and a drained one stays
+// drained (stream.ShortFormLeft), so the consumer would only cost
+// nats-server a consumer to check on every acknowledgement and a pull to
+// serve. A drained target consumer that exists is narrowed first, as
+// before, so the partition consumers never overlap it, and deleted once
+// they exist: a worker of the previous version is then refused at the
+// creation of its consumer, as it was at widening the narrowed one.
+func (w *Worker) declareTarget(ctx context.Context, s jetstream.Stream, l *lane, n int) error {
+	l.cons, l.parts = nil, l.parts[:0]
+	left := n == 0
+	if n > 0 {
+		var err error
+		if left, err = stream.ShortFormLeft(ctx, s, w.scfg, l.name); err != nil {
+			return fmt.Errorf("processor: %w", err)
+		}
+	}
+	cc := w.targetConsumerConfig(l.name)
+	drained := false
+	if left {
+		cons, err := w.js.CreateOrUpdateConsumer(ctx, w.scfg.EventsStream, cc)
+		if err != nil {
+			return fmt.Errorf("processor: consumer %s: %w", cc.Durable, err)
+		}
+		l.cons = cons
+	} else {
+		_, err := w.js.UpdateConsumer(ctx, w.scfg.EventsStream, cc)
+		switch {
+		case err == nil:
+			drained = true
+		case !errors.Is(err, jetstream.ErrConsumerDoesNotExist) && !errors.Is(err, jetstream.ErrConsumerNotFound):
+			return fmt.Errorf("processor: consumer %s: %w", cc.Durable, err)
+		}
+	}
+	for p := range n {
+		pc := w.partitionConsumerConfig(l.name, p)
+		cons, err := w.js.CreateOrUpdateConsumer(ctx, w.scfg.EventsStream, pc)
+		if err != nil {
+			return fmt.Errorf("processor: consumer %s: %w", pc.Durable, err)
+		}
+		l.parts = append(l.parts, cons)
+	}
+	if drained {
+		return w.removeDrained(ctx, l.name)
+	}
+	return nil
+}
+
+// removeDrained deletes target's narrowed consumer, which has no event
+// left to deliver (stream.ShortFormLeft), if it is still there.
+func (w *Worker) removeDrained(ctx context.Context, target string) error {
+	name := w.scfg.TargetConsumer(target)
+	err := w.js.DeleteConsumer(ctx, w.scfg.EventsStream, name)
+	switch {
+	case err == nil:
+		w.log.Info("every event stored before the stream was partitioned is delivered; removed their consumer", "provider", target, "consumer", name)
+	case !errors.Is(err, jetstream.ErrConsumerNotFound):
+		return fmt.Errorf("processor: remove drained consumer %s: %w", name, err)
 	}
 	return nil
 }

@@ -45,6 +45,20 @@ import (
 // back (the partition consumers overlap), so it cannot receive a subject
 // form it does not know.
 //
+// The narrowed consumer is needed only while short-form events remain:
+// once the transform is in place no event is stored in the short form
+// again (its source matches every short-form subject), so when the stream
+// holds none of a target's (ShortFormLeft: none stored, hence none pending
+// or unacknowledged either, a work-queue stream keeping every event until
+// it is acknowledged), workers delete the target's narrowed consumer and
+// stop fetching it. On a stream created partitioned they never declare
+// it. Either way a worker of the previous version started later is
+// refused as before: creating its consumer over <prefix>.patch.<target>.>
+// overlaps the partition consumers, as widening the narrowed one did, so
+// it retries its setup and receives nothing. One of the previous version
+// still fetching the deleted consumer gets nothing more: there is nothing
+// left for it, and declaring it again over every subject form is refused.
+//
 // The partition count is fixed once the stream is partitioned: Ensure
 // keeps the count in the stream's transform whatever Partitions says, and
 // workers read it from the stream (PartitionsOf), so every replica agrees.
@@ -148,6 +162,27 @@ func CanonicalSubject(prefix, subject string) string {
 // "<prefix>.patch.<target>.<p>.*".
 func (c Config) PartitionSubjects(target string, p int) string {
 	return c.SubjectPrefix + ".patch." + target + "." + strconv.Itoa(p) + ".*"
+}
+
+// ShortSubjects is the filter of one target's events stored in the short
+// form, before the stream was partitioned: "<prefix>.patch.<target>.*".
+func (c Config) ShortSubjects(target string) string {
+	return c.SubjectPrefix + ".patch." + target + ".*"
+}
+
+// ShortFormLeft reports whether the events stream s stores any event of
+// target in the short form: one stored before the stream was partitioned,
+// delivered or not, acknowledged not yet. On a partitioned stream none is
+// stored again, so once it reports false it does for good.
+func ShortFormLeft(ctx context.Context, s jetstream.Stream, c Config, target string) (bool, error) {
+	_, err := s.GetMsg(ctx, 1, jetstream.WithGetMsgSubject(c.ShortSubjects(target)))
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, jetstream.ErrMsgNotFound):
+		return false, nil
+	}
+	return false, fmt.Errorf("stream: short-form events of %s in %s: %w", target, c.EventsStream, err)
 }
 
 // PartitionConsumer is the durable consumer of one partition of a target:

@@ -144,12 +144,13 @@ func (c Config) ConsumerConfig(ackWait time.Duration, maxAckPending int) jetstre
 // TargetConsumerConfig is the durable pull consumer of one target, shared by
 // all workers. MaxDeliver is unlimited: the worker, not JetStream, decides
 // when to give up, so an event is never silently abandoned. With
-// Partitions it filters the short-form subjects only: the events stored
-// before the stream was partitioned.
+// Partitions it filters the short-form subjects only (ShortSubjects): the
+// events stored before the stream was partitioned; workers declare it
+// then only while such events remain (see Partitioned routing).
 func (c Config) TargetConsumerConfig(target string, ackWait time.Duration, maxAckPending int) jetstream.ConsumerConfig {
 	filter := c.TargetSubjects(target)
 	if c.Partitions > 0 {
-		filter = c.shortFilter(filter)
+		filter = c.ShortSubjects(target)
 	}
 	return jetstream.ConsumerConfig{
 		Durable:       c.TargetConsumer(target),

@@ -71,6 +71,8 @@ type Solo struct {
 	done   chan struct{}
 	idle   chan struct{} // a solo Ticket ended while yielding
 	leaves chan struct{} // closed by Close: give the keys up
+	ready  chan struct{} // closed the first time the member knows how it may work (Ready)
+	once   sync.Once     // closes ready
 
 	mu       sync.Mutex
 	mode     mode
@@ -192,7 +194,7 @@ func (l *Leases) Join(group string, log *slog.Logger) (*Solo, error) {
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	s := &Solo{l: l, group: group, id: hex.EncodeToString(b[:]), log: log.With("group", group),
-		stop: stop, done: make(chan struct{}), idle: make(chan struct{}, 1), leaves: make(chan struct{})}
+		stop: stop, done: make(chan struct{}), idle: make(chan struct{}, 1), leaves: make(chan struct{}), ready: make(chan struct{})}
 	go s.run(ctx)
 	return s, nil
 }
@@ -218,6 +220,13 @@ func (s *Solo) Enter() (Ticket, bool) {
 	}
 	return Ticket{}, false
 }
+
+// Ready is closed once the member has first joined the group and seen it:
+// it holds the solo lease, works under per-key leases, or waits for
+// another member's solo lease. Before, Enter refuses every Ticket (the
+// member is joining), so a caller with work waiting has it wait for a
+// retry; one that starts its work after Ready does not.
+func (s *Solo) Ready() <-chan struct{} { return s.ready }
 
 // Mode names the member's mode (joining, shared, blocked, claiming, solo,
 // yielding), for logs, metrics and tests.
@@ -254,6 +263,9 @@ func (s *Solo) set(m mode, deadline time.Time) {
 		s.log.Debug("lease group mode", "from", s.mode, "to", m)
 	}
 	s.mode, s.deadline = m, deadline
+	if m == solo || m == shared || m == blocked {
+		s.once.Do(func() { close(s.ready) })
+	}
 }
 
 // run joins again whenever a session ends, until Close.
