@@ -770,6 +770,7 @@ func (b *procBench) workerRun(ctx context.Context, kind string, concurrency int,
 		label += " ack=" + ack
 	}
 	srv0, _ := b.srv.CPU()
+	in0, out0, _ := b.srv.Msgs(ctx)
 	switch kind {
 	case "patchbay", "baseline":
 		env := map[string]string{
@@ -812,6 +813,12 @@ func (b *procBench) workerRun(ctx context.Context, kind string, concurrency int,
 	s.CPU, _ = p.CPU()
 	srv1, _ := b.srv.CPU()
 	s.ServerCPU = srv1 - srv0
+	if in1, out1, err := b.srv.Msgs(ctx); err == nil && s.Events > 0 {
+		// What the process asked of nats-server, counted: messages in
+		// (publishes, acks, pull and KV requests) and out per event.
+		fmt.Fprintf(b.log, "  worker %s: %.2f NATS messages in, %.2f out per event\n", label,
+			float64(in1-in0)/float64(s.Events), float64(out1-out0)/float64(s.Events))
+	}
 	if profile != nil {
 		profile()
 	}

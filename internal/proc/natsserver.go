@@ -2,8 +2,10 @@ package proc
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"net"
+	"net/http"
 	"os/exec"
 	"path/filepath"
 	"strconv"
@@ -26,6 +28,31 @@ type NATSServer struct {
 	*Process
 	// URL is the client URL, nats://127.0.0.1:port.
 	URL string
+	// Monitor is the monitoring endpoint's host:port.
+	Monitor string
+}
+
+// Msgs returns the messages the server has received from and sent to its
+// clients so far (/varz in_msgs and out_msgs): the protocol work a client
+// puts on it, counted.
+func (s *NATSServer) Msgs(ctx context.Context) (in, out int64, err error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+s.Monitor+"/varz", nil)
+	if err != nil {
+		return 0, 0, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return 0, 0, fmt.Errorf("proc: varz: %w", err)
+	}
+	defer resp.Body.Close()
+	var v struct {
+		In  int64 `json:"in_msgs"`
+		Out int64 `json:"out_msgs"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&v); err != nil {
+		return 0, 0, fmt.Errorf("proc: varz: %w", err)
+	}
+	return v.In, v.Out, nil
 }
 
 // StartNATSServer runs the nats-server binary bin with JetStream, storing
@@ -53,5 +80,5 @@ func StartNATSServer(ctx context.Context, bin, storeDir string, args ...string) 
 		p.Kill()
 		return nil, fmt.Errorf("%w\n%s", err, p.Output())
 	}
-	return &NATSServer{Process: p, URL: "nats://" + client}, nil
+	return &NATSServer{Process: p, URL: "nats://" + client, Monitor: monitor}, nil
 }
