@@ -35,7 +35,8 @@ func mergeCommitPrepare(b *testing.B, target events.Target, c Change, now time.T
 		fieldBuf [2 * unitsBuf]field
 		orderBuf [2 * unitsBuf]int32
 	)
-	fs, _, changed := mergeFields(fieldBuf[:0], State{}, clocks, sp.us, now)
+	vals, _ := sp.unitsAt(nil, events.TargetSkipcall)
+	fs, _, changed := mergeFields(fieldBuf[:0], State{}, clocks, vals, now)
 	if !changed {
 		return nil
 	}

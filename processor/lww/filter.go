@@ -40,7 +40,8 @@ func Filter(target events.Target, patch json.RawMessage, clocks map[string]Clock
 // kept.Patch() is the patch Filter returns for sp.Patch(), and when
 // nothing is dropped or added kept is sp itself. It fails as Filter does.
 func FilterSplit(target events.Target, sp Split, clocks map[string]Clock, st State) (kept Split, keptClocks map[string]Clock, dropped []string, err error) {
-	us, err := sp.unitsAt(nil, target)
+	var buf [unitsBuf]unit
+	us, err := sp.unitsAt(buf[:0], target)
 	if err != nil {
 		return Split{}, nil, nil, err
 	}
@@ -51,7 +52,7 @@ func FilterSplit(target events.Target, sp Split, clocks map[string]Clock, st Sta
 	case same && sp.target == target:
 		return sp, keptClocks, nil, nil
 	}
-	return Split{target: target, patch: patch, us: keptUs}, keptClocks, dropped, nil
+	return newSplit(target, patch, keptUs), keptClocks, dropped, nil
 }
 
 // filter is Filter for patch split into us, also returning the units of

@@ -3,7 +3,6 @@ package lww
 import (
 	"encoding/json"
 	"fmt"
-	"slices"
 
 	"github.com/patchbay/patchbay/events"
 )
@@ -30,21 +29,12 @@ func Merge(target events.Target, changes ...Change) (patch json.RawMessage, cloc
 // that FilterSplit and Store.CommitSplit need not split it again. sp.Patch
 // is the patch Merge returns (for a single change, its own bytes).
 func MergeSplit(target events.Target, changes ...Change) (sp Split, clocks map[string]Clock, err error) {
-	if len(changes) == 1 {
-		// Split into a buffer on the stack, then copied to the heap: one
-		// allocation (a slice grown from nil takes several).
-		var buf [unitsBuf]unit
-		us, clocks, err := mergeOne(buf[:0], target, changes[0])
-		if err != nil {
-			return Split{}, nil, err
-		}
-		return Split{target: target, patch: changes[0].Patch, us: slices.Clone(us)}, clocks, nil
-	}
-	patch, us, clocks, err := merge(nil, target, changes)
+	var buf [unitsBuf]unit
+	patch, us, clocks, err := merge(buf[:0], target, changes)
 	if err != nil {
 		return Split{}, nil, err
 	}
-	return Split{target: target, patch: patch, us: us}, clocks, nil
+	return newSplit(target, patch, us), clocks, nil
 }
 
 // mergeOne is Merge of the single change c, its units appended to dst.
