@@ -234,7 +234,7 @@ func (l *lane) apply(ctx context.Context, j job, msgs []pending, evs []events.Ev
 	for i := range evs {
 		changes[i] = lww.Change{Patch: evs[i].Patch, Clock: clockOf(&msgs[i], &evs[i]), Valid: true}
 	}
-	patch, clocks, err := lww.Merge(l.target, changes...)
+	patch, clocks, err := lww.MergeSplit(l.target, changes...)
 	if err != nil {
 		if len(msgs) > 1 {
 			return l.oneByOne(ctx, j, msgs, evs, sendBy)
@@ -253,7 +253,7 @@ func (l *lane) apply(ctx context.Context, j job, msgs []pending, evs []events.Ev
 	}
 	kept, keptClocks, dropped := patch, clocks, []string(nil)
 	if lww.AnyStale(clocks, st) {
-		kept, keptClocks, dropped, err = lww.Filter(l.target, patch, clocks, st)
+		kept, keptClocks, dropped, err = lww.FilterSplit(l.target, patch, clocks, st)
 	}
 	if err != nil {
 		if len(msgs) > 1 {
@@ -263,7 +263,7 @@ func (l *lane) apply(ctx context.Context, j job, msgs []pending, evs []events.Ev
 		return r
 	}
 	d := delivery{msgs: msgs, evs: evs, changes: changes, clocks: clocks, sent: keptClocks, dropped: dropped, st: st}
-	if len(kept) == 0 {
+	if len(kept.Patch()) == 0 {
 		l.record(&d, history.OutcomeSuperseded, 0)
 		for i, p := range msgs {
 			log.Debug("superseded: every field is older than the value at the provider", "event_id", evs[i].ID, "dropped", dropped)
@@ -271,7 +271,7 @@ func (l *lane) apply(ctx context.Context, j job, msgs []pending, evs []events.Ev
 		}
 		return r
 	}
-	merged.Patch = kept
+	merged.Patch = kept.Patch()
 
 	grant, hold, err := l.pace(ctx)
 	switch {
@@ -322,7 +322,7 @@ func (l *lane) apply(ctx context.Context, j job, msgs []pending, evs []events.Ev
 		// for it instead of acknowledged (the PATCH is sent again; it is
 		// idempotent). A shutdown does not cut the commit short.
 		cctx, cancel := commitContext(ctx)
-		ow, err := l.w.state.Commit(cctx, l.target, merged.ContactID, st, kept, keptClocks)
+		ow, err := l.w.state.CommitSplit(cctx, l.target, merged.ContactID, st, kept, keptClocks)
 		cancel()
 		if err != nil {
 			l.record(&d, "commit_failed", res.Status)

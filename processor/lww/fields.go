@@ -206,16 +206,19 @@ func repeated(us []unit, name string) bool {
 
 // build encodes units as one patch: top-level keys in order of first
 // appearance, Skipcall customFields members in a JSON object and RevyOps
-// contact_custom_fields items in an array, each in order of appearance.
-func build(us []unit) json.RawMessage {
-	var tops []string
-	group := map[string][]unit{}
+// contact_custom_fields items in an array, each in order of appearance. It
+// also returns the units of the patch as units would split it (a new
+// slice): grouped by top-level key in that order, a top-level key given
+// twice only once, with its last value (the one written).
+func build(us []unit) (json.RawMessage, []unit) {
+	var topBuf [unitsBuf]string
+	tops := topBuf[:0]
 	for _, u := range us {
-		if _, ok := group[u.top]; !ok {
+		if !slices.Contains(tops, u.top) {
 			tops = append(tops, u.top)
 		}
-		group[u.top] = append(group[u.top], u)
 	}
+	out := make([]unit, 0, len(us))
 	var buf bytes.Buffer
 	buf.WriteByte('{')
 	for i, top := range tops {
@@ -224,11 +227,16 @@ func build(us []unit) json.RawMessage {
 		}
 		writeString(&buf, top)
 		buf.WriteByte(':')
-		g := group[top]
+		g := len(out) // this key's units start here
+		for _, u := range us {
+			if u.top == top {
+				out = append(out, u)
+			}
+		}
 		switch {
-		case g[0].keyed && top == skipcallCustom:
+		case out[g].keyed && top == skipcallCustom:
 			buf.WriteByte('{')
-			for j, u := range g {
+			for j, u := range out[g:] {
 				if j > 0 {
 					buf.WriteByte(',')
 				}
@@ -237,9 +245,9 @@ func build(us []unit) json.RawMessage {
 				buf.Write(u.val)
 			}
 			buf.WriteByte('}')
-		case g[0].keyed:
+		case out[g].keyed:
 			buf.WriteByte('[')
-			for j, u := range g {
+			for j, u := range out[g:] {
 				if j > 0 {
 					buf.WriteByte(',')
 				}
@@ -247,11 +255,13 @@ func build(us []unit) json.RawMessage {
 			}
 			buf.WriteByte(']')
 		default:
-			buf.Write(g[len(g)-1].val)
+			out[g] = out[len(out)-1]
+			out = out[:g+1]
+			buf.Write(out[g].val)
 		}
 	}
 	buf.WriteByte('}')
-	return buf.Bytes()
+	return buf.Bytes(), out
 }
 
 // writeString writes s as a JSON string without HTML escaping, so keys reach

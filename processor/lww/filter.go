@@ -27,16 +27,44 @@ import (
 // patch is not valid for target (see Fields) or a field of patch has no
 // clock in clocks.
 func Filter(target events.Target, patch json.RawMessage, clocks map[string]Clock, st State) (kept json.RawMessage, keptClocks map[string]Clock, dropped []string, err error) {
-	var buf, keepBuf [unitsBuf]unit
+	var buf [unitsBuf]unit
 	us, err := units(buf[:0], target, patch, false)
 	if err != nil {
 		return nil, nil, nil, err
 	}
+	kept, _, keptClocks, dropped, _, err = filter(target, patch, us, clocks, st)
+	return kept, keptClocks, dropped, err
+}
+
+// FilterSplit is Filter for a patch split by MergeSplit (or FilterSplit):
+// kept.Patch() is the patch Filter returns for sp.Patch(), and when
+// nothing is dropped or added kept is sp itself. It fails as Filter does.
+func FilterSplit(target events.Target, sp Split, clocks map[string]Clock, st State) (kept Split, keptClocks map[string]Clock, dropped []string, err error) {
+	var buf [unitsBuf]unit
+	us, err := sp.unitsAt(buf[:0], target)
+	if err != nil {
+		return Split{}, nil, nil, err
+	}
+	patch, keptUs, keptClocks, dropped, same, err := filter(target, sp.patch, us, clocks, st)
+	switch {
+	case err != nil || patch == nil:
+		return Split{}, keptClocks, dropped, err
+	case same && sp.target == target:
+		return sp, keptClocks, nil, nil
+	}
+	return newSplit(target, patch, keptUs), keptClocks, dropped, nil
+}
+
+// filter is Filter for patch split into us, also returning the units of
+// kept, and same: nothing was dropped or added, so kept is patch and keptUs
+// is us (else keptUs is a new slice).
+func filter(target events.Target, patch json.RawMessage, us []unit, clocks map[string]Clock, st State) (kept json.RawMessage, keptUs []unit, keptClocks map[string]Clock, dropped []string, same bool, err error) {
+	var keepBuf [unitsBuf]unit
 	keep := keepBuf[:0]
 	for _, u := range us {
 		c, ok := clocks[u.name]
 		if !ok {
-			return nil, nil, nil, fmt.Errorf("%w: field %q has no clock", ErrInvalid, u.name)
+			return nil, nil, nil, nil, false, fmt.Errorf("%w: field %q has no clock", ErrInvalid, u.name)
 		}
 		if stored, ok := st.Fields[u.name]; ok && !c.After(stored) {
 			dropped = append(dropped, u.name)
@@ -56,13 +84,13 @@ func Filter(target events.Target, patch json.RawMessage, clocks map[string]Clock
 		repair = append(repair, storedUnit(target, name, v))
 	}
 	if len(dropped) == 0 && len(repair) == 0 {
-		return patch, clocks, nil, nil
+		return patch, us, clocks, nil, true, nil
 	}
 	if len(dropped) > 0 {
 		dropped = sortedUnique(dropped)
 	}
 	if len(keep)+len(repair) == 0 {
-		return nil, nil, dropped, nil
+		return nil, nil, nil, dropped, false, nil
 	}
 	keptClocks = make(map[string]Clock, len(keep)+len(repair))
 	for _, u := range keep {
@@ -71,7 +99,8 @@ func Filter(target events.Target, patch json.RawMessage, clocks map[string]Clock
 	for _, u := range repair {
 		keptClocks[u.name] = st.Fields[u.name]
 	}
-	return build(append(keep, repair...)), keptClocks, dropped, nil
+	kept, keptUs = build(append(keep, repair...))
+	return kept, keptUs, keptClocks, dropped, false, nil
 }
 
 // storedUnit is the unit of field name at target with its stored value v.

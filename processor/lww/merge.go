@@ -20,20 +20,48 @@ import (
 // each of its fields. Merge fails, wrapping ErrInvalid, when there is no
 // change or a patch is not valid for target (see Fields).
 func Merge(target events.Target, changes ...Change) (patch json.RawMessage, clocks map[string]Clock, err error) {
+	var buf [unitsBuf]unit
+	patch, _, clocks, err = merge(buf[:0], target, changes)
+	return patch, clocks, err
+}
+
+// MergeSplit is Merge, the merged patch returned split into its fields, so
+// that FilterSplit and Store.CommitSplit need not split it again. sp.Patch
+// is the patch Merge returns (for a single change, its own bytes).
+func MergeSplit(target events.Target, changes ...Change) (sp Split, clocks map[string]Clock, err error) {
+	var buf [unitsBuf]unit
+	patch, us, clocks, err := merge(buf[:0], target, changes)
+	if err != nil {
+		return Split{}, nil, err
+	}
+	return newSplit(target, patch, us), clocks, nil
+}
+
+// mergeOne is Merge of the single change c, its units appended to dst.
+func mergeOne(dst []unit, target events.Target, c Change) (us []unit, clocks map[string]Clock, err error) {
+	us, err = units(dst, target, c.Patch, c.Valid)
+	if err != nil {
+		return nil, nil, err
+	}
+	clocks = make(map[string]Clock, len(us))
+	for _, u := range us {
+		clocks[u.name] = c.Clock
+	}
+	return us, clocks, nil
+}
+
+// merge is Merge, also returning the units of patch; a single change's
+// are appended to dst.
+func merge(dst []unit, target events.Target, changes []Change) (patch json.RawMessage, us []unit, clocks map[string]Clock, err error) {
 	if len(changes) == 0 {
-		return nil, nil, fmt.Errorf("%w: no change to merge", ErrInvalid)
+		return nil, nil, nil, fmt.Errorf("%w: no change to merge", ErrInvalid)
 	}
 	if len(changes) == 1 {
-		var buf [unitsBuf]unit
-		us, err := units(buf[:0], target, changes[0].Patch, changes[0].Valid)
+		us, clocks, err := mergeOne(dst, target, changes[0])
 		if err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
-		clocks = make(map[string]Clock, len(us))
-		for _, u := range us {
-			clocks[u.name] = changes[0].Clock
-		}
-		return changes[0].Patch, clocks, nil
+		return changes[0].Patch, us, clocks, nil
 	}
 	type pick struct {
 		u      unit
@@ -45,7 +73,7 @@ func Merge(target events.Target, changes ...Change) (patch json.RawMessage, cloc
 	for i, c := range changes {
 		us, err := units(buf[:0], target, c.Patch, c.Valid)
 		if err != nil {
-			return nil, nil, fmt.Errorf("change %d: %w", i, err)
+			return nil, nil, nil, fmt.Errorf("change %d: %w", i, err)
 		}
 		for _, u := range us {
 			cur, seen := best[u.name]
@@ -59,12 +87,13 @@ func Merge(target events.Target, changes ...Change) (patch json.RawMessage, cloc
 			best[u.name] = pick{u: u, change: i}
 		}
 	}
-	us := make([]unit, len(order))
+	picked := make([]unit, len(order))
 	clocks = make(map[string]Clock, len(order))
 	for i, name := range order {
 		p := best[name]
-		us[i] = p.u
+		picked[i] = p.u
 		clocks[name] = changes[p.change].Clock
 	}
-	return build(us), clocks, nil
+	patch, us = build(picked)
+	return patch, us, clocks, nil
 }

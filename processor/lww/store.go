@@ -312,13 +312,9 @@ type Overwritten struct {
 // fails wrapping ErrInvalid, ErrCorrupt, ctx's error, or the jetstream
 // error. st is not modified.
 func (s *Store) Commit(ctx context.Context, target events.Target, contact string, st State, patch json.RawMessage, applied map[string]Clock) (Overwritten, error) {
-	if !stream.KeyToken(string(target)) || !stream.KeyToken(contact) {
-		_, err := Key(target, contact) // the same refusal as Get's
+	if err := keyTokens(target, contact); err != nil {
 		return Overwritten{}, err
 	}
-	// The subject of the key's entry, the key a slice of it: one string.
-	subject := s.subjects + string(target) + "." + contact
-	key := subject[len(s.subjects):]
 	// The patch's values, split once into a buffer on the stack; Commit
 	// looks each applied field's value up there instead of in a map.
 	var (
@@ -331,6 +327,44 @@ func (s *Store) Commit(ctx context.Context, target events.Target, contact string
 			return Overwritten{}, err
 		}
 	}
+	return s.commit(ctx, target, contact, st, vals, applied)
+}
+
+// CommitSplit is Commit for the patch of sp (as MergeSplit or FilterSplit
+// returned it), its values read from sp instead of a parse of the patch.
+func (s *Store) CommitSplit(ctx context.Context, target events.Target, contact string, st State, sp Split, applied map[string]Clock) (Overwritten, error) {
+	if err := keyTokens(target, contact); err != nil {
+		return Overwritten{}, err
+	}
+	var (
+		unitBuf [unitsBuf]unit
+		vals    []unit
+	)
+	if sp.patch != nil {
+		var err error
+		if vals, err = sp.unitsAt(unitBuf[:0], target); err != nil {
+			return Overwritten{}, err
+		}
+	}
+	return s.commit(ctx, target, contact, st, vals, applied)
+}
+
+// keyTokens refuses, as Get does, a target or contact that is not a key
+// token.
+func keyTokens(target events.Target, contact string) error {
+	if !stream.KeyToken(string(target)) || !stream.KeyToken(contact) {
+		_, err := Key(target, contact) // the same refusal as Get's
+		return err
+	}
+	return nil
+}
+
+// commit is Commit with the patch's units vals, target and contact
+// checked.
+func (s *Store) commit(ctx context.Context, target events.Target, contact string, st State, vals []unit, applied map[string]Clock) (Overwritten, error) {
+	// The subject of the key's entry, the key a slice of it: one string.
+	subject := s.subjects + string(target) + "." + contact
+	key := subject[len(s.subjects):]
 	var (
 		fieldBuf [2 * unitsBuf]field
 		orderBuf [2 * unitsBuf]int32
