@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -152,7 +153,21 @@ func NewStore(ctx context.Context, js jetstream.JetStream, cfg StoreConfig) (*St
 const sentinelKey = "_patchbay_sentinel"
 
 func (s *Store) putSentinel(ctx context.Context) error {
-	if _, err := s.kv.Put(ctx, sentinelKey, []byte{0}); err != nil {
+	// A bucket just created, or one whose leader is being elected, answers
+	// no write for a moment ("no response from stream", no responders, a
+	// request timeout): retried with backoff for up to 30 s or until ctx
+	// ends, as a worker starting beside a fresh cluster needs.
+	b := backoff.NewExponentialBackOff(backoff.WithInitialInterval(50*time.Millisecond), backoff.WithMaxInterval(2*time.Second),
+		backoff.WithMaxElapsedTime(30*time.Second))
+	err := backoff.Retry(func() error {
+		_, err := s.kv.Put(ctx, sentinelKey, []byte{0})
+		if err != nil && ctx.Err() == nil && (errors.Is(err, jetstream.ErrNoStreamResponse) || errors.Is(err, nats.ErrNoResponders) ||
+			errors.Is(err, nats.ErrTimeout) || errors.Is(err, context.DeadlineExceeded)) {
+			return err
+		}
+		return backoff.Permanent(err)
+	}, backoff.WithContext(b, ctx))
+	if err != nil {
 		return fmt.Errorf("write %s: %w", sentinelKey, err)
 	}
 	return nil
