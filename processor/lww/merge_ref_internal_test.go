@@ -273,3 +273,31 @@ func TestMergeFieldsEncodesAsMergeState(t *testing.T) {
 		}
 	}
 }
+
+// TestValuesFindTheLastUnitOfAName: values answers as a scan from the end
+// of the units does, for the few units of a typical patch (scanned) and
+// for a merged patch of many (indexed), a field given twice included.
+func TestValuesFindTheLastUnitOfAName(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 855))
+	for range 2000 {
+		n := r.IntN(3 * unitsBuf)
+		us := make([]unit, n)
+		for i := range us {
+			us[i] = unit{name: fmt.Sprint("f", r.IntN(n/2+1)), val: json.RawMessage(fmt.Sprint(i))}
+		}
+		v := newValues(us)
+		for k := range n/2 + 2 {
+			name := fmt.Sprint("f", k)
+			want, wantOK := json.RawMessage(nil), false
+			for i := len(us) - 1; i >= 0; i-- {
+				if us[i].name == name {
+					want, wantOK = us[i].val, true
+					break
+				}
+			}
+			if got, ok := v.get(name); ok != wantOK || string(got) != string(want) {
+				t.Fatalf("%d units: get(%q) = %s, %v; want %s, %v", n, name, got, ok, want, wantOK)
+			}
+		}
+	}
+}

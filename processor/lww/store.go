@@ -513,6 +513,7 @@ func mergeFields(dst []field, cur State, applied map[string]Clock, vals []unit, 
 	}
 	var ow Overwritten
 	changed := false
+	byName := newValues(vals)
 	for name, c := range applied {
 		old, ok := cur.Fields[name]
 		switch {
@@ -520,7 +521,7 @@ func mergeFields(dst []field, cur State, applied map[string]Clock, vals []unit, 
 			changed = true
 			c.Applied = now
 			f := field{name: name, clock: c}
-			f.val, f.known = valueOf(vals, name)
+			f.val, f.known = byName.get(name)
 			out = append(out, f)
 		case c.Equal(old):
 			changed = changed || cur.pending(name)
@@ -541,11 +542,38 @@ func mergeFields(dst []field, cur State, applied map[string]Clock, vals []unit, 
 	return out, ow, true
 }
 
-// valueOf returns the value of the last unit of us named name.
-func valueOf(us []unit, name string) (json.RawMessage, bool) {
-	for i := len(us) - 1; i >= 0; i-- {
-		if us[i].name == name {
-			return us[i].val, true
+// values finds a patch's value by field name: a linear scan of the few
+// units of a typical patch, an index built once past them, so that a large
+// merged patch does not cost a scan per applied field.
+type values struct {
+	us []unit
+	ix map[string]int // name → index of its last unit; nil: scan
+}
+
+// newValues indexes us when a scan per field would be costly.
+func newValues(us []unit) values {
+	v := values{us: us}
+	if len(us) > unitsBuf {
+		v.ix = make(map[string]int, len(us))
+		for i, u := range us {
+			v.ix[u.name] = i // a field given twice takes its last
+		}
+	}
+	return v
+}
+
+// get returns the value of the last unit named name.
+func (v values) get(name string) (json.RawMessage, bool) {
+	if v.ix != nil {
+		i, ok := v.ix[name]
+		if !ok {
+			return nil, false
+		}
+		return v.us[i].val, true
+	}
+	for i := len(v.us) - 1; i >= 0; i-- {
+		if v.us[i].name == name {
+			return v.us[i].val, true
 		}
 	}
 	return nil, false
