@@ -3,6 +3,7 @@ package processor_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -42,6 +43,7 @@ func TestKVOutageHoldsThenResumes(t *testing.T) {
 			// own deadline: the documented exception.)
 			name:    "lease bucket, two workers",
 			workers: 2,
+			ready:   bothShared,
 			remove: func(t *testing.T, s *pbtest.Stack, _ processor.Config) {
 				deleteKV(t, s, s.Stream.KVBucket("LEASES"))
 			},
@@ -193,4 +195,34 @@ func restoreBudget(t *testing.T, s *pbtest.Stack, cfg processor.Config, window t
 		t.Fatal(err)
 	}
 	b.Close()
+}
+
+// bothShared waits until the Skipcall lease group has two members and no
+// solo lease: the first worker, alone at its start, has handed its solo
+// lease over, so both take each contact's lease for every delivery.
+func bothShared(t *testing.T, s *pbtest.Stack) {
+	t.Helper()
+	prefix := "_group." + string(events.TargetSkipcall) + "."
+	pbtest.Eventually(t, waitFor, "two members in the lease group and no solo lease", func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		kv, err := s.JS.KeyValue(ctx, s.Stream.KVBucket("LEASES"))
+		if err != nil {
+			return false
+		}
+		keys, err := kv.ListKeys(ctx)
+		if err != nil {
+			return false
+		}
+		members, solo := 0, false
+		for k := range keys.Keys() {
+			switch {
+			case k == prefix+"solo":
+				solo = true
+			case strings.HasPrefix(k, prefix+"member."):
+				members++
+			}
+		}
+		return members == 2 && !solo
+	})
 }
